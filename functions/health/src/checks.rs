@@ -1,0 +1,121 @@
+//! Dependency probes. Each runs with its own short timeout and all run concurrently, so one hung
+//! dependency costs at most one timeout.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use baatcheet_shared::{AppContext, error::error_chain};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub status: Status,
+    /// Milliseconds the probe took.
+    pub latency: u64,
+    /// Why a probe failed (generic, no internals).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+}
+
+/// Whether a failing dependency makes the instance unhealthy or only degraded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Criticality {
+    Critical,
+    NonCritical,
+}
+
+pub struct Outcome {
+    pub name: &'static str,
+    pub criticality: Criticality,
+    pub check: Check,
+}
+
+async fn timed<F, E>(timeout: Duration, name: &'static str, fut: F) -> Check
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::error::Error + 'static,
+{
+    let started = Instant::now();
+    let result = tokio::time::timeout(timeout, fut).await;
+    let latency = started.elapsed().as_millis() as u64;
+    match result {
+        Ok(Ok(())) => Check { status: Status::Healthy, latency, error: None },
+        Ok(Err(e)) => {
+            tracing::warn!(dependency = name, error = %error_chain(&e), "health probe failed");
+            Check { status: Status::Unhealthy, latency, error: Some("unreachable") }
+        }
+        Err(_) => {
+            tracing::warn!(dependency = name, timeout_ms = timeout.as_millis() as u64, "health probe timed out");
+            Check { status: Status::Unhealthy, latency, error: Some("timeout") }
+        }
+    }
+}
+
+/// One key read on every table the project declares: proves the endpoint, credentials,
+/// permissions and each table's existence with the same calls the request path makes.
+pub async fn database(ctx: &AppContext) -> Check {
+    let tables = ctx.config.tables.clone();
+    timed(ctx.config.dependency_timeout, "database", async move {
+        let probes = tables.all().map(|(name, table)| {
+            let mut req = ctx.dynamo.get_item().table_name(table).key("pk", AttributeValue::S("__health__".into()));
+            if name == "conversations" {
+                req = req.key("sk", AttributeValue::S("__health__".into()));
+            }
+            req.send()
+        });
+        futures::future::try_join_all(probes).await.map(|_| ())
+    })
+    .await
+}
+
+/// A fresh read of the secret (it also refreshes the cache).
+pub async fn secrets(ctx: &AppContext) -> Check {
+    timed(ctx.config.dependency_timeout, "secrets", async { ctx.secrets.fetch().await.map(|_| ()) }).await
+}
+
+/// Runs every probe concurrently. Secrets are critical only until a value has been cached.
+pub async fn run_all(ctx: &AppContext) -> Vec<Outcome> {
+    let (db, sec) = tokio::join!(database(ctx), secrets(ctx));
+    let secrets_criticality = if ctx.secrets.has_value() { Criticality::NonCritical } else { Criticality::Critical };
+    vec![
+        Outcome { name: "database", criticality: Criticality::Critical, check: db },
+        Outcome { name: "secrets", criticality: secrets_criticality, check: sec },
+    ]
+}
+
+/// Overall status: any critical failure is unhealthy, any other failure degraded.
+pub fn overall(outcomes: &[Outcome]) -> Status {
+    let failed = |c: Criticality| outcomes.iter().any(|o| o.criticality == c && o.check.status != Status::Healthy);
+    if failed(Criticality::Critical) {
+        Status::Unhealthy
+    } else if failed(Criticality::NonCritical) {
+        Status::Degraded
+    } else {
+        Status::Healthy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(name: &'static str, criticality: Criticality, status: Status) -> Outcome {
+        Outcome { name, criticality, check: Check { status, latency: 1, error: None } }
+    }
+
+    #[test]
+    fn overall_status_follows_criticality() {
+        use Criticality::*;
+        use Status::*;
+        assert_eq!(overall(&[outcome("a", Critical, Healthy), outcome("b", NonCritical, Healthy)]), Healthy);
+        assert_eq!(overall(&[outcome("a", Critical, Healthy), outcome("b", NonCritical, Unhealthy)]), Degraded);
+        assert_eq!(overall(&[outcome("a", Critical, Unhealthy), outcome("b", NonCritical, Healthy)]), Unhealthy);
+    }
+}

@@ -1,0 +1,74 @@
+//! Process figures for `/api/v1/health/metrics`: memory, CPU time, uptime, invocations, and the
+//! Lambda function's identity when running in Lambda.
+
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Memory {
+    pub rss_bytes: Option<u64>,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Cpu {
+    pub user_ms: u64,
+    pub system_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LambdaInfo {
+    pub function_name: String,
+    pub function_version: Option<String>,
+    pub memory_limit_mb: Option<u64>,
+}
+
+/// Reads `VmRSS` and `VmHWM` (kB) from /proc/self/status.
+pub fn memory() -> Memory {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    };
+    Memory { rss_bytes: field("VmRSS:"), peak_rss_bytes: field("VmHWM:") }
+}
+
+pub fn cpu() -> Cpu {
+    // SAFETY: getrusage writes into the zeroed struct we own; RUSAGE_SELF is always valid.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let ms = |t: libc::timeval| (t.tv_sec as u64) * 1000 + (t.tv_usec as u64) / 1000;
+    Cpu { user_ms: ms(usage.ru_utime), system_ms: ms(usage.ru_stime) }
+}
+
+/// From the variables Lambda sets in every function's environment.
+pub fn lambda_info() -> Option<LambdaInfo> {
+    let name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok()?;
+    Some(LambdaInfo {
+        function_name: name,
+        function_version: std::env::var("AWS_LAMBDA_FUNCTION_VERSION").ok(),
+        memory_limit_mb: std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").ok().and_then(|v| v.parse().ok()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_process_figures() {
+        let m = memory();
+        assert!(m.rss_bytes.unwrap() > 0);
+        assert!(m.peak_rss_bytes.unwrap() >= m.rss_bytes.unwrap());
+        let spin: u64 = (0..2_000_000u64).fold(0, |a, b| a.wrapping_add(b * b));
+        assert!(spin > 0);
+        let c = cpu();
+        assert!(c.user_ms + c.system_ms < 10_000_000);
+    }
+}

@@ -1,0 +1,47 @@
+//! `make dev`'s server: provisions the local AWS endpoint from template.yaml, then serves every
+//! function on one port exactly as template.yaml routes it.
+
+use baatcheet_local::{dev_secret, gateway, stack, template::Template};
+use baatcheet_shared::{AppContext, Config, aws};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    baatcheet_shared::telemetry::init();
+    let started = std::time::Instant::now();
+    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
+        return Err("AWS_ENDPOINT_URL must point at the local AWS endpoint (make dev sets it)".into());
+    }
+    let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(5001);
+    let prefix = std::env::var("TABLE_PREFIX").unwrap_or_else(|_| "local-".into());
+    let secret_name = std::env::var("SECRET_ID").unwrap_or_else(|_| "baatcheet/local".into());
+
+    let template = Template::load_default()?;
+    let sdk = aws::sdk_config().await;
+    let mut env: BTreeMap<String, String> = stack::create_tables(&aws::dynamodb(&sdk), &template, &prefix).await?;
+    stack::put_secret(&aws::secrets_manager(&sdk), &secret_name, &dev_secret::from_env(&[])).await?;
+    env.insert("SECRET_ID".into(), secret_name);
+    env.entry("CORS_ALLOWED_ORIGINS".into())
+        .or_insert_with(|| std::env::var("CORS_ALLOWED_ORIGINS").unwrap_or_else(|_| "http://localhost:5173".into()));
+
+    let config = Config::from_lookup(|k| env.get(k).cloned().or_else(|| std::env::var(k).ok()))?;
+    let ctx = AppContext::new(config, &sdk);
+    ctx.secrets.fetch().await?;
+    let app = gateway::build(&template, &ctx)?;
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let addr = listener.local_addr()?;
+    println!("BaatCheet API (local) listening on http://{addr}  (ready in {} ms)", started.elapsed().as_millis());
+    for r in &template.routes {
+        println!("  {:<7} http://{addr}{}", r.method, r.path);
+    }
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

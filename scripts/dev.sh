@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# make dev: the whole API on http://127.0.0.1:$PORT with a local AWS endpoint on $AWS_PORT.
+# Ctrl-C stops everything this script started.
+source "$(dirname "$0")/lib.sh"
+
+PORT="${PORT:-5001}"
+AWS_PORT="${AWS_PORT:-5002}"
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+log "building the local gateway"
+cargo build --quiet -p baatcheet-local --bin gateway
+start_moto; pids+=("$MOTO_PID")
+PORT="$PORT" LOG_FORMAT="${LOG_FORMAT:-text}" "$ROOT/target/debug/gateway" &
+pids+=("$!")
+wait_for_port "$PORT" "gateway" 60
+log "API:        http://127.0.0.1:$PORT   (try: curl http://127.0.0.1:$PORT/health)"
+log "Ctrl-C stops the API and the local AWS endpoint"
+wait -n "${pids[@]}"

@@ -1,0 +1,53 @@
+# Shared by the project's scripts: install the local tools into .local/ and start the local AWS
+# endpoint. Everything comes from the package registries; nothing is installed by hand.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOCAL_DIR="$ROOT/.local"
+VENV="$LOCAL_DIR/venv"
+MOTO_VERSION="${MOTO_VERSION:-5.2.1}"
+
+# Dummy credentials and a region: the SDK needs them, the local endpoint ignores them.
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}"
+export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
+export AWS_REGION="${AWS_REGION:-us-east-1}"
+export AWS_DEFAULT_REGION="$AWS_REGION"
+export AWS_EC2_METADATA_DISABLED=true
+
+log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+
+# moto's server mode (DynamoDB + Secrets Manager) in a project virtualenv.
+ensure_moto() {
+  if [ -x "$VENV/bin/moto_server" ] && [ -f "$VENV/.moto-$MOTO_VERSION" ]; then return; fi
+  log "installing moto[server]==$MOTO_VERSION into .local/venv"
+  mkdir -p "$LOCAL_DIR"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  touch "$VENV/.moto-$MOTO_VERSION"
+}
+
+# A free TCP port on 127.0.0.1.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_for_port() { # port, what, seconds
+  local port=$1 what=$2 tries=$(( ${3:-30} * 10 ))
+  for _ in $(seq "$tries"); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "$what did not start on port $port" >&2
+  return 1
+}
+
+# Starts moto on $AWS_PORT in the background; sets MOTO_PID and AWS_ENDPOINT_URL.
+start_moto() {
+  ensure_moto
+  local logfile="$LOCAL_DIR/moto-$AWS_PORT.log"
+  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$AWS_PORT" >"$logfile" 2>&1 &
+  MOTO_PID=$!
+  wait_for_port "$AWS_PORT" "moto_server (log: $logfile)" 30
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$AWS_PORT"
+  log "local AWS endpoint (DynamoDB, Secrets Manager): $AWS_ENDPOINT_URL"
+}

@@ -1,0 +1,29 @@
+//! AWS SDK clients, built once per cold start. They honour `AWS_ENDPOINT_URL` (and the
+//! per-service variants), which is how the local stack points them at the local endpoint.
+
+use aws_config::{BehaviorVersion, SdkConfig, retry::RetryConfig, timeout::TimeoutConfig};
+use std::time::Duration;
+
+/// Loads the shared SDK configuration with timeouts short enough for a request path: a Lambda
+/// should fail fast and let the caller retry rather than hang to its own timeout.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_millis(1000))
+                .operation_attempt_timeout(Duration::from_millis(2500))
+                .operation_timeout(Duration::from_millis(6000))
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .load()
+        .await
+}
+
+pub fn dynamodb(sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(sdk)
+}
+
+pub fn secrets_manager(sdk: &SdkConfig) -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::new(sdk)
+}

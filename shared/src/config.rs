@@ -1,0 +1,169 @@
+//! Typed configuration from environment variables (set by template.yaml in AWS, by the local
+//! gateway locally). Parsed once at cold start; a bad value fails the start, not a request.
+
+use http::HeaderValue;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {name} is required")]
+    Missing { name: &'static str },
+    #[error("environment variable {name} has an invalid value: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// Physical table names, one per table declared in template.yaml.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    pub users: String,
+    pub conversations: String,
+    pub rate_limits: String,
+    pub webhook_deliveries: String,
+}
+
+impl Tables {
+    /// Env var name -> field, the names template.yaml sets.
+    pub const VARS: [&'static str; 4] =
+        ["USERS_TABLE", "CONVERSATIONS_TABLE", "RATE_LIMITS_TABLE", "WEBHOOK_DELIVERIES_TABLE"];
+
+    /// Every table with its env var name.
+    pub fn all(&self) -> [(&'static str, &str); 4] {
+        [
+            ("users", &self.users),
+            ("conversations", &self.conversations),
+            ("rate_limits", &self.rate_limits),
+            ("webhook_deliveries", &self.webhook_deliveries),
+        ]
+    }
+
+    /// Local and test naming: `{prefix}{name}`.
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            users: format!("{prefix}users"),
+            conversations: format!("{prefix}conversations"),
+            rate_limits: format!("{prefix}rate-limits"),
+            webhook_deliveries: format!("{prefix}webhook-deliveries"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `development`, `staging`, `production`.
+    pub environment: String,
+    pub version: String,
+    pub tables: Tables,
+    /// Secrets Manager secret id (name or ARN) holding the JSON secret.
+    pub secret_id: String,
+    pub secret_ttl: Duration,
+    /// Exact origins allowed by CORS; empty means no cross-origin access.
+    pub cors_origins: Vec<HeaderValue>,
+    /// Per-dependency timeout of health and readiness checks.
+    pub dependency_timeout: Duration,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Builds the config from any key lookup, so tests need not touch the process environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let req = |name: &'static str| get(name).filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing { name });
+        let tables = Tables {
+            users: req("USERS_TABLE")?,
+            conversations: req("CONVERSATIONS_TABLE")?,
+            rate_limits: req("RATE_LIMITS_TABLE")?,
+            webhook_deliveries: req("WEBHOOK_DELIVERIES_TABLE")?,
+        };
+        let cors_origins = get("CORS_ALLOWED_ORIGINS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(|o| {
+                parse_origin(o).ok_or(ConfigError::Invalid {
+                    name: "CORS_ALLOWED_ORIGINS",
+                    reason: format!("'{o}' is not a scheme://host[:port] origin"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            environment: get("ENVIRONMENT").unwrap_or_else(|| "development".into()),
+            version: get("APP_VERSION").unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),
+            tables,
+            secret_id: req("SECRET_ID")?,
+            secret_ttl: Duration::from_secs(parse_num(&get, "SECRET_TTL_SECONDS", 300)?),
+            cors_origins,
+            dependency_timeout: Duration::from_millis(parse_num(&get, "DEPENDENCY_TIMEOUT_MS", 1500)?),
+        })
+    }
+}
+
+fn parse_num(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some(v) => {
+            v.trim().parse().map_err(|e: std::num::ParseIntError| ConfigError::Invalid { name, reason: e.to_string() })
+        }
+    }
+}
+
+/// An origin is compared byte for byte by CORS, so only the canonical form is accepted.
+fn parse_origin(o: &str) -> Option<HeaderValue> {
+    let (scheme, rest) = o.split_once("://")?;
+    let host_ok =
+        !rest.is_empty() && !rest.contains(['/', '?', '#', '@', ' ']) && rest.bytes().all(|b| b.is_ascii_graphic());
+    if !matches!(scheme, "http" | "https") || !host_ok {
+        return None;
+    }
+    HeaderValue::from_str(o).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn vars(extra: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut m: HashMap<String, String> = [
+            ("USERS_TABLE", "u"),
+            ("CONVERSATIONS_TABLE", "c"),
+            ("RATE_LIMITS_TABLE", "r"),
+            ("WEBHOOK_DELIVERIES_TABLE", "w"),
+            ("SECRET_ID", "baatcheet/dev"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in extra {
+            m.insert(k.to_string(), v.to_string());
+        }
+        m
+    }
+
+    #[test]
+    fn parses_defaults_and_origins() {
+        let m = vars(&[("CORS_ALLOWED_ORIGINS", "https://app.baatcheet.app, http://localhost:5173")]);
+        let c = Config::from_lookup(|k| m.get(k).cloned()).unwrap();
+        assert_eq!(c.cors_origins.len(), 2);
+        assert_eq!(c.secret_ttl, Duration::from_secs(300));
+        assert_eq!(c.environment, "development");
+    }
+
+    #[test]
+    fn rejects_missing_and_invalid() {
+        let mut m = vars(&[]);
+        m.remove("USERS_TABLE");
+        assert!(matches!(
+            Config::from_lookup(|k| m.get(k).cloned()),
+            Err(ConfigError::Missing { name: "USERS_TABLE" })
+        ));
+        for bad in ["*", "https://a.com/path", "ftp://a.com", "https://user@a.com"] {
+            let m = vars(&[("CORS_ALLOWED_ORIGINS", bad)]);
+            assert!(Config::from_lookup(|k| m.get(k).cloned()).is_err(), "{bad}");
+        }
+        let m = vars(&[("SECRET_TTL_SECONDS", "soon")]);
+        assert!(Config::from_lookup(|k| m.get(k).cloned()).is_err());
+    }
+}

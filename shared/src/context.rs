@@ -1,0 +1,49 @@
+//! What every function's router is built from: configuration and clients made once per cold
+//! start, cheap to clone into each request.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::{Config, ConfigError};
+use crate::secrets::{SecretsCache, SecretsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("configuration is invalid")]
+    Config(#[from] ConfigError),
+    #[error("secrets could not be loaded")]
+    Secrets(#[from] SecretsError),
+}
+
+#[derive(Clone)]
+pub struct AppContext {
+    pub config: Arc<Config>,
+    pub dynamo: aws_sdk_dynamodb::Client,
+    pub secrets: Arc<SecretsCache>,
+    /// When this instance started (uptime in health and metrics).
+    pub started: Instant,
+}
+
+impl AppContext {
+    pub fn new(config: Config, sdk: &aws_config::SdkConfig) -> Self {
+        Self::with_clients(config, crate::aws::dynamodb(sdk), crate::aws::secrets_manager(sdk))
+    }
+
+    pub fn with_clients(
+        config: Config,
+        dynamo: aws_sdk_dynamodb::Client,
+        secrets_client: aws_sdk_secretsmanager::Client,
+    ) -> Self {
+        let secrets = Arc::new(SecretsCache::new(secrets_client, config.secret_id.clone(), config.secret_ttl));
+        Self { config: Arc::new(config), dynamo, secrets, started: Instant::now() }
+    }
+
+    /// Cold start: config from the environment, SDK clients, and the secret read once.
+    pub async fn from_env() -> Result<Self, StartupError> {
+        let config = Config::from_env()?;
+        let sdk = crate::aws::sdk_config().await;
+        let ctx = Self::new(config, &sdk);
+        ctx.secrets.fetch().await?;
+        Ok(ctx)
+    }
+}

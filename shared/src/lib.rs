@@ -1,0 +1,18 @@
+//! The one place cross-cutting logic of the BaatCheet functions lives.
+
+pub mod aws;
+pub mod client_ip;
+pub mod config;
+pub mod context;
+pub mod cors;
+pub mod error;
+pub mod request_id;
+pub mod request_path;
+pub mod secrets;
+pub mod security_headers;
+pub mod telemetry;
+
+pub use client_ip::ClientIp;
+pub use config::{Config, Tables};
+pub use context::AppContext;
+pub use error::{ApiError, FieldError, Problem};

@@ -1,0 +1,38 @@
+//! The request path every function shares, as one call wrapping a function's routes:
+//! request id + span -> security headers -> CORS -> (routes) with problem+json for unknown
+//! routes, wrong methods and panics.
+
+use axum::{Router, middleware, response::IntoResponse};
+use std::any::Any;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::{context::AppContext, cors, error, request_id, security_headers};
+
+pub fn wrap(routes: Router, ctx: &AppContext) -> Router {
+    routes
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(cors::cors_layer(&ctx.config))
+        .layer(middleware::from_fn(security_headers::security_headers_layer))
+        .layer(middleware::from_fn(request_id::request_id_layer))
+}
+
+/// The edge of the local gateway: what API Gateway itself answers (unknown route, wrong method),
+/// with the same headers and request ids. CORS stays with the functions.
+pub fn wrap_edge(routes: Router) -> Router {
+    routes
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(middleware::from_fn(security_headers::security_headers_layer))
+        .layer(middleware::from_fn(request_id::assign_layer))
+}
+
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> axum::response::Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    error::ApiError::internal(std::io::Error::other(format!("handler panicked: {what}"))).into_response()
+}

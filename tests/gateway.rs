@@ -1,0 +1,67 @@
+//! The local gateway over real HTTP: template routing, problem+json for unknown routes and
+//! methods, security headers, CORS from configuration, and request ids.
+
+use baatcheet_tests::{TestStack, assert_security_headers, http, spawn_gateway, template};
+
+#[tokio::test]
+async fn serves_every_template_route() {
+    let stack = TestStack::new().await;
+    let base = spawn_gateway(&stack.context().await).await;
+    for r in template().routes.iter().filter(|r| r.method == "GET" && !r.path.contains('{')) {
+        let res = http().get(format!("{base}{}", r.path)).send().await.unwrap();
+        assert!(res.status().is_success(), "{} {} -> {}", r.method, r.path, res.status());
+        assert_security_headers(res.headers());
+    }
+}
+
+#[tokio::test]
+async fn unknown_route_and_wrong_method_are_problem_json() {
+    let stack = TestStack::new().await;
+    let base = spawn_gateway(&stack.context().await).await;
+    let res = http().get(format!("{base}/api/v1/nothing-here")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    assert_security_headers(res.headers());
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["type"], "https://baatcheet.app/problems/not-found");
+    assert_eq!(body["instance"], "/api/v1/nothing-here");
+    assert!(body["request_id"].is_string());
+
+    let res = http().delete(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    assert_security_headers(res.headers());
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_only_when_well_formed() {
+    let stack = TestStack::new().await;
+    let base = spawn_gateway(&stack.context().await).await;
+    let res = http().get(format!("{base}/live")).header("x-request-id", "client-req-0001").send().await.unwrap();
+    assert_eq!(res.headers()["x-request-id"], "client-req-0001");
+    let res = http().get(format!("{base}/live")).header("x-request-id", "bad id <x>").send().await.unwrap();
+    let id = res.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    // The problem body names the same id as the header.
+    let res = http().get(format!("{base}/missing")).send().await.unwrap();
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["request_id"], id);
+}
+
+#[tokio::test]
+async fn cors_allows_configured_origins_only() {
+    let stack = TestStack::new().await;
+    let base = spawn_gateway(&stack.context().await).await;
+    let res = http().get(format!("{base}/live")).header("origin", "https://app.baatcheet.test").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["access-control-allow-origin"], "https://app.baatcheet.test");
+    assert_eq!(res.headers()["access-control-allow-credentials"], "true");
+    let exposed = res.headers()["access-control-expose-headers"].to_str().unwrap().to_lowercase();
+    for h in ["ratelimit", "ratelimit-policy", "retry-after", "x-request-id"] {
+        assert!(exposed.contains(h), "{exposed}");
+    }
+    let res = http().get(format!("{base}/live")).header("origin", "https://evil.example").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+}

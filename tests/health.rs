@@ -1,0 +1,151 @@
+//! The health function against the local AWS endpoint, through real HTTP: truthful status,
+//! readiness, liveness, metrics, and outages of DynamoDB and Secrets Manager.
+
+use baatcheet_shared::AppContext;
+use baatcheet_tests::{
+    Switch, TestStack, assert_security_headers, blackhole, dead_endpoint, dynamodb_at, http, secrets_manager_at, serve,
+};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+async fn get(base: &str, path: &str) -> (u16, Value) {
+    let res = http().get(format!("{base}{path}")).send().await.expect("request");
+    let status = res.status().as_u16();
+    assert_security_headers(res.headers());
+    (status, res.json().await.expect("json body"))
+}
+
+async fn serve_health(ctx: AppContext) -> String {
+    format!("http://{}", serve(health::router(ctx)).await)
+}
+
+#[tokio::test]
+async fn healthy_stack_reports_every_service() {
+    let stack = TestStack::new().await;
+    let base = serve_health(stack.context().await).await;
+    let (status, body) = get(&base, "/health").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "healthy");
+    assert_eq!(body["environment"], "development");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert!(body["uptime"].is_u64());
+    assert!(
+        time::OffsetDateTime::parse(
+            body["timestamp"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339
+        )
+        .is_ok()
+    );
+    for svc in ["database", "secrets"] {
+        assert_eq!(body["services"][svc]["status"], "healthy", "{svc}: {body}");
+        assert!(body["services"][svc]["latency"].is_u64());
+    }
+    assert_eq!(get(&base, "/ready").await, (200, serde_json::json!({"status": "ready"})));
+    let (status, live) = get(&base, "/live").await;
+    assert_eq!((status, &live["status"]), (200, &Value::from("alive")));
+}
+
+#[tokio::test]
+async fn missing_table_is_unhealthy() {
+    let stack = TestStack::new().await;
+    let mut config = stack.config();
+    config.tables.conversations = format!("{}does-not-exist", stack.prefix);
+    let ctx = AppContext::new(config, &stack.sdk);
+    let base = serve_health(ctx).await;
+    let (status, body) = get(&base, "/health").await;
+    assert_eq!((status, body["status"].as_str()), (503, Some("unhealthy")), "{body}");
+}
+
+async fn context_with_database_at(stack: &TestStack, url: &str) -> AppContext {
+    let dynamo = dynamodb_at(url).await;
+    let secrets = baatcheet_shared::aws::secrets_manager(&stack.sdk);
+    let ctx = AppContext::with_clients(stack.config(), dynamo, secrets);
+    ctx.secrets.fetch().await.unwrap();
+    ctx
+}
+
+#[tokio::test]
+async fn database_down_is_unhealthy_and_not_ready() {
+    let stack = TestStack::new().await;
+    let dead = dead_endpoint().await;
+    let base = serve_health(context_with_database_at(&stack, &format!("http://{dead}")).await).await;
+    let (status, body) = get(&base, "/health").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unhealthy");
+    assert_eq!(body["services"]["database"]["status"], "unhealthy");
+    assert_eq!(body["services"]["secrets"]["status"], "healthy");
+    let text = body.to_string();
+    assert!(!text.contains(&dead.port().to_string()), "internals leaked: {text}");
+    let (status, body) = get(&base, "/ready").await;
+    assert_eq!(status, 503);
+    assert_eq!(body["failed"], serde_json::json!(["database"]));
+    // Liveness never touches dependencies.
+    assert_eq!(get(&base, "/live").await.0, 200);
+}
+
+#[tokio::test]
+async fn hung_database_times_out_quickly() {
+    let stack = TestStack::new().await;
+    let hole = blackhole().await;
+    let base = serve_health(context_with_database_at(&stack, &format!("http://{hole}")).await).await;
+    let started = Instant::now();
+    let (status, body) = get(&base, "/health").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["services"]["database"]["error"], "timeout");
+    // The probe timeout is 800 ms here: the answer must not wait for the SDK's own timeouts.
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn secrets_outage_is_degraded_once_cached_and_unhealthy_before() {
+    let stack = TestStack::new().await;
+    let switch = Switch::to(&baatcheet_tests::endpoint()).await;
+    let secrets = secrets_manager_at(&switch.url()).await;
+    let ctx = AppContext::with_clients(stack.config(), baatcheet_shared::aws::dynamodb(&stack.sdk), secrets);
+    let base = serve_health(ctx.clone()).await;
+
+    // Never loaded (a cold start that could not read its secret): critical.
+    switch.cut();
+    let (status, body) = get(&base, "/health").await;
+    assert_eq!((status, body["status"].as_str()), (503, Some("unhealthy")), "{body}");
+
+    // Loaded once, then Secrets Manager goes away: the cached value keeps serving.
+    switch.restore();
+    let (status, body) = get(&base, "/health").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("healthy")), "{body}");
+    switch.cut();
+    let (status, body) = get(&base, "/health").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("degraded")), "{body}");
+    assert_eq!(body["services"]["secrets"]["status"], "unhealthy");
+    assert_eq!(get(&base, "/ready").await.0, 200);
+}
+
+#[tokio::test]
+async fn database_outage_and_recovery_are_reported() {
+    let stack = TestStack::new().await;
+    let switch = Switch::to(&baatcheet_tests::endpoint()).await;
+    let base = serve_health(context_with_database_at(&stack, &switch.url()).await).await;
+    assert_eq!(get(&base, "/health").await.0, 200);
+    switch.cut();
+    let (status, body) = get(&base, "/health").await;
+    assert_eq!((status, body["status"].as_str()), (503, Some("unhealthy")), "{body}");
+    assert_eq!(get(&base, "/ready").await.0, 503);
+    switch.restore();
+    assert_eq!(get(&base, "/ready").await.0, 200);
+}
+
+#[tokio::test]
+async fn metrics_report_process_figures_and_invocations() {
+    let stack = TestStack::new().await;
+    let base = serve_health(stack.context().await).await;
+    let (status, first) = get(&base, "/api/v1/health/metrics").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["cold_start"], true);
+    assert_eq!(first["invocations"], 1);
+    assert!(first["memory"]["rss_bytes"].as_u64().unwrap() > 1_000_000);
+    assert!(first["cpu"]["user_ms"].is_u64());
+    assert!(first["lambda"].is_null());
+    let (_, second) = get(&base, "/api/v1/health/metrics").await;
+    assert_eq!(second["cold_start"], false);
+    assert_eq!(second["invocations"], 2);
+}
