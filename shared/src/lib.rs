@@ -1,5 +1,6 @@
 //! The one place cross-cutting logic of the BaatCheet functions lives.
 
+pub mod auth;
 pub mod aws;
 pub mod client_ip;
 pub mod config;
