@@ -1,5 +1,5 @@
 # BaatCheet API. `make dev` runs the whole API locally; `make test` runs every test.
-.PHONY: dev test lint fmt ci
+.PHONY: dev test lint fmt ci bench smoke lint-deploy lambda-build lambda-zip-sizes
 
 PORT ?= 5001
 AWS_PORT ?= 5002
@@ -18,3 +18,21 @@ fmt:
 	cargo fmt --all
 
 ci: lint test
+
+bench: ## Release builds, then cold start, RSS, sizes and gateway throughput for this machine
+	scripts/bench.sh
+
+smoke: ## Post-deploy checks against API_URL (TOKEN optional): make smoke API_URL=https://...
+	API_URL=$(API_URL) TOKEN=$(TOKEN) scripts/smoke.sh
+
+lint-deploy: ## actionlint on the workflows, cfn-lint and sam validate --lint on template.yaml
+	scripts/lint-deploy.sh
+
+LAMBDA_FUNCTIONS = $(shell sed -n 's/^ *Binary: *//p' template.yaml)
+
+lambda-build: ## cargo lambda build --release --arm64 for every function in template.yaml
+	scripts/lambda-build.sh $(LAMBDA_FUNCTIONS)
+
+lambda-zip-sizes: ## Zipped deployment artifact size per function (after lambda-build)
+	@echo "| function | bootstrap (arm64) | zipped |"; echo "|---|---|---|"
+	@python3 scripts/lambda_zip_sizes.py $(LAMBDA_FUNCTIONS)

@@ -174,3 +174,4 @@ impl Switch {
         let _ = self.up.send(true);
     }
 }
+pub mod runtime_api;
