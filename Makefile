@@ -1,5 +1,5 @@
 # BaatCheet API. `make dev` runs the whole API locally; `make test` runs every test.
-.PHONY: dev test lint fmt ci
+.PHONY: dev test lint fmt ci bench-limits
 
 PORT ?= 5001
 AWS_PORT ?= 5002
@@ -16,5 +16,8 @@ lint: ## Formatting and clippy, as CI runs them
 
 fmt:
 	cargo fmt --all
+
+bench-limits: ## DynamoDB calls and latency per rate-limit decision, against a local endpoint
+	scripts/bench-limits.sh
 
 ci: lint test
