@@ -18,8 +18,6 @@ use tower::ServiceExt;
 /// A stack whose functions run with these extra environment variables.
 async fn stack_with(env: &[(&str, &str)]) -> TestStack {
     let mut stack = TestStack::new().await;
-    // The local endpoint is slow under a parallel test run: no fallback because of it.
-    stack.env.insert("RATE_LIMIT_STORE_TIMEOUT_MS".into(), "30000".into());
     for (k, v) in env {
         stack.env.insert(k.to_string(), v.to_string());
     }
