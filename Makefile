@@ -1,5 +1,5 @@
 # BaatCheet API. `make dev` runs the whole API locally; `make test` runs every test.
-.PHONY: dev test lint fmt ci bench smoke lint-deploy lambda-build lambda-zip-sizes
+.PHONY: dev test lint fmt ci bench bench-limits smoke lint-deploy lambda-build lambda-zip-sizes
 
 PORT ?= 5001
 AWS_PORT ?= 5002
@@ -16,6 +16,9 @@ lint: ## Formatting and clippy, as CI runs them
 
 fmt:
 	cargo fmt --all
+
+bench-limits: ## DynamoDB calls and latency per rate-limit decision, against a local endpoint
+	scripts/bench-limits.sh
 
 ci: lint test
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::{Config, ConfigError};
+use crate::rate_limit::Limiter;
 use crate::secrets::{SecretsCache, SecretsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +23,8 @@ pub struct AppContext {
     pub secrets: Arc<SecretsCache>,
     /// When this instance started (uptime in health and metrics).
     pub started: Instant,
+    /// Rate limits (DynamoDB token buckets), shared by every request of this instance.
+    pub limiter: Arc<Limiter>,
 }
 
 impl AppContext {
@@ -35,7 +38,9 @@ impl AppContext {
         secrets_client: aws_sdk_secretsmanager::Client,
     ) -> Self {
         let secrets = Arc::new(SecretsCache::new(secrets_client, config.secret_id.clone(), config.secret_ttl));
-        Self { config: Arc::new(config), dynamo, secrets, started: Instant::now() }
+        let limiter =
+            Arc::new(Limiter::new(dynamo.clone(), config.tables.rate_limits.clone(), config.rate_limits.clone()));
+        Self { config: Arc::new(config), dynamo, secrets, started: Instant::now(), limiter }
     }
 
     /// Cold start: config from the environment, SDK clients, and the secret read once.

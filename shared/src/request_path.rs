@@ -1,18 +1,19 @@
 //! The request path every function shares, as one call wrapping a function's routes:
-//! request id + span -> security headers -> CORS -> (routes) with problem+json for unknown
-//! routes, wrong methods and panics.
+//! request id + span -> security headers -> CORS -> global rate limit (per client IP) -> (routes)
+//! with problem+json for unknown routes, wrong methods and panics.
 
 use axum::{Router, middleware, response::IntoResponse};
 use std::any::Any;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::{context::AppContext, cors, error, request_id, security_headers};
+use crate::{context::AppContext, cors, error, rate_limit, request_id, security_headers};
 
 pub fn wrap(routes: Router, ctx: &AppContext) -> Router {
     routes
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(ctx.limiter.clone(), rate_limit::global_limit))
         .layer(cors::cors_layer(&ctx.config))
         .layer(middleware::from_fn(security_headers::security_headers_layer))
         .layer(middleware::from_fn(request_id::request_id_layer))

@@ -80,13 +80,30 @@ pub async fn secrets(ctx: &AppContext) -> Check {
     timed(ctx.config.dependency_timeout, "secrets", async { ctx.secrets.fetch().await.map(|_| ()) }).await
 }
 
+/// The rate limiter as it has fared on this instance: degraded while DynamoDB failed it and its
+/// decisions come from in-memory buckets (requests are still served).
+pub async fn rate_limiter(ctx: &AppContext) -> Check {
+    let started = Instant::now();
+    // A degraded limiter may try its store once; an answer later than the timeout is no recovery.
+    let degraded = tokio::time::timeout(ctx.config.dependency_timeout, ctx.limiter.health())
+        .await
+        .map_or(true, |stats| stats.degraded);
+    let latency = started.elapsed().as_millis() as u64;
+    if degraded {
+        Check { status: Status::Degraded, latency, error: Some("store_unavailable_using_fallback") }
+    } else {
+        Check { status: Status::Healthy, latency, error: None }
+    }
+}
+
 /// Runs every probe concurrently. Secrets are critical only until a value has been cached.
 pub async fn run_all(ctx: &AppContext) -> Vec<Outcome> {
-    let (db, sec) = tokio::join!(database(ctx), secrets(ctx));
+    let (db, sec, limiter) = tokio::join!(database(ctx), secrets(ctx), rate_limiter(ctx));
     let secrets_criticality = if ctx.secrets.has_value() { Criticality::NonCritical } else { Criticality::Critical };
     vec![
         Outcome { name: "database", criticality: Criticality::Critical, check: db },
         Outcome { name: "secrets", criticality: secrets_criticality, check: sec },
+        Outcome { name: "rate_limiter", criticality: Criticality::NonCritical, check: limiter },
     ]
 }
 

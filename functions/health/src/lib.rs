@@ -99,5 +99,6 @@ async fn metrics_handler(State(state): State<HealthState>, req: Request) -> Json
         "cold_start": n == 1,
         "invocations": state.invocations.load(Ordering::Relaxed),
         "lambda": metrics::lambda_info(),
+        "rate_limiter": state.ctx.limiter.stats(),
     }))
 }

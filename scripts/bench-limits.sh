@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# make bench-limits: DynamoDB calls and latency per rate-limit decision against a private local
+# AWS endpoint, and the 64-way concurrency check. BENCH_N sets the requests per row (default 300).
+source "$(dirname "$0")/lib.sh"
+
+AWS_PORT="${AWS_PORT:-$(free_port)}"
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+cargo build --quiet -p baatcheet-local --bin limiter_bench
+start_moto; pids+=("$MOTO_PID")
+"$ROOT/target/debug/limiter_bench"

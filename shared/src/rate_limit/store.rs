@@ -1,0 +1,187 @@
+//! GCRA buckets in the rate-limits table: one item per key, `pk` = the key, `tat` = the TAT in
+//! microseconds since the epoch, `expires_at` = the table's TTL attribute (epoch seconds, after
+//! the bucket has refilled completely, so only idle buckets expire).
+//!
+//! A decision is one conditional UpdateItem, with no read first. DynamoDB's update language has
+//! no `max`, so GCRA's `max(tat, now) + cost*T` takes one of two shapes, each guarded by the
+//! condition under which it is right:
+//!
+//! - *extend* (the bucket is in use or absent):
+//!   `SET tat = if_not_exists(tat, :now) + :inc` if `attribute_not_exists(tat) OR (tat > :now AND tat <= :max)`
+//! - *refill* (the bucket's TAT is in the past, i.e. it is full again):
+//!   `SET tat = :now + :inc` (one value) if `attribute_not_exists(tat) OR tat <= :now`
+//!
+//! where `:max = now + tau - cost*T` is the highest TAT that still admits the request. The
+//! instance's last seen TAT picks the shape (extend when it knows nothing); if the guess was
+//! wrong the failed condition returns the stored item (`ReturnValuesOnConditionCheckFailure =
+//! ALL_OLD`), which either proves the bucket empty (a denial, with its Retry-After computed from
+//! the stored TAT) or names the right shape for a second call. Because every write is
+//! conditional on the stored value, concurrent requests on one key never admit more than the
+//! bucket holds.
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::gcra::{MICROS_PER_SEC, Outcome, Rate};
+
+pub const TAT: &str = "tat";
+pub const EXPIRES_AT: &str = "expires_at";
+/// Extra life of an idle item past the moment its bucket is full again (clock skew between
+/// instances); expiring earlier would forget a bucket still in use.
+const TTL_MARGIN_SECS: u64 = 60;
+/// Shapes tried per decision. Two suffice (a wrong guess, then the right shape); the third
+/// covers a bucket that changed between them.
+const MAX_ATTEMPTS: usize = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the rate-limit store did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the rate-limit store failed an update")]
+    Update(#[source] Box<SdkError<UpdateItemError>>),
+    #[error("the rate-limit item has no readable {TAT} attribute")]
+    Corrupt,
+    #[error("the rate-limit item kept changing under {MAX_ATTEMPTS} conditional updates")]
+    Contention,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Extend,
+    Refill,
+}
+
+enum Attempt {
+    Updated(u64),
+    /// The condition failed; the stored TAT, if the item has one.
+    ConditionFailed(Option<u64>),
+}
+
+#[derive(Debug)]
+pub struct DynamoStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    timeout: Duration,
+    calls: AtomicU64,
+}
+
+impl DynamoStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>, timeout: Duration) -> Self {
+        Self { client, table: table.into(), timeout, calls: AtomicU64::new(0) }
+    }
+
+    /// DynamoDB requests this store has sent (each operation once; the SDK's own retries of a
+    /// throttled or failed attempt are not counted separately).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Takes `cost` tokens from the bucket `key` at `now`, or reports the stored TAT that refuses
+    /// them. `known` is the TAT this instance last saw for the key (it picks the update shape).
+    pub async fn acquire(
+        &self,
+        key: &str,
+        rate: &Rate,
+        now: u64,
+        cost: u64,
+        known: Option<u64>,
+    ) -> Result<Outcome, StoreError> {
+        let max = rate.max_tat_admitting(now, cost).ok_or(StoreError::Contention)?;
+        let fut = async {
+            let mut shape = match known {
+                Some(tat) if tat <= now => Shape::Refill,
+                _ => Shape::Extend,
+            };
+            for _ in 0..MAX_ATTEMPTS {
+                match self.update(key, rate, now, cost, max, shape).await? {
+                    Attempt::Updated(tat) => return Ok(Outcome::Allowed { tat }),
+                    // Both shapes admit a missing item: a failed condition without a TAT means
+                    // an item this code did not write.
+                    Attempt::ConditionFailed(None) => return Err(StoreError::Corrupt),
+                    Attempt::ConditionFailed(Some(tat)) if tat > max => return Ok(Outcome::Denied { tat }),
+                    Attempt::ConditionFailed(Some(tat)) => {
+                        shape = if tat <= now { Shape::Refill } else { Shape::Extend };
+                    }
+                }
+            }
+            Err(StoreError::Contention)
+        };
+        tokio::time::timeout(self.timeout, fut).await.map_err(|_| StoreError::Timeout(self.timeout))?
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        rate: &Rate,
+        now: u64,
+        cost: u64,
+        max: u64,
+        shape: Shape,
+    ) -> Result<Attempt, StoreError> {
+        let inc = rate.increment_us(cost);
+        let n = |v: u64| AttributeValue::N(v.to_string());
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(key.to_string()))
+            .expression_attribute_names("#tat", TAT)
+            .expression_attribute_names("#exp", EXPIRES_AT)
+            .expression_attribute_values(":now", n(now))
+            .return_values(ReturnValue::UpdatedNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        // The item may expire once its TAT has passed: at most now + tau after this update.
+        let expires_at = (now + rate.tolerance_us()).div_ceil(MICROS_PER_SEC) + TTL_MARGIN_SECS;
+        req = req.expression_attribute_values(":exp", n(expires_at));
+        req = match shape {
+            Shape::Extend => req
+                .update_expression("SET #tat = if_not_exists(#tat, :now) + :inc, #exp = :exp")
+                .condition_expression("attribute_not_exists(#tat) OR (#tat > :now AND #tat <= :max)")
+                .expression_attribute_values(":inc", n(inc))
+                .expression_attribute_values(":max", n(max)),
+            Shape::Refill => req
+                .update_expression("SET #tat = :tat, #exp = :exp")
+                .condition_expression("attribute_not_exists(#tat) OR #tat <= :now")
+                .expression_attribute_values(":tat", n(now + inc)),
+        };
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        match req.send().await {
+            Ok(out) => out.attributes().and_then(read_tat).map(Attempt::Updated).ok_or(StoreError::Corrupt),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    Ok(Attempt::ConditionFailed(c.item().and_then(read_tat)))
+                }
+                _ => Err(StoreError::Update(Box::new(e))),
+            },
+        }
+    }
+}
+
+/// The TAT of an item. DynamoDB numbers are decimal strings; ours are whole microseconds.
+pub fn read_tat(item: &HashMap<String, AttributeValue>) -> Option<u64> {
+    let AttributeValue::N(s) = item.get(TAT)? else { return None };
+    s.parse::<u64>().ok().or_else(|| {
+        let f: f64 = s.parse().ok()?;
+        (f.is_finite() && f >= 0.0 && f < u64::MAX as f64).then_some(f as u64)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_tat_in_any_decimal_form() {
+        let item = |v: &str| HashMap::from([(TAT.to_string(), AttributeValue::N(v.into()))]);
+        assert_eq!(read_tat(&item("1795000180123456")), Some(1_795_000_180_123_456));
+        assert_eq!(read_tat(&item("1.5E3")), Some(1500));
+        assert_eq!(read_tat(&item("-5")), None);
+        assert_eq!(read_tat(&item("NaN")), None);
+        assert_eq!(read_tat(&HashMap::from([(TAT.to_string(), AttributeValue::S("1".into()))])), None);
+        assert_eq!(read_tat(&HashMap::new()), None);
+    }
+}

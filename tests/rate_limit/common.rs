@@ -1,0 +1,63 @@
+//! Helpers shared by the rate-limit tests: a clock the test moves, and limiters ("instances") on
+//! a test stack's rate-limits table.
+
+#![allow(dead_code)]
+
+use baatcheet_shared::rate_limit::{Clock, Limiter, Settings, policy::parse_rate};
+use baatcheet_tests::TestStack;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub const SEC: u64 = 1_000_000;
+
+/// Time stands still until the test moves it. Starts at the real time, so TTLs stay realistic.
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    pub fn new() -> Arc<Self> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64;
+        Arc::new(Self(AtomicU64::new(now)))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_micros() as u64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_us(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Settings with generous store timeouts (the local endpoint is slow under parallel tests) and
+/// the given `RATE_LIMIT_*` overrides.
+pub fn settings(overrides: &[(&str, &str)]) -> Settings {
+    let mut s =
+        Settings { store_timeout: Duration::from_secs(30), store_retry_after: Duration::ZERO, ..Settings::default() };
+    for (name, value) in overrides {
+        let rate = parse_rate(value).expect("valid rate");
+        let p = &mut s.policies;
+        match *name {
+            "global" => p.global = rate,
+            "auth" => p.auth = rate,
+            "chat_free" => p.chat_free = rate,
+            "chat_pro" => p.chat_pro = rate,
+            "images" => p.images = rate,
+            "search" => p.search = rate,
+            other => panic!("unknown policy {other}"),
+        }
+    }
+    s
+}
+
+/// One "instance": its own deny cache and fallback, the stack's table, the shared clock.
+pub fn instance(stack: &TestStack, settings: &Settings, clock: &Arc<ManualClock>) -> Limiter {
+    Limiter::with_clock(
+        baatcheet_shared::aws::dynamodb(&stack.sdk),
+        stack.config().tables.rate_limits,
+        settings.clone(),
+        clock.clone(),
+    )
+}

@@ -1,0 +1,306 @@
+//! The limiter against the local DynamoDB: exact under concurrency across instances, refill,
+//! TTL, the deny cache, DynamoDB calls per decision, cost > 1, tiers, the auth policy, and the
+//! in-memory fallback when the store is down or hung.
+
+mod common;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use baatcheet_shared::ApiError;
+use baatcheet_shared::auth::Tier;
+use baatcheet_shared::rate_limit::{Clock, Limiter, Policy, RateLimitStatus, Source, Subject};
+use baatcheet_tests::{Switch, TestStack, blackhole, dead_endpoint, dynamodb_at, template};
+use common::{ManualClock, SEC, instance, settings};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+async fn decide(l: &Limiter, policy: Policy, subject: &str, cost: u32) -> RateLimitStatus {
+    l.decide(policy, &Subject::User(subject), cost).await.expect("a decision")
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[tokio::test]
+async fn sixty_four_concurrent_requests_on_one_key_admit_exactly_the_capacity() {
+    let stack = TestStack::new().await;
+    let clock = ManualClock::new(); // frozen: nothing refills during the test
+    let s = settings(&[("search", "20/1h")]);
+    // Four instances with no shared memory, sixteen concurrent requests each.
+    let instances: Vec<_> = (0..4).map(|_| Arc::new(instance(&stack, &s, &clock))).collect();
+    let requests = (0..64).map(|i| {
+        let l = instances[i % 4].clone();
+        async move { decide(&l, Policy::Search, "u_busy", 1).await }
+    });
+    let results = futures::future::join_all(requests).await;
+    let admitted = results.iter().filter(|r| r.is_allowed()).count();
+    assert_eq!(admitted, 20, "{results:#?}");
+    assert!(results.iter().all(|r| r.source != Source::Fallback), "the store decided every request");
+    for r in results.iter().filter(|r| !r.is_allowed()) {
+        assert_eq!(r.retry_after_secs, Some(180), "one token per 180 s: {r:?}");
+    }
+    // Later requests, from any instance, are refused until time passes.
+    let late = instance(&stack, &s, &clock);
+    assert!(!decide(&late, Policy::Search, "u_busy", 1).await.is_allowed());
+}
+
+#[tokio::test]
+async fn buckets_refill_as_time_passes_and_retry_after_is_exact() {
+    let stack = TestStack::new().await;
+    let clock = ManualClock::new();
+    let s = settings(&[("search", "3/1m")]); // one token per 20 s
+    let a = instance(&stack, &s, &clock);
+    for left in [2, 1, 0] {
+        let st = decide(&a, Policy::Search, "u_1", 1).await;
+        assert_eq!((st.is_allowed(), st.remaining, st.source), (true, left, Source::Store));
+    }
+    clock.advance(Duration::from_secs(5));
+    // Another instance learns the stored TAT from the failed condition.
+    let b = instance(&stack, &s, &clock);
+    let refused = decide(&b, Policy::Search, "u_1", 1).await;
+    assert_eq!((refused.retry_after_secs, refused.source), (Some(15), Source::Store));
+    clock.advance(Duration::from_secs(14));
+    assert!(!decide(&b, Policy::Search, "u_1", 1).await.is_allowed(), "1 s early");
+    clock.advance(Duration::from_secs(1));
+    let st = decide(&b, Policy::Search, "u_1", 1).await;
+    assert_eq!((st.is_allowed(), st.remaining, st.source), (true, 0, Source::Store));
+    // A long idle period refills the bucket completely, never beyond its capacity.
+    clock.advance(Duration::from_secs(3600));
+    let burst = futures::future::join_all((0..6).map(|_| decide(&a, Policy::Search, "u_1", 1))).await;
+    assert_eq!(burst.iter().filter(|s| s.is_allowed()).count(), 3, "{burst:#?}");
+}
+
+#[tokio::test]
+async fn items_carry_the_ttl_attribute_of_the_template() {
+    let stack = TestStack::new().await;
+    let clock = ManualClock::new();
+    let s = settings(&[("search", "10/1h")]);
+    let l = instance(&stack, &s, &clock);
+    assert!(decide(&l, Policy::Search, "u_ttl", 4).await.is_allowed());
+    let ttl = template().tables.iter().find(|t| t.logical_id == "RateLimitsTable").unwrap().ttl_attribute.clone();
+    assert_eq!(ttl.as_deref(), Some("expires_at"));
+    let item = baatcheet_shared::aws::dynamodb(&stack.sdk)
+        .get_item()
+        .table_name(stack.config().tables.rate_limits)
+        .key("pk", AttributeValue::S(Policy::Search.key(&Subject::User("u_ttl"))))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the bucket is stored");
+    let num = |k: &str| item[k].as_n().unwrap().parse::<u64>().unwrap();
+    let now = clock.now_us();
+    assert_eq!(num("tat"), now + 4 * 360 * SEC, "4 tokens of 360 s each");
+    let expires_at = num("expires_at");
+    assert!(expires_at * SEC >= num("tat"), "the item outlives its TAT");
+    assert!(expires_at <= now / SEC + 3600 + 120, "an idle bucket expires about a window later: {expires_at}");
+}
+
+#[tokio::test]
+async fn the_deny_cache_answers_without_calling_dynamodb() {
+    let stack = TestStack::new().await;
+    let clock = ManualClock::new();
+    let s = settings(&[("search", "2/1h")]);
+    let a = instance(&stack, &s, &clock);
+    for _ in 0..2 {
+        assert!(decide(&a, Policy::Search, "u_2", 1).await.is_allowed());
+    }
+    assert_eq!(a.store_calls(), 2, "one conditional update per admitted request");
+    for _ in 0..10 {
+        let st = decide(&a, Policy::Search, "u_2", 1).await;
+        assert_eq!((st.is_allowed(), st.source), (false, Source::DenyCache));
+        assert_eq!(st.retry_after_secs, Some(1800));
+    }
+    assert_eq!(a.store_calls(), 2, "refusals of a known-empty bucket cost no call");
+    // A fresh instance pays one call to learn, then answers from its cache too.
+    let b = instance(&stack, &s, &clock);
+    assert_eq!(decide(&b, Policy::Search, "u_2", 1).await.source, Source::Store);
+    assert_eq!(b.store_calls(), 1, "a refusal by the store is one call");
+    for _ in 0..5 {
+        assert_eq!(decide(&b, Policy::Search, "u_2", 1).await.source, Source::DenyCache);
+    }
+    assert_eq!(b.store_calls(), 1);
+    // Once the bucket can admit again, the store is asked again.
+    clock.advance(Duration::from_secs(1800));
+    let st = decide(&b, Policy::Search, "u_2", 1).await;
+    assert_eq!((st.is_allowed(), st.source, b.store_calls()), (true, Source::Store, 2));
+    let stats = b.stats();
+    assert_eq!((stats.deny_cache_hits, stats.store_decisions, stats.fallback_decisions), (5, 2, 0));
+}
+
+#[tokio::test]
+async fn a_stale_guess_costs_a_second_call_and_stays_exact() {
+    let stack = TestStack::new().await;
+    let clock = ManualClock::new();
+    let s = settings(&[("search", "4/4m")]); // one token per 60 s
+    let a = instance(&stack, &s, &clock);
+    let b = instance(&stack, &s, &clock);
+    assert!(decide(&a, Policy::Search, "u_3", 1).await.is_allowed());
+    clock.advance(Duration::from_secs(120)); // A now believes the bucket full again...
+    for _ in 0..3 {
+        assert!(decide(&b, Policy::Search, "u_3", 1).await.is_allowed()); // ...but B uses it
+    }
+    let before = a.store_calls();
+    let st = decide(&a, Policy::Search, "u_3", 1).await;
+    assert_eq!((st.is_allowed(), st.remaining), (true, 0), "the stored TAT counts, not A's memory");
+    assert_eq!(a.store_calls() - before, 2, "refill guessed wrong, then extend");
+    let st = decide(&b, Policy::Search, "u_3", 1).await;
+    assert_eq!((st.is_allowed(), st.retry_after_secs), (false, Some(60)));
+}
+
+#[tokio::test]
+async fn a_cost_above_one_takes_that_many_tokens() {
+    let stack = TestStack::new().await;
+    let clock = ManualClock::new();
+    let s = settings(&[("images", "5/1h")]); // one image per 720 s
+    let l = instance(&stack, &s, &clock);
+    let st = decide(&l, Policy::Images, "u_img", 3).await;
+    assert_eq!((st.is_allowed(), st.remaining), (true, 2));
+    let st = decide(&l, Policy::Images, "u_img", 3).await;
+    assert_eq!((st.is_allowed(), st.remaining, st.retry_after_secs), (false, 2, Some(720)));
+    let st = decide(&l, Policy::Images, "u_img", 2).await;
+    assert_eq!((st.is_allowed(), st.remaining), (true, 0));
+    // More than the capacity can never be admitted: a client error, not a wait.
+    let err = l.decide(Policy::Images, &Subject::User("u_img"), 6).await.unwrap_err();
+    assert!(matches!(err, ApiError::BadRequest(_)), "{err:?}");
+    assert!(l.decide(Policy::Images, &Subject::User("u_img"), 0).await.is_err());
+}
+
+#[tokio::test]
+async fn check_refuses_with_a_quota_problem() {
+    let stack = TestStack::new().await;
+    let clock = ManualClock::new();
+    let s = settings(&[("search", "1/1h")]);
+    let l = instance(&stack, &s, &clock);
+    let ok = l.check(Policy::Search, "u_4", 1).await.unwrap();
+    assert_eq!((ok.policy, ok.quota, ok.window_secs, ok.remaining, ok.reset_secs), ("search", 1, 3600, 0, 3600));
+    match l.check(Policy::Search, "u_4", 1).await {
+        Err(ApiError::QuotaExceeded { policy, retry_after_secs }) => {
+            assert_eq!((policy.as_str(), retry_after_secs), ("search", 3600))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn tiers_have_different_chat_capacities() {
+    let stack = TestStack::new().await;
+    let clock = ManualClock::new();
+    let s = settings(&[("chat_free", "3/1h"), ("chat_pro", "7/1h")]);
+    let l = instance(&stack, &s, &clock);
+    let admitted = |tier, user: &'static str| {
+        let l = &l;
+        async move {
+            let mut n = 0;
+            for _ in 0..12 {
+                n += l.check(Policy::Chat(tier), user, 1).await.is_ok() as u32;
+            }
+            n
+        }
+    };
+    assert_eq!(admitted(Tier::Free, "u_free").await, 3);
+    assert_eq!(admitted(Tier::Pro, "u_pro").await, 7);
+    let st = l.decide(Policy::Chat(Tier::Pro), &Subject::User("u_new"), 1).await.unwrap();
+    assert_eq!((st.policy, st.quota, st.remaining), ("chat", 7, 6));
+    // One bucket per user across tiers: a free user who used up their hour and upgrades has
+    // used up the pro hour too, but refills at the pro rate (a token every 515 s, not 1200 s).
+    let free = l.decide(Policy::Chat(Tier::Free), &Subject::User("u_free"), 1).await.unwrap();
+    assert_eq!(free.retry_after_secs, Some(1200));
+    let pro = l.decide(Policy::Chat(Tier::Pro), &Subject::User("u_free"), 1).await.unwrap();
+    assert_eq!(pro.retry_after_secs, Some(515));
+}
+
+#[tokio::test]
+async fn the_auth_policy_blocks_an_ip_after_five_failures() {
+    let stack = TestStack::new().await;
+    let clock = ManualClock::new();
+    let s = settings(&[]); // the spec's 5 per 15 min
+    let l = instance(&stack, &s, &clock);
+    let attacker = ip("198.51.100.23");
+    for left in (0..5).rev() {
+        l.auth_precheck(attacker).expect("not yet blocked");
+        let st = l.record_auth_failure(attacker).await.expect("the failure fits");
+        assert_eq!((st.policy, st.remaining), ("auth", left));
+    }
+    let calls = l.store_calls();
+    let err = l.auth_precheck(attacker).unwrap_err();
+    assert!(
+        matches!(err, ApiError::QuotaExceeded { ref policy, retry_after_secs: 180 } if policy == "auth"),
+        "{err:?}"
+    );
+    // The pre-check never calls DynamoDB, blocked or not.
+    l.auth_precheck(ip("203.0.113.50")).expect("another IP is not blocked");
+    assert_eq!(l.store_calls(), calls);
+    // Failed authentications do not spend the global limit of the same IP, nor the reverse.
+    assert!(l.check(Policy::Global, attacker, 1).await.is_ok());
+    // An instance that has not seen the failures lets the IP reach verification; the next
+    // failure is refused by the store, and from then on this instance blocks before verifying.
+    let other = instance(&stack, &s, &clock);
+    other.auth_precheck(attacker).expect("nothing known here yet");
+    assert!(matches!(other.record_auth_failure(attacker).await, Err(ApiError::QuotaExceeded { .. })));
+    assert!(other.auth_precheck(attacker).is_err());
+    // The bucket refills: one more attempt every 3 minutes.
+    clock.advance(Duration::from_secs(180));
+    l.auth_precheck(attacker).expect("a token is back");
+}
+
+#[tokio::test]
+async fn ipv6_clients_share_a_bucket_per_64() {
+    let stack = TestStack::new().await;
+    let clock = ManualClock::new();
+    let s = settings(&[("global", "2/1h")]);
+    let l = instance(&stack, &s, &clock);
+    assert!(l.check(Policy::Global, ip("2001:db8:7:7::1"), 1).await.is_ok());
+    assert!(l.check(Policy::Global, ip("2001:db8:7:7:ffff:ffff:ffff:fffe"), 1).await.is_ok());
+    assert!(l.check(Policy::Global, ip("2001:db8:7:7::abcd"), 1).await.is_err(), "same /64");
+    assert!(l.check(Policy::Global, ip("2001:db8:7:8::1"), 1).await.is_ok(), "next /64");
+}
+
+/// A limiter ("instance") whose DynamoDB is at `url`, on the stack's table.
+async fn instance_at(stack: &TestStack, url: &str, timeout: Duration, clock: &Arc<ManualClock>) -> Limiter {
+    let mut s = settings(&[("search", "3/1h")]);
+    s.store_timeout = timeout;
+    Limiter::with_clock(dynamodb_at(url).await, stack.config().tables.rate_limits, s, clock.clone())
+}
+
+#[tokio::test]
+async fn store_down_falls_back_to_in_memory_buckets_of_the_same_policy() {
+    let stack = TestStack::new().await;
+    let clock = ManualClock::new();
+    let switch = Switch::to(&baatcheet_tests::endpoint()).await;
+    let l = instance_at(&stack, &switch.url(), Duration::from_secs(30), &clock).await;
+    assert_eq!(decide(&l, Policy::Search, "u_5", 1).await.source, Source::Store);
+    assert!(!l.is_degraded());
+    switch.cut();
+    // Requests are still decided, by this instance's bucket, which starts from what the store
+    // said (one of three used): two more are admitted, then the policy refuses.
+    let during: Vec<_> = futures::future::join_all((0..4).map(|_| decide(&l, Policy::Search, "u_5", 1))).await;
+    assert!(during.iter().all(|s| s.source == Source::Fallback), "{during:#?}");
+    assert_eq!(during.iter().filter(|s| s.is_allowed()).count(), 2);
+    assert!(l.is_degraded());
+    let stats = l.stats();
+    assert!(stats.degraded && stats.store_failures >= 1 && stats.fallback_decisions == 4, "{stats:?}");
+    // Back: the store decides again and the limiter is healthy.
+    switch.restore();
+    let st = decide(&l, Policy::Search, "u_6", 1).await;
+    assert_eq!(st.source, Source::Store);
+    assert!(!l.is_degraded());
+}
+
+#[tokio::test]
+async fn dead_or_hung_store_never_fails_a_request() {
+    let stack = TestStack::new().await;
+    let clock = ManualClock::new();
+    let dead = dead_endpoint().await;
+    let hung = blackhole().await;
+    for url in [format!("http://{dead}"), format!("http://{hung}")] {
+        let l = instance_at(&stack, &url, Duration::from_millis(300), &clock).await;
+        let st = l.check(Policy::Search, "u_7", 1).await.expect("admitted by the fallback");
+        assert_eq!(st.source, Source::Fallback, "{url}");
+        assert!(l.is_degraded());
+        // /health's view: degraded while the store stays unreachable.
+        assert!(l.health().await.degraded);
+    }
+}
