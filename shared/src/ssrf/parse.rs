@@ -81,3 +81,37 @@ fn check_domain(d: &str) -> Result<(), UrlError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn numeric_hosts_become_the_address_they_mean() {
+        let p = UrlPolicy::default();
+        for raw in ["https://2130706433/", "https://0x7f.1/", "https://0177.0.0.1/", "https://127.1/", "https://１２７．０．０．１/"] {
+            assert_eq!(parse(raw, &p), Err(UrlError::Forbidden), "{raw}");
+        }
+        assert_eq!(parse("https://134744072/", &p).unwrap().as_str(), "https://8.8.8.8/");
+    }
+
+    proptest! {
+        #[test]
+        fn no_string_panics_the_url_parser(s in any::<String>()) {
+            let _ = parse(&s, &UrlPolicy::default());
+        }
+
+        #[test]
+        fn no_url_shaped_string_panics_the_url_parser(host in "[a-zA-Z0-9.:%\\[\\]@\u{ff10}-\u{ff19}\u{3002}-]{0,40}", path in "[ -~]{0,20}") {
+            let p = UrlPolicy { allow_http: true, ..UrlPolicy::default() };
+            if let Ok(url) = parse(&format!("https://{host}/{path}"), &p) {
+                // Whatever passes has no userinfo, an allowed port, and a host that is not internal.
+                prop_assert!(url.username().is_empty() && url.password().is_none());
+                prop_assert!(url.port().is_none());
+                if let Some(Host::Ipv4(ip)) = url.host() { prop_assert!(!ranges::is_forbidden_v4(ip)); }
+                if let Some(Host::Ipv6(ip)) = url.host() { prop_assert!(!ranges::is_forbidden_v6(ip)); }
+            }
+        }
+    }
+}
