@@ -154,7 +154,10 @@ async fn public_urls_pass_normalised() {
     let g = guard(UrlPolicy::default());
     let cases = [
         ("https://images.example.com/cat.png", "https://images.example.com/cat.png"),
-        ("HTTPS://IMAGES.EXAMPLE.COM/Cat.PNG?size=large&x=%3Cy%3E", "https://images.example.com/Cat.PNG?size=large&x=%3Cy%3E"),
+        (
+            "HTTPS://IMAGES.EXAMPLE.COM/Cat.PNG?size=large&x=%3Cy%3E",
+            "https://images.example.com/Cat.PNG?size=large&x=%3Cy%3E",
+        ),
         ("https://images.example.com:443/a.png#frag", "https://images.example.com/a.png"),
         ("https://images.example.com./a.png", "https://images.example.com./a.png"),
         ("https://cdn.example.org/img/1.webp", "https://cdn.example.org/img/1.webp"),

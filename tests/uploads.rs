@@ -4,8 +4,8 @@
 //! extractor is exercised through an axum router.
 
 use axum::{Json, Router, body::Body, extract::Extension, routing::post};
-use base64::Engine as _;
 use baatcheet_shared::upload::{self, AudioUpload, Kind, MediaClass, UploadError, UploadLimits};
+use base64::Engine as _;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -129,7 +129,12 @@ fn polyglots_are_refused() {
         ("mp3 + html", with_tail("tiny.mp3", html), MediaClass::Audio, "audio/mpeg"),
         ("m4a + html", with_tail("tiny.m4a", html), MediaClass::Audio, "audio/mp4"),
         ("html alone", html.to_vec(), MediaClass::Image, "image/png"),
-        ("svg", b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>".to_vec(), MediaClass::Image, "image/png"),
+        (
+            "svg",
+            b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>".to_vec(),
+            MediaClass::Image,
+            "image/png",
+        ),
         ("pdf", b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n".to_vec(), MediaClass::Image, "image/png"),
         ("zip", b"PK\x03\x04\x14\x00\x00\x00\x08\x00".to_vec(), MediaClass::Audio, "audio/mpeg"),
         ("elf", b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00".to_vec(), MediaClass::Audio, "audio/wav"),
@@ -175,7 +180,10 @@ fn data_urls_of_every_image_type() {
     assert_eq!(upload::parse_data_url(not_b64, MediaClass::Image, &limits()).unwrap_err().at("/x").status(), 422);
     // 6 MB of base64 is refused from its length, before decoding.
     let huge = format!("data:image/png;base64,{}", "A".repeat(6_000_000));
-    assert_eq!(upload::parse_data_url(&huge, MediaClass::Image, &limits()).unwrap_err(), UploadError::TooLarge(4 << 20));
+    assert_eq!(
+        upload::parse_data_url(&huge, MediaClass::Image, &limits()).unwrap_err(),
+        UploadError::TooLarge(4 << 20)
+    );
 }
 
 // ---- multipart, through a router ----
@@ -214,7 +222,8 @@ fn multipart(parts: &[(&str, Option<&str>, Option<&str>, &[u8])]) -> Vec<u8> {
 }
 
 async fn send(app: Router, content_type: &str, body: Vec<u8>) -> (StatusCode, String, Value) {
-    let req = Request::post("/api/v1/chat/transcribe").header("content-type", content_type).body(Body::from(body)).unwrap();
+    let req =
+        Request::post("/api/v1/chat/transcribe").header("content-type", content_type).body(Body::from(body)).unwrap();
     let res = app.oneshot(req).await.unwrap();
     let status = res.status();
     let ct = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
@@ -251,7 +260,10 @@ async fn transcribe_upload_refusals() {
         (
             "two files",
             form_type(),
-            multipart(&[("file", Some("a.wav"), Some("audio/wav"), &wav), ("file", Some("b.wav"), Some("audio/wav"), &wav)]),
+            multipart(&[
+                ("file", Some("a.wav"), Some("audio/wav"), &wav),
+                ("file", Some("b.wav"), Some("audio/wav"), &wav),
+            ]),
             422,
             Some("/file"),
         ),

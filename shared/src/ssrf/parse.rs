@@ -90,7 +90,13 @@ mod tests {
     #[test]
     fn numeric_hosts_become_the_address_they_mean() {
         let p = UrlPolicy::default();
-        for raw in ["https://2130706433/", "https://0x7f.1/", "https://0177.0.0.1/", "https://127.1/", "https://１２７．０．０．１/"] {
+        for raw in [
+            "https://2130706433/",
+            "https://0x7f.1/",
+            "https://0177.0.0.1/",
+            "https://127.1/",
+            "https://１２７．０．０．１/",
+        ] {
             assert_eq!(parse(raw, &p), Err(UrlError::Forbidden), "{raw}");
         }
         assert_eq!(parse("https://134744072/", &p).unwrap().as_str(), "https://8.8.8.8/");

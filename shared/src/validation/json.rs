@@ -40,6 +40,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::BadRequest("The request body is empty; a JSON document is required.".into()));
     }
+    // Syntax first, over the whole document: a body that is not JSON is a 400 even when a
+    // prefix of it would already fail as the wrong shape.
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(syntax_error)?;
     let mut unknown = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let result = {

@@ -2,7 +2,7 @@
 //! format while deserializing, so a malformed id is a 422 before any store call.
 
 use axum::extract::path::ErrorKind;
-use axum::extract::{FromRequestParts, Path, rejection::PathRejection};
+use axum::extract::{FromRequestParts, Path, RawPathParams, rejection::PathRejection};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -22,7 +22,16 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(value)) => validate(value, pointer::PATH).map(ValidPath),
-            Err(rejection) => Err(map_rejection(rejection)),
+            Err(rejection) => {
+                // Some failures (a custom error from a struct field) come without the key; with
+                // one parameter in the route there is no doubt which it was.
+                let only = RawPathParams::from_request_parts(parts, state).await.ok().and_then(|raw| {
+                    let mut it = raw.iter();
+                    let first = it.next().map(|(k, _)| k.to_string());
+                    if it.next().is_none() { first } else { None }
+                });
+                Err(map_rejection(rejection, only.as_deref()))
+            }
         }
     }
 }
@@ -31,7 +40,11 @@ fn at(key: &str, detail: impl Into<String>) -> ApiError {
     ApiError::Validation(vec![FieldError::new(pointer::join(pointer::PATH, key), detail)])
 }
 
-fn map_rejection(rejection: PathRejection) -> ApiError {
+fn map_rejection(rejection: PathRejection, only_param: Option<&str>) -> ApiError {
+    let unkeyed = |detail: String| match only_param {
+        Some(key) => at(key, detail),
+        None => ApiError::Validation(vec![FieldError::new(pointer::PATH, detail)]),
+    };
     let PathRejection::FailedToDeserializePathParams(e) = rejection else {
         // No parameters matched: the route and the extractor disagree, a programming error.
         return ApiError::internal(std::io::Error::other(rejection.body_text()));
@@ -43,10 +56,8 @@ fn map_rejection(rejection: PathRejection) -> ApiError {
         ErrorKind::ParseErrorAtIndex { index, expected_type, .. } => {
             at(&index.to_string(), format!("must be a valid {expected_type}"))
         }
-        ErrorKind::ParseError { expected_type, .. } => {
-            ApiError::Validation(vec![FieldError::new(pointer::PATH, format!("must be a valid {expected_type}"))])
-        }
-        ErrorKind::Message(m) => ApiError::Validation(vec![FieldError::new(pointer::PATH, m)]),
+        ErrorKind::ParseError { expected_type, .. } => unkeyed(format!("must be a valid {expected_type}")),
+        ErrorKind::Message(m) => unkeyed(m),
         kind => ApiError::internal(std::io::Error::other(kind.to_string())),
     }
 }
