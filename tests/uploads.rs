@@ -201,7 +201,12 @@ fn router(limits: Option<UploadLimits>) -> Router {
 
 const BOUNDARY: &str = "----baatcheet-test-boundary";
 
-fn multipart(parts: &[(&str, Option<&str>, Option<&str>, &[u8])]) -> Vec<u8> {
+/// (field name, file name, Content-Type, data)
+type Part<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8]);
+/// (what, request Content-Type, body, expected status, expected pointer)
+type Refusal<'a> = (&'a str, String, Vec<u8>, u16, Option<&'a str>);
+
+fn multipart(parts: &[Part<'_>]) -> Vec<u8> {
     let mut body = Vec::new();
     for (field, filename, ct, data) in parts {
         body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
@@ -251,7 +256,7 @@ async fn transcribe_upload_accepts_each_audio_type_under_a_server_name() {
 async fn transcribe_upload_refusals() {
     let wav = read("tiny.wav");
     let problem = "application/problem+json";
-    let cases: Vec<(&str, String, Vec<u8>, u16, Option<&str>)> = vec![
+    let cases: Vec<Refusal<'_>> = vec![
         ("lying type", form_type(), multipart(&[("file", Some("a.mp3"), Some("audio/mpeg"), &wav)]), 415, None),
         ("image", form_type(), multipart(&[("file", Some("a.png"), Some("image/png"), &read("tiny.png"))]), 415, None),
         ("no type", form_type(), multipart(&[("file", Some("a.wav"), None, &wav)]), 415, None),
