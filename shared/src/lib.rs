@@ -7,12 +7,16 @@ pub mod config;
 pub mod context;
 pub mod cors;
 pub mod error;
+pub mod keys;
 pub mod rate_limit;
 pub mod request_id;
 pub mod request_path;
 pub mod secrets;
 pub mod security_headers;
+pub mod ssrf;
 pub mod telemetry;
+pub mod upload;
+pub mod validation;
 
 pub use client_ip::ClientIp;
 pub use config::{Config, Tables};

@@ -1,0 +1,246 @@
+//! Id newtypes that check their format when parsed (from a path, a query, a body), so a value
+//! of one of these types is always well-formed and safe to put in a store key.
+//!
+//! Resource ids are UUIDs in canonical form: 36 characters, lowercase hex, hyphens at 8-13-18-23.
+//! Only that spelling is accepted, so one resource has exactly one id string.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+
+use crate::validation::report::no_rules;
+
+/// Why an id failed to parse; the `Display` is the client-facing detail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be a valid {what} ({format})")]
+pub struct IdError {
+    what: &'static str,
+    format: &'static str,
+}
+
+/// Canonical lowercase hyphenated UUID text, nil refused.
+fn parse_canonical_uuid(s: &str) -> Option<uuid::Uuid> {
+    let b = s.as_bytes();
+    let shape_ok = b.len() == 36
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(&c),
+        });
+    if !shape_ok {
+        return None;
+    }
+    uuid::Uuid::parse_str(s).ok().filter(|u| !u.is_nil())
+}
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(uuid::Uuid);
+
+        impl $name {
+            pub const WHAT: &'static str = $what;
+
+            /// A new id, time-ordered (UUIDv7) so keys sort by creation.
+            #[allow(clippy::new_without_default)]
+            pub fn new() -> Self {
+                Self(uuid::Uuid::now_v7())
+            }
+
+            pub fn as_uuid(&self) -> uuid::Uuid {
+                self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                parse_canonical_uuid(s).map(Self).ok_or(IdError { what: $what, format: "a lowercase UUID" })
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(de::Error::custom)
+            }
+        }
+
+        impl crate::keys::KeyPart for $name {
+            fn key_part(&self) -> String {
+                self.to_string()
+            }
+        }
+        impl crate::keys::sealed::Sealed for $name {}
+
+        no_rules!($name);
+    };
+}
+
+uuid_id!(
+    /// A conversation.
+    ConversationId,
+    "conversation id"
+);
+uuid_id!(
+    /// A message within a conversation.
+    MessageId,
+    "message id"
+);
+uuid_id!(
+    /// A stored file (upload). Files are stored and served under this id, never a client's name.
+    FileId,
+    "file id"
+);
+
+/// Text ids with a fixed alphabet: a prefix and a bounded run of allowed bytes.
+macro_rules! text_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $format:literal, $valid:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const WHAT: &'static str = $what;
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                let valid: fn(&str) -> bool = $valid;
+                if valid(s) { Ok(Self(s.to_string())) } else { Err(IdError { what: $what, format: $format }) }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(de::Error::custom)
+            }
+        }
+
+        impl crate::keys::KeyPart for $name {
+            fn key_part(&self) -> String {
+                self.0.clone()
+            }
+        }
+        impl crate::keys::sealed::Sealed for $name {}
+
+        no_rules!($name);
+    };
+}
+
+text_id!(
+    /// A Clerk user id as Clerk issues them: `user_` and 1..=64 ASCII letters or digits.
+    ClerkUserId,
+    "Clerk user id",
+    "user_ followed by letters and digits",
+    |s| s.strip_prefix("user_").is_some_and(|r| (1..=64).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+);
+
+text_id!(
+    /// A model name as OpenAI-compatible providers spell them (`llama-3.1-8b-instant`,
+    /// `meta-llama/llama-3.1-8b-instruct:free`): 1..=128 of `[A-Za-z0-9._:/-]`, starting
+    /// alphanumeric, no `..` or `//`.
+    ModelId,
+    "model id",
+    "letters, digits and . _ : / -",
+    |s| (1..=128).contains(&s.len())
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b))
+        && !s.contains("..")
+        && !s.contains("//")
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn uuid_ids_accept_only_the_canonical_spelling() {
+        let id = ConversationId::new();
+        let s = id.to_string();
+        assert_eq!(s.parse::<ConversationId>().unwrap(), id);
+        let upper = s.to_uppercase();
+        for bad in [
+            upper.as_str(),
+            "00000000-0000-0000-0000-000000000000",
+            "{0190b8a4-5b7e-7000-8000-000000000001}",
+            "urn:uuid:0190b8a4-5b7e-7000-8000-000000000001",
+            "0190b8a45b7e70008000000000000001",
+            "0190b8a4-5b7e-7000-8000-00000000000g",
+            "0190b8a4-5b7e-7000-8000-0000000000011",
+            "0190b8a4-5b7e-7000-8000-00000000001",
+            "../../etc/passwd",
+            "",
+        ] {
+            assert!(bad.parse::<ConversationId>().is_err(), "{bad}");
+        }
+        let e = "x".parse::<ConversationId>().unwrap_err();
+        assert_eq!(e.to_string(), "must be a valid conversation id (a lowercase UUID)");
+    }
+
+    #[test]
+    fn ids_round_trip_through_serde() {
+        let id = MessageId::new();
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(serde_json::from_str::<MessageId>(&json).unwrap(), id);
+        assert!(serde_json::from_str::<MessageId>("\"nope\"").is_err());
+        assert!(serde_json::from_str::<MessageId>("5").is_err());
+    }
+
+    #[test]
+    fn text_ids() {
+        assert!("user_2abcDEF123".parse::<ClerkUserId>().is_ok());
+        for bad in ["user_", "user_a-b", "usr_abc", "user_abc\n", "user_ä"] {
+            assert!(bad.parse::<ClerkUserId>().is_err(), "{bad}");
+        }
+        for ok in ["llama-3.1-8b-instant", "meta-llama/llama-3.1-8b-instruct:free", "gpt-4o"] {
+            assert!(ok.parse::<ModelId>().is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", "a b", "a/../b", "a//b", "<script>", &"a".repeat(129)] {
+            assert!(bad.parse::<ModelId>().is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn no_string_panics_the_id_parsers(s in any::<String>()) {
+            if let Ok(id) = s.parse::<ConversationId>() {
+                prop_assert_eq!(id.to_string(), s.clone());
+            }
+            let _ = s.parse::<ClerkUserId>();
+            let _ = s.parse::<ModelId>();
+        }
+    }
+}
