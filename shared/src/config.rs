@@ -60,6 +60,8 @@ pub struct Config {
     pub cors_origins: Vec<HeaderValue>,
     /// Per-dependency timeout of health and readiness checks.
     pub dependency_timeout: Duration,
+    /// Clerk authentication settings (CLERK_* variables).
+    pub clerk: crate::auth::ClerkConfig,
 }
 
 impl Config {
@@ -96,6 +98,7 @@ impl Config {
             secret_ttl: Duration::from_secs(parse_num(&get, "SECRET_TTL_SECONDS", 300)?),
             cors_origins,
             dependency_timeout: Duration::from_millis(parse_num(&get, "DEPENDENCY_TIMEOUT_MS", 1500)?),
+            clerk: crate::auth::ClerkConfig::from_lookup(&get)?,
         })
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::auth::Authenticator;
 use crate::config::{Config, ConfigError};
 use crate::secrets::{SecretsCache, SecretsError};
 
@@ -22,6 +23,8 @@ pub struct AppContext {
     pub secrets: Arc<SecretsCache>,
     /// When this instance started (uptime in health and metrics).
     pub started: Instant,
+    /// Clerk session-token verification and the caller's user, cached per instance.
+    pub auth: Arc<Authenticator>,
 }
 
 impl AppContext {
@@ -35,7 +38,9 @@ impl AppContext {
         secrets_client: aws_sdk_secretsmanager::Client,
     ) -> Self {
         let secrets = Arc::new(SecretsCache::new(secrets_client, config.secret_id.clone(), config.secret_ttl));
-        Self { config: Arc::new(config), dynamo, secrets, started: Instant::now() }
+        let users = crate::users::UsersStore::new(dynamo.clone(), config.tables.users.clone());
+        let auth = Arc::new(Authenticator::new(&config.clerk, users, secrets.clone()));
+        Self { config: Arc::new(config), dynamo, secrets, started: Instant::now(), auth }
     }
 
     /// Cold start: config from the environment, SDK clients, and the secret read once.

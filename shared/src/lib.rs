@@ -12,6 +12,7 @@ pub mod request_path;
 pub mod secrets;
 pub mod security_headers;
 pub mod telemetry;
+pub mod users;
 
 pub use client_ip::ClientIp;
 pub use config::{Config, Tables};
