@@ -45,7 +45,8 @@ wait_for_port() { # port, what, seconds
 start_moto() {
   ensure_moto
   local logfile="$LOCAL_DIR/moto-$AWS_PORT.log"
-  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$AWS_PORT" >"$logfile" 2>&1 &
+  # moto_server with each call atomic, as in DynamoDB (see scripts/moto_server.py).
+  "$VENV/bin/python" "$ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$AWS_PORT" >"$logfile" 2>&1 &
   MOTO_PID=$!
   wait_for_port "$AWS_PORT" "moto_server (log: $logfile)" 30
   export AWS_ENDPOINT_URL="http://127.0.0.1:$AWS_PORT"

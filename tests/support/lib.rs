@@ -1,6 +1,8 @@
 //! Test support: per-test isolated state on the local AWS endpoint that `make test` starts, the
 //! local gateway on an ephemeral port, and small HTTP helpers.
 
+pub mod clerk;
+
 use aws_config::SdkConfig;
 use baatcheet_local::{gateway, stack, template::Template};
 use baatcheet_shared::{AppContext, Config};
