@@ -403,3 +403,24 @@ async fn tokens_never_reach_the_logs() {
     }
     assert!(!text.contains(clerk::SECRET_KEY), "the secret key reached the logs");
 }
+
+#[tokio::test]
+async fn dev_tokens_are_trusted_by_the_local_stack_configuration() {
+    use baatcheet_local::{dev_key, dev_secret};
+    // What `make dev` stores and sets (no CLERK_* in the environment), and what `make token` mints.
+    let dir = std::env::temp_dir().join(format!("baatcheet-devkey-{}", uuid::Uuid::new_v4().simple()));
+    let key = dev_key::load_or_create(&dir.join("dev-key.pem")).unwrap();
+    let secret = dev_secret::from_env(&[
+        ("CLERK_WEBHOOK_SECRET", dev_key::DEV_WEBHOOK_SECRET.to_string()),
+        ("CLERK_JWT_KEY", key.public_pem.clone()),
+    ]);
+    let mut stack = TestStack::with_secret(serde_json::from_str(&secret).unwrap()).await;
+    stack.env.insert("CLERK_ISSUER".into(), dev_key::DEV_ISSUER.into());
+    let router = app(&stack.context().await);
+    let sub = unique_user();
+    let claims =
+        dev_key::session_claims(&sub, "dev@example.test", dev_key::DEV_ISSUER, dev_key::DEV_AZP, 3600, clerk::now());
+    let (status, _, body) = call(&router, "/me", Some(&key.mint(&claims).unwrap())).await;
+    assert_eq!((status, body["email"].as_str()), (200, Some("dev@example.test")), "{body}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -78,9 +78,19 @@ pub fn load_or_create(path: &Path) -> Result<DevKey, DevKeyError> {
     Ok(DevKey { public_pem: public_of(&private)?, private_pem })
 }
 
+/// Claims of a dev session token, shaped like Clerk's (sub, sid, iss, azp, iat, nbf, exp, jti)
+/// plus the `email` claim a custom session-token template would add.
+pub fn session_claims(user: &str, email: &str, issuer: &str, azp: &str, ttl_secs: i64, now: i64) -> serde_json::Value {
+    serde_json::json!({
+        "sub": user, "sid": format!("sess_dev_{}", uuid::Uuid::new_v4().simple()),
+        "iss": issuer.trim_end_matches('/'), "azp": azp, "email": email,
+        "iat": now, "nbf": now, "exp": now + ttl_secs,
+        "jti": uuid::Uuid::new_v4().simple().to_string(),
+    })
+}
+
 impl DevKey {
-    /// A session token shaped like Clerk's (sub, sid, iss, azp, iat, nbf, exp, kid) plus the
-    /// `email` claim a custom session-token template would add.
+    /// Signs `claims` as the dev instance would (RS256, kid `baatcheet-dev`).
     pub fn mint(&self, claims: &serde_json::Value) -> Result<String, DevKeyError> {
         let key = EncodingKey::from_rsa_pem(self.private_pem.as_bytes()).map_err(DevKeyError::Sign)?;
         let mut header = Header::new(Algorithm::RS256);

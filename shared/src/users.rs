@@ -336,7 +336,7 @@ mod tests {
                 assert!(ok, "bare word {word:?} in {text}");
             }
             let names = u.expression_attribute_names().unwrap();
-            for (k, _) in names {
+            for k in names.keys() {
                 assert!(text.contains(k.as_str()));
             }
         }

@@ -60,12 +60,7 @@ async fn main() -> Result<(), BoxError> {
         .unwrap_or_else(|| DEV_AZP.into());
     let key = dev_key::load_or_create(&dev_key::default_path())?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let token = key.mint(&json!({
-        "sub": user, "sid": format!("sess_dev_{}", uuid::Uuid::new_v4().simple()),
-        "iss": issuer.trim_end_matches('/'), "azp": azp, "email": email,
-        "iat": now, "nbf": now, "exp": now + ttl,
-        "jti": uuid::Uuid::new_v4().simple().to_string(),
-    }))?;
+    let token = key.mint(&dev_key::session_claims(&user, &email, &issuer, &azp, ttl, now))?;
 
     if sync {
         match sync_user(port, &user, &email, role, tier).await {
