@@ -8,6 +8,7 @@ use baatcheet_shared::AppContext;
 pub fn router_for(logical_id: &str, ctx: &AppContext) -> Option<Router> {
     match logical_id {
         "HealthFunction" => Some(health::router(ctx.clone())),
+        "WebhookFunction" => Some(webhook::router(ctx.clone())),
         _ => None,
     }
 }

@@ -62,6 +62,8 @@ pub struct Config {
     pub dependency_timeout: Duration,
     /// Rate-limit policies and store behaviour (`RATE_LIMIT_*`).
     pub rate_limits: crate::rate_limit::Settings,
+    /// Clerk authentication settings (CLERK_* variables).
+    pub clerk: crate::auth::ClerkConfig,
 }
 
 impl Config {
@@ -99,6 +101,7 @@ impl Config {
             cors_origins,
             dependency_timeout: Duration::from_millis(parse_num(&get, "DEPENDENCY_TIMEOUT_MS", 1500)?),
             rate_limits: crate::rate_limit::Settings::from_lookup(&get)?,
+            clerk: crate::auth::ClerkConfig::from_lookup(&get)?,
         })
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::auth::Authenticator;
 use crate::config::{Config, ConfigError};
 use crate::rate_limit::Limiter;
 use crate::secrets::{SecretsCache, SecretsError};
@@ -25,6 +26,8 @@ pub struct AppContext {
     pub started: Instant,
     /// Rate limits (DynamoDB token buckets), shared by every request of this instance.
     pub limiter: Arc<Limiter>,
+    /// Clerk session-token verification and the caller's user, cached per instance.
+    pub auth: Arc<Authenticator>,
 }
 
 impl AppContext {
@@ -40,7 +43,9 @@ impl AppContext {
         let secrets = Arc::new(SecretsCache::new(secrets_client, config.secret_id.clone(), config.secret_ttl));
         let limiter =
             Arc::new(Limiter::new(dynamo.clone(), config.tables.rate_limits.clone(), config.rate_limits.clone()));
-        Self { config: Arc::new(config), dynamo, secrets, started: Instant::now(), limiter }
+        let users = crate::users::UsersStore::new(dynamo.clone(), config.tables.users.clone());
+        let auth = Arc::new(Authenticator::new(&config.clerk, users, secrets.clone()));
+        Self { config: Arc::new(config), dynamo, secrets, started: Instant::now(), limiter, auth }
     }
 
     /// Cold start: config from the environment, SDK clients, and the secret read once.

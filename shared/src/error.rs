@@ -223,9 +223,10 @@ impl IntoResponse for Problem {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3.1: a request without credentials gets the bare challenge.
             let value = match self.reason {
-                Some(r) => format!("Bearer error=\"invalid_token\", error_description=\"{r}\""),
-                None => "Bearer".to_string(),
+                Some(r) if r != "missing_token" => format!("Bearer error=\"invalid_token\", error_description=\"{r}\""),
+                _ => "Bearer".to_string(),
             };
             if let Ok(v) = HeaderValue::from_str(&value) {
                 headers.insert(header::WWW_AUTHENTICATE, v);

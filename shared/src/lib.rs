@@ -16,6 +16,7 @@ pub mod security_headers;
 pub mod ssrf;
 pub mod telemetry;
 pub mod upload;
+pub mod users;
 pub mod validation;
 
 pub use client_ip::ClientIp;

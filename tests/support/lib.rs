@@ -1,6 +1,7 @@
 //! Test support: per-test isolated state on the local AWS endpoint that `make test` starts, the
 //! local gateway on an ephemeral port, and small HTTP helpers.
 
+pub mod clerk;
 pub mod resolver;
 
 use aws_config::SdkConfig;

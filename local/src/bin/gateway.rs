@@ -1,7 +1,7 @@
 //! `make dev`'s server: provisions the local AWS endpoint from template.yaml, then serves every
 //! function on one port exactly as template.yaml routes it.
 
-use baatcheet_local::{dev_secret, gateway, stack, template::Template};
+use baatcheet_local::{dev_key, dev_secret, gateway, stack, template::Template};
 use baatcheet_shared::{AppContext, Config, aws};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,8 +22,19 @@ async fn main() -> Result<(), BoxError> {
     let template = Template::load_default()?;
     let sdk = aws::sdk_config().await;
     let mut env: BTreeMap<String, String> = stack::create_tables(&aws::dynamodb(&sdk), &template, &prefix).await?;
-    stack::put_secret(&aws::secrets_manager(&sdk), &secret_name, &dev_secret::from_env(&[])).await?;
+    // Clerk stand-in: the dev key pair and webhook secret, unless the environment points at a
+    // real Clerk instance (any key source set) or overrides a value.
+    let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.trim().is_empty());
+    let mut defaults = vec![("CLERK_WEBHOOK_SECRET", dev_key::DEV_WEBHOOK_SECRET.to_string())];
+    let dev_keys = !["CLERK_JWT_KEY", "CLERK_SECRET_KEY", "CLERK_JWKS_URL"].iter().any(|k| set(k));
+    if dev_keys {
+        defaults.push(("CLERK_JWT_KEY", dev_key::load_or_create(&dev_key::default_path())?.public_pem));
+    }
+    stack::put_secret(&aws::secrets_manager(&sdk), &secret_name, &dev_secret::from_env(&defaults)).await?;
     env.insert("SECRET_ID".into(), secret_name);
+    if !set("CLERK_ISSUER") {
+        env.insert("CLERK_ISSUER".into(), dev_key::DEV_ISSUER.into());
+    }
     env.entry("CORS_ALLOWED_ORIGINS".into())
         .or_insert_with(|| std::env::var("CORS_ALLOWED_ORIGINS").unwrap_or_else(|_| "http://localhost:5173".into()));
 
@@ -35,6 +46,11 @@ async fn main() -> Result<(), BoxError> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
     println!("BaatCheet API (local) listening on http://{addr}  (ready in {} ms)", started.elapsed().as_millis());
+    if dev_keys {
+        println!(
+            "Dev session tokens: make token USER=user_alice ROLE=admin TIER=pro  (then: curl -H \"Authorization: Bearer $TOKEN\" ...)"
+        );
+    }
     for r in &template.routes {
         println!("  {:<7} http://{addr}{}", r.method, r.path);
     }

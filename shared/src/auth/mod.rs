@@ -1,5 +1,16 @@
-//! Clerk authentication: the authenticated-user context every protected route uses.
+//! Clerk authentication: session-token verification, the authenticated-user context every
+//! protected route uses, and role checks.
 
+pub mod authenticator;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod keys;
+pub mod token;
 pub mod user;
 
+pub use authenticator::Authenticator;
+pub use config::{ClerkConfig, JwksPolicy};
+pub use error::AuthError;
+pub use extract::{RequireRoleLayer, authenticate, require_role};
 pub use user::{AuthUser, Role, Tier};

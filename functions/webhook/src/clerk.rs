@@ -1,0 +1,159 @@
+//! Clerk's webhook payloads: the event envelope and the user object, read leniently (Clerk adds
+//! fields freely) but with the fields we store checked.
+
+use baatcheet_shared::auth::{Role, Tier};
+use baatcheet_shared::users::ClerkProfile;
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventError {
+    #[error("the body is not a Clerk event: {0}")]
+    Shape(String),
+    #[error("the event's user id is missing or malformed")]
+    UserId,
+    #[error("the event has no updated_at")]
+    UpdatedAt,
+}
+
+/// What a delivery asks of the users table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Upsert(ClerkProfile),
+    Delete {
+        clerk_id: String,
+    },
+    /// Any other event type: acknowledged, not stored.
+    Ignore,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    data: Value,
+}
+
+#[derive(Deserialize)]
+struct EmailAddress {
+    id: Option<String>,
+    email_address: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct UserData {
+    id: Option<String>,
+    #[serde(default)]
+    email_addresses: Vec<EmailAddress>,
+    primary_email_address_id: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    image_url: Option<String>,
+    #[serde(default)]
+    public_metadata: Value,
+    created_at: Option<i64>,
+    updated_at: Option<i64>,
+}
+
+fn clerk_id(id: Option<&str>) -> Result<String, EventError> {
+    match id {
+        Some(id) if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) => Ok(id.into()),
+        _ => Err(EventError::UserId),
+    }
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+/// The event type (bounded, for logs and the delivery record) and what it asks for.
+pub fn parse(body: &[u8]) -> Result<(String, Action), EventError> {
+    let env: Envelope = serde_json::from_slice(body).map_err(|e| EventError::Shape(e.to_string()))?;
+    let event_type: String = env.kind.chars().filter(|c| !c.is_control()).take(64).collect();
+    let action = match env.kind.as_str() {
+        "user.created" | "user.updated" => {
+            let u: UserData = serde_json::from_value(env.data).map_err(|e| EventError::Shape(e.to_string()))?;
+            let clerk_id = clerk_id(u.id.as_deref())?;
+            // The primary address is the one `primary_email_address_id` names, not the first.
+            let email = u.primary_email_address_id.as_deref().and_then(|primary| {
+                u.email_addresses
+                    .iter()
+                    .find(|e| e.id.as_deref() == Some(primary))
+                    .and_then(|e| e.email_address.clone())
+            });
+            let meta = |k: &str| u.public_metadata.get(k).and_then(Value::as_str);
+            Action::Upsert(ClerkProfile {
+                clerk_id,
+                email: non_empty(email),
+                first_name: non_empty(u.first_name),
+                last_name: non_empty(u.last_name),
+                image_url: non_empty(u.image_url),
+                role: Role::parse_lenient(meta("role")),
+                tier: Tier::parse_lenient(meta("tier")),
+                created_at: u.created_at,
+                updated_at: u.updated_at.ok_or(EventError::UpdatedAt)?,
+            })
+        }
+        "user.deleted" => Action::Delete { clerk_id: clerk_id(env.data.get("id").and_then(Value::as_str))? },
+        _ => Action::Ignore,
+    };
+    Ok((event_type, action))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn user_created_with_primary_email_and_metadata() {
+        let body = json!({"type": "user.created", "object": "event", "data": {
+            "id": "user_29w83sxmDNGwOuEthce5gg56FcC",
+            "email_addresses": [
+                {"id": "idn_old", "email_address": "old@example.org"},
+                {"id": "idn_primary", "email_address": "primary@example.org"}
+            ],
+            "primary_email_address_id": "idn_primary",
+            "first_name": "Ayesha", "last_name": " ", "image_url": "https://img.clerk.com/x",
+            "public_metadata": {"role": "moderator", "tier": "enterprise"},
+            "created_at": 1654012591514_i64, "updated_at": 1654012591835_i64
+        }});
+        let (_, Action::Upsert(p)) = parse(body.to_string().as_bytes()).unwrap() else { panic!() };
+        assert_eq!(p.email.as_deref(), Some("primary@example.org"));
+        assert_eq!((p.role, p.tier), (Role::Moderator, Tier::Enterprise));
+        assert_eq!(p.last_name, None);
+        assert_eq!((p.created_at, p.updated_at), (Some(1654012591514), 1654012591835));
+    }
+
+    #[test]
+    fn unknown_metadata_falls_back() {
+        let body = json!({"type": "user.updated", "data": {"id": "user_1", "updated_at": 5,
+            "public_metadata": {"role": "root", "tier": 3}}});
+        let (_, Action::Upsert(p)) = parse(body.to_string().as_bytes()).unwrap() else { panic!() };
+        assert_eq!((p.role, p.tier, p.email), (Role::User, Tier::Free, None));
+    }
+
+    #[test]
+    fn deleted_and_other_events() {
+        let del = json!({"type": "user.deleted", "data": {"id": "user_1", "deleted": true, "object": "user"}});
+        assert_eq!(
+            parse(del.to_string().as_bytes()).unwrap(),
+            ("user.deleted".into(), Action::Delete { clerk_id: "user_1".into() })
+        );
+        let other = json!({"type": "session.created", "data": {"id": "sess_1"}});
+        assert_eq!(parse(other.to_string().as_bytes()).unwrap(), ("session.created".into(), Action::Ignore));
+    }
+
+    #[test]
+    fn rejects_unusable_events() {
+        assert!(matches!(parse(b"not json"), Err(EventError::Shape(_))));
+        assert!(matches!(parse(b"{\"data\":{}}"), Err(EventError::Shape(_))));
+        let no_id = json!({"type": "user.created", "data": {"updated_at": 1}});
+        assert_eq!(parse(no_id.to_string().as_bytes()), Err(EventError::UserId));
+        let bad_id = json!({"type": "user.deleted", "data": {"id": "user 1"}});
+        assert_eq!(parse(bad_id.to_string().as_bytes()), Err(EventError::UserId));
+        let no_ts = json!({"type": "user.updated", "data": {"id": "user_1"}});
+        assert_eq!(parse(no_ts.to_string().as_bytes()), Err(EventError::UpdatedAt));
+    }
+}

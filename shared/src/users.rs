@@ -1,0 +1,357 @@
+//! The users table: one item per Clerk user, keyed by the Clerk user id (`pk`). The only module
+//! that knows the item's shape; the authenticator reads and lazily creates users through it, the
+//! webhook gets its conditional writes from it (to run inside its delivery transaction).
+//!
+//! Item: `pk` (= `clerk_id`), `user_id` (BaatCheet's own id, set once with `if_not_exists`),
+//! `email`, `first_name`, `last_name`, `image_url`, `role`, `tier`, `created_at`/`updated_at`
+//! (Clerk's, ms), `deleted`/`deleted_at`, `synced_at` (ours, ms), `source` (`webhook`|`token`),
+//! `revision` (count of writes applied).
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure, Update};
+use std::collections::HashMap;
+
+use crate::auth::{AuthUser, Role, Tier};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+type Item = HashMap<String, AttributeValue>;
+
+const PK: &str = "pk";
+const USER_ID: &str = "user_id";
+const CLERK_ID: &str = "clerk_id";
+const EMAIL: &str = "email";
+const FIRST_NAME: &str = "first_name";
+const LAST_NAME: &str = "last_name";
+const IMAGE_URL: &str = "image_url";
+const ROLE: &str = "role";
+const TIER: &str = "tier";
+const CREATED_AT: &str = "created_at";
+const UPDATED_AT: &str = "updated_at";
+const DELETED: &str = "deleted";
+const DELETED_AT: &str = "deleted_at";
+const SYNCED_AT: &str = "synced_at";
+const SOURCE: &str = "source";
+const REVISION: &str = "revision";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("users table: {op} failed")]
+    Dynamo {
+        op: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    #[error("users table: item {clerk_id} has no {field}")]
+    Corrupt { clerk_id: String, field: &'static str },
+}
+
+/// A user as the table holds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub user_id: String,
+    pub clerk_id: String,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub image_url: Option<String>,
+    pub role: Role,
+    pub tier: Tier,
+    pub deleted: bool,
+    /// Clerk's `updated_at` (ms) of the data held; None until the webhook has written the user.
+    pub updated_at: Option<i64>,
+    pub revision: i64,
+}
+
+impl UserRecord {
+    pub fn auth_user(&self) -> AuthUser {
+        AuthUser {
+            user_id: self.user_id.clone(),
+            clerk_id: self.clerk_id.clone(),
+            email: self.email.clone(),
+            role: self.role,
+            tier: self.tier,
+        }
+    }
+
+    pub fn from_item(item: &Item) -> Result<Self, StoreError> {
+        let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+        let n = |k: &str| item.get(k).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
+        let clerk_id = s(PK).ok_or(StoreError::Corrupt { clerk_id: "?".into(), field: PK })?;
+        let user_id = s(USER_ID).ok_or_else(|| StoreError::Corrupt { clerk_id: clerk_id.clone(), field: USER_ID })?;
+        Ok(Self {
+            user_id,
+            email: s(EMAIL),
+            first_name: s(FIRST_NAME),
+            last_name: s(LAST_NAME),
+            image_url: s(IMAGE_URL),
+            role: Role::parse_lenient(s(ROLE).as_deref()),
+            tier: Tier::parse_lenient(s(TIER).as_deref()),
+            deleted: item.get(DELETED).and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+            updated_at: n(UPDATED_AT),
+            revision: n(REVISION).unwrap_or(0),
+            clerk_id,
+        })
+    }
+}
+
+/// A user as Clerk describes them in a `user.created` / `user.updated` event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClerkProfile {
+    pub clerk_id: String,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub image_url: Option<String>,
+    pub role: Role,
+    pub tier: Tier,
+    /// Clerk's timestamps, ms since the epoch.
+    pub created_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+/// Placeholders for one expression: every attribute name and value goes through them.
+#[derive(Default)]
+struct Expr {
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Expr {
+    fn n(&mut self, attr: &'static str) -> String {
+        let key = format!("#{attr}");
+        self.names.insert(key.clone(), attr.to_string());
+        key
+    }
+
+    fn v(&mut self, value: AttributeValue) -> String {
+        let key = format!(":v{}", self.values.len());
+        self.values.insert(key.clone(), value);
+        key
+    }
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+fn num(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn new_user_id() -> String {
+    // Time-ordered and unguessable; never derived from the Clerk id.
+    format!("usr_{}", uuid::Uuid::now_v7().simple())
+}
+
+fn dynamo_err(op: &'static str) -> impl FnOnce(BoxError) -> StoreError {
+    move |source| StoreError::Dynamo { op, source }
+}
+
+#[derive(Clone)]
+pub struct UsersStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl UsersStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn key(clerk_id: &str) -> Item {
+        HashMap::from([(PK.to_string(), s(clerk_id))])
+    }
+
+    /// The user's item, read strongly consistent (a just-synced role must count at once).
+    pub async fn get(&self, clerk_id: &str) -> Result<Option<UserRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(clerk_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| dynamo_err("GetItem")(Box::new(e)))?;
+        out.item().map(UserRecord::from_item).transpose()
+    }
+
+    /// Creates a user the webhook has not delivered yet, from a verified token: role `user`,
+    /// tier `free`. Conditional on the item not existing, so a concurrent webhook write is never
+    /// clobbered; if it lost that race, the item the webhook wrote is returned instead.
+    pub async fn create_from_token(&self, clerk_id: &str, email: Option<&str>) -> Result<UserRecord, StoreError> {
+        let now = time::OffsetDateTime::now_utc();
+        let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+        let mut item = Self::key(clerk_id);
+        let user_id = new_user_id();
+        item.insert(USER_ID.into(), s(&user_id));
+        item.insert(CLERK_ID.into(), s(clerk_id));
+        if let Some(e) = email {
+            item.insert(EMAIL.into(), s(e));
+        }
+        item.insert(ROLE.into(), s(Role::User.as_str()));
+        item.insert(TIER.into(), s(Tier::Free.as_str()));
+        item.insert(SOURCE.into(), s("token"));
+        item.insert(SYNCED_AT.into(), num(now_ms));
+        item.insert(REVISION.into(), num(1));
+        let mut x = Expr::default();
+        let cond = format!("attribute_not_exists({})", x.n(PK));
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item.clone()))
+            .condition_expression(cond)
+            .set_expression_attribute_names(Some(x.names))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match res {
+            Ok(_) => UserRecord::from_item(&item),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)) => {
+                    match c.item() {
+                        Some(existing) => UserRecord::from_item(existing),
+                        None => self.get(clerk_id).await?.ok_or(StoreError::Corrupt {
+                            clerk_id: clerk_id.into(),
+                            field: "item (vanished after a conditional failure)",
+                        }),
+                    }
+                }
+                _ => Err(dynamo_err("PutItem")(Box::new(e))),
+            },
+        }
+    }
+
+    /// The conditional write of a `user.created`/`user.updated` event: applied only if the item
+    /// is absent, holds older Clerk data (or only token-created data), and is not deleted.
+    pub fn upsert_from_clerk(&self, p: &ClerkProfile, now_ms: i64) -> Result<Update, StoreError> {
+        let mut x = Expr::default();
+        let mut set = vec![
+            format!("{u} = if_not_exists({u}, {v})", u = x.n(USER_ID), v = x.v(s(&new_user_id()))),
+            format!("{} = {}", x.n(CLERK_ID), x.v(s(&p.clerk_id))),
+            format!("{} = {}", x.n(ROLE), x.v(s(p.role.as_str()))),
+            format!("{} = {}", x.n(TIER), x.v(s(p.tier.as_str()))),
+            format!("{} = {}", x.n(SYNCED_AT), x.v(num(now_ms))),
+            format!("{} = {}", x.n(SOURCE), x.v(s("webhook"))),
+        ];
+        let updated = x.v(num(p.updated_at));
+        set.push(format!("{} = {updated}", x.n(UPDATED_AT)));
+        let mut remove = Vec::new();
+        for (attr, value) in
+            [(EMAIL, &p.email), (FIRST_NAME, &p.first_name), (LAST_NAME, &p.last_name), (IMAGE_URL, &p.image_url)]
+        {
+            match value {
+                Some(v) => set.push(format!("{} = {}", x.n(attr), x.v(s(v)))),
+                None => remove.push(x.n(attr)),
+            }
+        }
+        if let Some(c) = p.created_at {
+            set.push(format!("{} = {}", x.n(CREATED_AT), x.v(num(c))));
+        }
+        let mut expr = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        expr.push_str(&format!(" ADD {} {}", x.n(REVISION), x.v(num(1))));
+        let cond = format!(
+            "attribute_not_exists({pk}) OR ((attribute_not_exists({upd}) OR {upd} < {updated}) AND \
+             (attribute_not_exists({del}) OR {del} = {f}))",
+            pk = x.n(PK),
+            upd = x.n(UPDATED_AT),
+            del = x.n(DELETED),
+            f = x.v(AttributeValue::Bool(false)),
+        );
+        self.update(&p.clerk_id, expr, cond, x)
+    }
+
+    /// The write of a `user.deleted` event: marks the user deleted and drops their personal
+    /// data. Deletion is final (Clerk never reuses ids), so later or replayed events cannot
+    /// resurrect the user; an item is created if the user was never seen, for the same reason.
+    pub fn mark_deleted(&self, clerk_id: &str, now_ms: i64) -> Result<Update, StoreError> {
+        let mut x = Expr::default();
+        let del = x.n(DELETED);
+        let t = x.v(AttributeValue::Bool(true));
+        let f = x.v(AttributeValue::Bool(false));
+        let now = x.v(num(now_ms));
+        let set = [
+            format!("{u} = if_not_exists({u}, {v})", u = x.n(USER_ID), v = x.v(s(&new_user_id()))),
+            format!("{} = {}", x.n(CLERK_ID), x.v(s(clerk_id))),
+            format!("{del} = {t}"),
+            format!("{} = {now}", x.n(DELETED_AT)),
+            format!("{} = {now}", x.n(SYNCED_AT)),
+            format!("{} = {}", x.n(SOURCE), x.v(s("webhook"))),
+        ];
+        let remove = [x.n(EMAIL), x.n(FIRST_NAME), x.n(LAST_NAME), x.n(IMAGE_URL)];
+        let expr = format!("SET {} REMOVE {} ADD {} {}", set.join(", "), remove.join(", "), x.n(REVISION), x.v(num(1)));
+        let cond = format!("attribute_not_exists({del}) OR {del} = {f}");
+        self.update(clerk_id, expr, cond, x)
+    }
+
+    fn update(&self, clerk_id: &str, expr: String, cond: String, x: Expr) -> Result<Update, StoreError> {
+        Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(clerk_id)))
+            .update_expression(expr)
+            .condition_expression(cond)
+            .set_expression_attribute_names(Some(x.names))
+            .set_expression_attribute_values(Some(x.values))
+            .build()
+            .map_err(|e| dynamo_err("building Update")(Box::new(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> UsersStore {
+        let conf = aws_sdk_dynamodb::Config::builder().behavior_version_latest().build();
+        UsersStore::new(aws_sdk_dynamodb::Client::from_conf(conf), "users")
+    }
+
+    #[test]
+    fn every_name_and_value_is_a_placeholder() {
+        let p = ClerkProfile {
+            clerk_id: "user_1".into(),
+            email: Some("a@b.c".into()),
+            first_name: None,
+            last_name: Some("L".into()),
+            image_url: None,
+            role: Role::Admin,
+            tier: Tier::Pro,
+            created_at: Some(1),
+            updated_at: 2,
+        };
+        for u in [store().upsert_from_clerk(&p, 3).unwrap(), store().mark_deleted("user_1", 3).unwrap()] {
+            let text = format!("{} {}", u.update_expression(), u.condition_expression().unwrap_or_default());
+            for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '#' || c == ':')) {
+                let ok = word.is_empty()
+                    || word.starts_with('#')
+                    || word.starts_with(':')
+                    || ["SET", "REMOVE", "ADD", "OR", "AND", "if_not_exists", "attribute_not_exists"].contains(&word);
+                assert!(ok, "bare word {word:?} in {text}");
+            }
+            let names = u.expression_attribute_names().unwrap();
+            for k in names.keys() {
+                assert!(text.contains(k.as_str()));
+            }
+        }
+    }
+
+    #[test]
+    fn records_parse_leniently() {
+        let mut item = UsersStore::key("user_1");
+        item.insert(USER_ID.into(), s("usr_1"));
+        item.insert(ROLE.into(), s("superuser"));
+        item.insert(TIER.into(), s("pro"));
+        item.insert(DELETED.into(), AttributeValue::Bool(true));
+        let r = UserRecord::from_item(&item).unwrap();
+        assert_eq!((r.role, r.tier, r.deleted), (Role::User, Tier::Pro, true));
+        item.remove(USER_ID);
+        assert!(UserRecord::from_item(&item).is_err());
+    }
+}
