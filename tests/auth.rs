@@ -6,7 +6,7 @@ use axum::{Json, Router, routing::get};
 use baatcheet_shared::auth::{AuthUser, Role, require_role};
 use baatcheet_shared::{AppContext, request_path};
 use baatcheet_tests::clerk::{self, JwksServer, keys, token, unique_user};
-use baatcheet_tests::{TestStack, http, serve};
+use baatcheet_tests::{TestStack, as_client, http, serve};
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -22,6 +22,9 @@ async fn stack(jwks: &JwksServer) -> TestStack {
     stack.env.insert("CLERK_ISSUER".into(), clerk::ISSUER.into());
     stack.env.insert("CLERK_AUTHORIZED_PARTIES".into(), clerk::AZP.into());
     stack.env.insert("CLERK_API_URL".into(), jwks.url.clone());
+    // These tests are about verification: the per-IP limits get their own test below.
+    stack.env.insert("RATE_LIMIT_AUTH".into(), "100000/15m".into());
+    stack.env.insert("RATE_LIMIT_GLOBAL".into(), "100000/1h".into());
     stack
 }
 
@@ -41,7 +44,7 @@ fn app(ctx: &AppContext) -> Router {
         .route("/admin", me().layer(require_role(ctx, &[Role::Admin])))
         .route("/staff", me().layer(require_role(ctx, &[Role::Moderator, Role::Admin])))
         .with_state(ctx.clone());
-    request_path::wrap(routes, ctx)
+    as_client(request_path::wrap(routes, ctx), "198.51.100.20")
 }
 
 async fn call(router: &Router, path: &str, token: Option<&str>) -> (u16, http::HeaderMap, Value) {
@@ -423,4 +426,35 @@ async fn dev_tokens_are_trusted_by_the_local_stack_configuration() {
     let (status, _, body) = call(&router, "/me", Some(&key.mint(&claims).unwrap())).await;
     assert_eq!((status, body["email"].as_str()), (200, Some("dev@example.test")), "{body}");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn failed_authentications_from_one_ip_are_limited() {
+    let jwks = JwksServer::start(&[&keys()[0]]).await;
+    let mut stack = stack(&jwks).await;
+    stack.env.insert("RATE_LIMIT_AUTH".into(), "5/15m".into());
+    let ctx = stack.context().await;
+    let base = format!("http://{}", serve(app(&ctx)).await);
+    let client = http();
+    let sub = unique_user();
+    let forged = clerk::sign_as(&keys()[2], &keys()[0].kid, &clerk::claims(&sub));
+    for i in 0..5 {
+        let res = client.get(format!("{base}/me")).bearer_auth(&forged).send().await.unwrap();
+        assert_eq!(res.status(), 401, "attempt {i}");
+    }
+    // The sixth bad token, and then even a good one from that address: 429 with Retry-After.
+    let res = client.get(format!("{base}/me")).bearer_auth(&forged).send().await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["policy"], "auth");
+    let res = client.get(format!("{base}/me")).bearer_auth(token(&keys()[0], &sub)).send().await.unwrap();
+    assert_eq!(res.status(), 429, "blocked before verification");
+    // Requests without a token are not authentication attempts and are not counted.
+    let res = client.get(format!("{base}/me")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    // Another address is unaffected.
+    let other = as_client(app(&ctx), "203.0.113.77");
+    let (status, _, _) = call(&other, "/me", Some(&token(&keys()[0], &sub))).await;
+    assert_eq!(status, 200);
 }

@@ -181,3 +181,16 @@ impl Switch {
     }
 }
 pub mod runtime_api;
+
+/// The router as a client at `ip` reaches it, when no socket says otherwise: the address the local
+/// gateway would hand it (tests that call a router with `oneshot` have no socket).
+pub fn as_client(router: axum::Router, ip: &str) -> axum::Router {
+    use axum::extract::ConnectInfo;
+    let addr = SocketAddr::new(ip.parse().expect("an IP address"), 40_000);
+    router.layer(axum::middleware::map_request(move |mut req: axum::extract::Request| async move {
+        if req.extensions().get::<ConnectInfo<SocketAddr>>().is_none() {
+            req.extensions_mut().insert(ConnectInfo(addr));
+        }
+        req
+    }))
+}

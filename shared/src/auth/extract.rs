@@ -13,6 +13,7 @@ use tower::{Layer, Service};
 
 use super::token::token_from_headers;
 use super::user::{AuthUser, Role};
+use crate::client_ip::ClientIp;
 use crate::context::AppContext;
 use crate::error::ApiError;
 
@@ -21,11 +22,19 @@ use crate::error::ApiError;
 /// service itself cannot authenticate). The token is never logged.
 pub async fn authenticate(parts: &Parts, ctx: &AppContext) -> Result<AuthUser, ApiError> {
     let token = token_from_headers(&parts.headers)?;
+    // The auth policy (per IP) limits failed verifications, so token guessing and forgery from
+    // one address stop after a few tries. An IP this instance knows to be spent gets 429 before
+    // any verification work; a request without a token is not an attempt and is not counted.
+    let ip =
+        ClientIp::from_parts(parts).ok_or_else(|| ApiError::BadRequest("The client address is unknown.".into()))?;
+    ctx.limiter.auth_precheck(ip.0)?;
     let result = ctx.auth.authenticate_token(token).await;
     if let Err(e) = &result
         && let Some(reason) = e.reason()
     {
         tracing::info!(reason, "authentication failed");
+        // Spent bucket: the 429 replaces the 401.
+        ctx.limiter.record_auth_failure(ip.0).await?;
     }
     Ok(result?)
 }
