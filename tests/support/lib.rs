@@ -174,3 +174,6 @@ impl Switch {
         let _ = self.up.send(true);
     }
 }
+
+pub mod chat;
+pub mod fake_upstream;
