@@ -18,7 +18,7 @@ use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::{TestStack, serve};
+use crate::TestStack;
 
 pub const USER_HEADER: &str = "x-test-user";
 
@@ -145,6 +145,21 @@ impl DynamoCalls {
     }
 }
 
+/// Serves `router` on an ephemeral port with TCP_NODELAY, so SSE events leave as they are written.
+pub async fn serve_streaming(router: Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(async move {
+        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .await
+            .expect("serve");
+    });
+    addr
+}
+
 pub struct ChatHarness {
     pub stack: TestStack,
     pub ctx: AppContext,
@@ -164,7 +179,7 @@ impl ChatHarness {
         let ctx = AppContext::with_clients(stack.config(), dynamo, baatcheet_shared::aws::secrets_manager(&stack.sdk));
         ctx.secrets.fetch().await.expect("secret is readable");
         let state = ChatState::new(&ctx, config).expect("chat state builds");
-        let base = format!("http://{}", serve(test_router(state.clone(), &ctx)).await);
+        let base = format!("http://{}", serve_streaming(test_router(state.clone(), &ctx)).await);
         Self { stack, ctx, state, base, calls }
     }
 

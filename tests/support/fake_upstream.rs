@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How the fake answers one request.
 #[derive(Debug, Clone)]
@@ -148,6 +148,9 @@ pub struct Recorded {
     pub key: Option<String>,
     /// The JSON body (chat), or the text fields plus `file_bytes`/`file_name`/`file_type` (audio).
     pub body: Value,
+    pub received_at: Instant,
+    /// When the first content chunk was handed to the connection (streamed answers).
+    pub first_chunk_at: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -166,16 +169,27 @@ impl Shared {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn take(&self, record: Recorded) -> Behavior {
+    /// Records the request; returns its behaviour and its index in the record.
+    fn take(&self, path: &str, key: Option<String>, body: Value) -> (Behavior, usize) {
         let mut inner = self.lock();
         let b = match inner.queue.pop_front() {
             Some(b) => b,
-            None => {
-                record.key.as_ref().and_then(|k| inner.by_key.get(k).cloned()).unwrap_or_else(|| inner.default.clone())
-            }
+            None => key.as_ref().and_then(|k| inner.by_key.get(k).cloned()).unwrap_or_else(|| inner.default.clone()),
         };
-        inner.requests.push(record);
-        b
+        inner.requests.push(Recorded {
+            path: path.into(),
+            key,
+            body,
+            received_at: Instant::now(),
+            first_chunk_at: None,
+        });
+        (b, inner.requests.len() - 1)
+    }
+
+    fn first_chunk(&self, index: usize) {
+        if let Some(r) = self.lock().requests.get_mut(index) {
+            r.first_chunk_at.get_or_insert_with(Instant::now);
+        }
     }
 }
 
@@ -223,7 +237,7 @@ fn usage_for(body: &Value, pieces: &[String]) -> Value {
 }
 
 async fn completions(State(shared): State<Shared>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
-    let b = shared.take(Recorded { path: "/v1/chat/completions".into(), key: bearer(&headers), body: body.clone() });
+    let (b, index) = shared.take("/v1/chat/completions", bearer(&headers), body.clone());
     if b.hang {
         std::future::pending::<()>().await;
     }
@@ -263,6 +277,8 @@ async fn completions(State(shared): State<Shared>, headers: HeaderMap, Json(body
             }
             if i > 0 {
                 tokio::time::sleep(b.token_delay).await;
+            } else {
+                shared.first_chunk(index);
             }
             if tx.send(Ok(chunk(Some(p), None))).await.is_err() {
                 return;
@@ -299,11 +315,7 @@ async fn transcriptions(State(shared): State<Shared>, headers: HeaderMap, mut fo
             fields.insert(name, json!(field.text().await.unwrap_or_default()));
         }
     }
-    let b = shared.take(Recorded {
-        path: "/v1/audio/transcriptions".into(),
-        key: bearer(&headers),
-        body: Value::Object(fields.clone()),
-    });
+    let (b, _) = shared.take("/v1/audio/transcriptions", bearer(&headers), Value::Object(fields.clone()));
     if b.hang {
         std::future::pending::<()>().await;
     }
@@ -335,6 +347,10 @@ impl FakeUpstream {
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind fake upstream");
         let addr = listener.local_addr().expect("addr");
+        // Chunks go out as written, as a real provider's would (no Nagle delay between small writes).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
