@@ -189,6 +189,21 @@ async fn no_failover_after_the_first_token_and_the_partial_answer_is_kept() {
 }
 
 #[tokio::test]
+async fn an_upstream_silent_between_chunks_times_out_and_keeps_the_partial_answer() {
+    let fake = FakeUpstream::start().await;
+    fake.set_default(Behavior::ok().chunks(3).token_delay(Duration::from_secs(30)));
+    let config = ChatConfig { idle_timeout: Duration::from_millis(300), ..fast_config() };
+    let h = one_provider(&fake, config).await;
+    let (_, all) = stream(&h, "alice", json!({"message": "hi"})).await;
+    let evs = events(&all);
+    let names: Vec<&str> = evs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["conversation", "delta", "error"], "{all:?}");
+    assert_eq!(evs[2].1["status"], 502);
+    let (_, msgs) = stored(&h, "alice", evs[0].1["conversation_id"].as_str().unwrap()).await;
+    assert_eq!((msgs[1].status, msgs[1].content.as_str()), (MessageStatus::Incomplete, "tok0 "));
+}
+
+#[tokio::test]
 async fn a_rate_limited_key_cools_down_for_its_retry_after() {
     let a = FakeUpstream::start().await;
     a.on_key("k1", Behavior::rate_limited(120));
