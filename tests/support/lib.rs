@@ -194,3 +194,6 @@ pub fn as_client(router: axum::Router, ip: &str) -> axum::Router {
         req
     }))
 }
+
+pub mod chat;
+pub mod fake_upstream;

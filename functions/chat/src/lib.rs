@@ -1,0 +1,21 @@
+//! Chat function: streamed completions over OpenAI-compatible providers with failover, and the
+//! user's conversations in DynamoDB.
+//!
+//! Layers: `api` (request/response bodies and their validation), `service` (the domain: takes the
+//! authenticated user and typed input), `store` (DynamoDB), `providers` (upstreams, failover),
+//! `sse` (the event-stream wire format), `http` (adapters and the router).
+
+pub mod api;
+pub mod config;
+pub mod context;
+pub mod http;
+pub mod modes;
+pub mod providers;
+pub mod service;
+pub mod sse;
+pub mod store;
+pub mod title;
+
+pub use config::ChatConfig;
+pub use http::{ChatState, router, router_with};
+pub use service::ChatService;

@@ -1,0 +1,96 @@
+//! Conversation management: list, read, rename, delete, search, always within the caller's own
+//! conversations (another user's is "not found", never "forbidden").
+
+use baatcheet_shared::auth::AuthUser;
+use baatcheet_shared::{ApiError, FieldError};
+
+use super::{ChatService, owner};
+use crate::api::{
+    ConversationDetail, ConversationList, MAX_PAGE, MAX_QUERY_CHARS, MAX_SEARCH_PAGE, PageRequest, SearchRequest,
+    SearchResults,
+};
+use crate::store::cursor::Cursor;
+use crate::store::ids::ConversationId;
+use crate::store::model::Conversation;
+use crate::title;
+
+fn bad_cursor() -> ApiError {
+    ApiError::Validation(vec![FieldError::new("/query/cursor", "is not a valid cursor")])
+}
+
+impl ChatService {
+    /// The caller's conversations, newest first.
+    pub async fn list_conversations(&self, user: &AuthUser, page: PageRequest) -> Result<ConversationList, ApiError> {
+        let after = match page.cursor {
+            None => None,
+            Some(Cursor::Conversations(c)) => Some(c),
+            Some(_) => return Err(bad_cursor()),
+        };
+        let p = self.store.list(owner(user), page.limit.clamp(1, MAX_PAGE), after).await?;
+        Ok(ConversationList { conversations: p.items, next_cursor: p.next.map(|c| c.encode()) })
+    }
+
+    /// One conversation with a page of its messages (the newest page first).
+    pub async fn get_conversation(
+        &self,
+        user: &AuthUser,
+        id: ConversationId,
+        page: PageRequest,
+    ) -> Result<ConversationDetail, ApiError> {
+        let before = match page.cursor {
+            None => None,
+            Some(Cursor::Messages(c, m)) if c == id => Some(m),
+            Some(_) => return Err(bad_cursor()),
+        };
+        let (conversation, p) = self.store.messages(owner(user), id, page.limit.clamp(1, MAX_PAGE), before).await?;
+        Ok(ConversationDetail { conversation, messages: p.items, next_cursor: p.next.map(|c| c.encode()) })
+    }
+
+    pub async fn rename_conversation(
+        &self,
+        user: &AuthUser,
+        id: ConversationId,
+        title: &str,
+    ) -> Result<Conversation, ApiError> {
+        let title = title::normalise_user_title(title).ok_or_else(|| {
+            ApiError::Validation(vec![FieldError::new(
+                "/title",
+                format!("must be 1-{} characters of text", title::MAX_TITLE),
+            )])
+        })?;
+        Ok(self.store.rename(owner(user), id, &title).await?)
+    }
+
+    /// Deletes the conversation and every message in it.
+    pub async fn delete_conversation(&self, user: &AuthUser, id: ConversationId) -> Result<(), ApiError> {
+        let removed = self.store.delete(owner(user), id).await?;
+        tracing::info!(conversation = %id, messages = removed, "conversation deleted");
+        Ok(())
+    }
+
+    /// Case-insensitive search of the caller's conversation titles and messages, with bounded work
+    /// per request (`SEARCH_MAX_ITEMS` items read at most).
+    pub async fn search(&self, user: &AuthUser, req: &SearchRequest) -> Result<SearchResults, ApiError> {
+        let q = req.q.trim();
+        if q.is_empty() || q.chars().count() > MAX_QUERY_CHARS {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "/query/q",
+                format!("must be 1-{MAX_QUERY_CHARS} characters"),
+            )]));
+        }
+        if req.page.cursor.is_some_and(|c| !c.is_search()) {
+            return Err(bad_cursor());
+        }
+        let page = self
+            .store
+            .search(
+                owner(user),
+                q,
+                req.page.limit.clamp(1, MAX_SEARCH_PAGE),
+                req.page.cursor,
+                self.config.search_max_items,
+            )
+            .await?;
+        Ok(SearchResults { results: page.hits, next_cursor: page.next.map(|c| c.encode()), scanned: page.scanned })
+    }
+}

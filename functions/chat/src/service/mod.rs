@@ -1,0 +1,60 @@
+//! The chat domain, apart from HTTP: every operation takes the authenticated caller (`&AuthUser`)
+//! and typed, validated input, and returns domain values or an `ApiError`. The HTTP adapters in
+//! `http` only extract, call and render.
+
+pub mod completion;
+pub mod conversations;
+pub mod transcribe;
+
+use baatcheet_shared::auth::AuthUser;
+use baatcheet_shared::{ApiError, AppContext};
+use std::sync::Arc;
+
+use crate::api::ModelsResponse;
+use crate::config::ChatConfig;
+use crate::providers::Providers;
+use crate::store::ConversationStore;
+
+pub use completion::ChatStream;
+pub use transcribe::TranscriptionInput;
+
+pub struct ChatService {
+    store: ConversationStore,
+    providers: Arc<Providers>,
+    config: Arc<ChatConfig>,
+}
+
+impl ChatService {
+    /// Built once per cold start from the shared context (DynamoDB client, secrets cache).
+    pub fn new(ctx: &AppContext, config: ChatConfig) -> Result<Self, reqwest::Error> {
+        let providers = Providers::new(ctx.secrets.clone(), &config)?;
+        Ok(Self {
+            store: ConversationStore::new(ctx.dynamo.clone(), ctx.config.tables.conversations.clone()),
+            providers: Arc::new(providers),
+            config: Arc::new(config),
+        })
+    }
+
+    pub fn config(&self) -> &ChatConfig {
+        &self.config
+    }
+
+    /// The conversation store (tests seed and inspect through it).
+    pub fn store(&self) -> &ConversationStore {
+        &self.store
+    }
+
+    /// `GET /api/v1/chat/models`: the configured models (no caller needed: the route is public).
+    pub async fn models(&self) -> Result<ModelsResponse, ApiError> {
+        let catalog = self.providers.catalog().await?;
+        Ok(ModelsResponse {
+            models: catalog.models(),
+            default_model: catalog.default_chat_model().map(|m| m.id.clone()),
+        })
+    }
+}
+
+/// The caller's id as the store keys it.
+fn owner(user: &AuthUser) -> &str {
+    &user.user_id
+}

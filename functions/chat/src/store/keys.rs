@@ -1,0 +1,71 @@
+//! Key design of the conversations table (`pk`/`sk`, GSI `by-user` on `gsi1pk`/`gsi1sk`).
+//!
+//! | item         | pk            | sk          | gsi1pk          | gsi1sk        |
+//! |--------------|---------------|-------------|-----------------|---------------|
+//! | conversation | `CONV#{cid}`  | `META`      | `USER#{uid}`    | `CONV#{cid}`  |
+//! | message      | `CONV#{cid}`  | `M#{mid}`   | `UMSG#{uid}`    | `M#{mid}`     |
+//!
+//! - A conversation and its messages share a partition. `META` sorts after every `M#...`, so one
+//!   descending Query returns the conversation first and then its newest messages (the context of a
+//!   completion is one call).
+//! - Ids are UUID v7: a user's conversations list newest first on the index, messages sort by id.
+//! - A conversation being deleted loses its `gsi1pk`/`gsi1sk` first (a sparse index): it leaves the
+//!   user's list at once, before its messages are removed.
+//! - Messages are indexed under the user (`UMSG#`) so search reads the user's own items only.
+
+use super::ids::{ConversationId, MessageId};
+
+pub const INDEX: &str = "by-user";
+pub const META_SK: &str = "META";
+pub const MSG_PREFIX: &str = "M#";
+
+pub fn conv_pk(id: ConversationId) -> String {
+    format!("CONV#{id}")
+}
+
+pub fn msg_sk(id: MessageId) -> String {
+    format!("{MSG_PREFIX}{id}")
+}
+
+pub fn user_conversations(user_id: &str) -> String {
+    format!("USER#{user_id}")
+}
+
+pub fn conv_gsi_sk(id: ConversationId) -> String {
+    format!("CONV#{id}")
+}
+
+pub fn user_messages(user_id: &str) -> String {
+    format!("UMSG#{user_id}")
+}
+
+/// `M#{mid}` -> the id.
+pub fn parse_msg_sk(sk: &str) -> Option<MessageId> {
+    sk.strip_prefix(MSG_PREFIX).and_then(MessageId::parse)
+}
+
+/// `CONV#{cid}` -> the id.
+pub fn parse_conv_pk(pk: &str) -> Option<ConversationId> {
+    pk.strip_prefix("CONV#").and_then(ConversationId::parse)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_sorts_after_every_message() {
+        let m = msg_sk(MessageId::new());
+        assert!(META_SK > m.as_str());
+        assert!(META_SK.as_bytes() > b"M#ffffffff-ffff-7fff-bfff-ffffffffffff".as_slice());
+        assert!(!META_SK.starts_with(MSG_PREFIX));
+    }
+
+    #[test]
+    fn keys_round_trip() {
+        let (c, m) = (ConversationId::new(), MessageId::new());
+        assert_eq!(parse_conv_pk(&conv_pk(c)), Some(c));
+        assert_eq!(parse_msg_sk(&msg_sk(m)), Some(m));
+        assert_eq!(parse_msg_sk(META_SK), None);
+    }
+}

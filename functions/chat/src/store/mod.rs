@@ -1,0 +1,503 @@
+//! Conversations and messages in the conversations table (key design in `keys`). Every operation
+//! takes the caller's user id and is a key or index operation (GetItem, Query, TransactWriteItems,
+//! BatchWriteItem, BatchGetItem; never a Scan). Expressions are constant strings with attribute
+//! name and value placeholders; no input ever becomes part of an expression.
+//!
+//! Ownership: a conversation belongs to the `user_id` on its `META` item. Any operation on another
+//! user's conversation (or one being deleted) reports `NotFound`, exactly like a missing one.
+
+pub mod cursor;
+pub mod ids;
+pub mod keys;
+pub mod model;
+pub mod search;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{Delete, DeleteRequest, Put, TransactWriteItem, Update, WriteRequest};
+use baatcheet_shared::ApiError;
+use baatcheet_shared::error::error_chain;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cursor::Cursor;
+use ids::{ConversationId, MessageId};
+use model::{Conversation, Item, Message, n, now_rfc3339, s};
+
+use crate::modes::Mode;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("conversation not found")]
+    NotFound,
+    #[error("DynamoDB {op} failed")]
+    Dynamo {
+        op: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    #[error("a stored item is malformed: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    fn dynamo(op: &'static str, source: impl Into<BoxError>) -> Self {
+        StoreError::Dynamo { op, source: source.into() }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::NotFound("Conversation not found.".into()),
+            StoreError::Dynamo { .. } => {
+                tracing::error!(cause = %error_chain(&e), "conversation store failed");
+                ApiError::Unavailable {
+                    detail: "Storage is temporarily unavailable; please retry.".into(),
+                    retry_after_secs: Some(2),
+                }
+            }
+            StoreError::Corrupt(_) => ApiError::internal(e),
+        }
+    }
+}
+
+/// One page and where the next one starts.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<Cursor>,
+}
+
+/// Settings a conversation keeps between requests (a request may change them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub mode: Mode,
+    pub model: String,
+    pub system_prompt: Option<String>,
+}
+
+/// Items per BatchWriteItem (the DynamoDB maximum).
+const BATCH_WRITE: usize = 25;
+/// Message keys read per page while deleting a conversation.
+const DELETE_PAGE: i32 = 100;
+
+fn condition_failed(err: &SdkError<TransactWriteItemsError>) -> bool {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+            e.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
+        }
+        _ => false,
+    }
+}
+
+fn key(pk: String, sk: impl Into<String>) -> Item {
+    Item::from([("pk".into(), s(pk)), ("sk".into(), s(sk))])
+}
+
+fn build<T>(r: Result<T, aws_sdk_dynamodb::error::BuildError>) -> Result<T, StoreError> {
+    r.map_err(|e| StoreError::dynamo("build", e))
+}
+
+/// Owner check on the conversation item, shared by every write to an existing conversation.
+const OWNED_LIVE: &str = "#user_id = :uid AND attribute_not_exists(#deleted_at)";
+
+#[derive(Clone)]
+pub struct ConversationStore {
+    client: Client,
+    table: String,
+}
+
+impl ConversationStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    fn put(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
+        let put = build(
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", "pk")
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The conversation item update that goes with every message write: owner and liveness
+    /// checked, `updated_at` and the message count moved, settings kept current.
+    fn touch(
+        &self,
+        user_id: &str,
+        id: ConversationId,
+        added: u64,
+        settings: Option<&Settings>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut set = vec!["#updated_at = :now", "#message_count = if_not_exists(#message_count, :zero) + :added"];
+        let mut remove = Vec::new();
+        let mut names = HashMap::from([
+            ("#user_id".to_string(), "user_id".to_string()),
+            ("#deleted_at".to_string(), "deleted_at".to_string()),
+            ("#updated_at".to_string(), "updated_at".to_string()),
+            ("#message_count".to_string(), "message_count".to_string()),
+        ]);
+        let mut values = HashMap::from([
+            (":uid".to_string(), s(user_id)),
+            (":now".to_string(), s(now_rfc3339())),
+            (":zero".to_string(), n(0)),
+            (":added".to_string(), n(added)),
+        ]);
+        if let Some(st) = settings {
+            set.push("#mode = :mode");
+            set.push("#model = :model");
+            names.insert("#mode".into(), "mode".into());
+            names.insert("#model".into(), "model".into());
+            values.insert(":mode".into(), s(st.mode.as_str()));
+            values.insert(":model".into(), s(&st.model));
+            names.insert("#system_prompt".into(), "system_prompt".into());
+            match &st.system_prompt {
+                Some(p) => {
+                    set.push("#system_prompt = :system_prompt");
+                    values.insert(":system_prompt".into(), s(p));
+                }
+                None => remove.push("#system_prompt"),
+            }
+        }
+        let mut expr = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        let update = build(
+            Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(keys::conv_pk(id), keys::META_SK)))
+                .update_expression(expr)
+                .condition_expression(OWNED_LIVE)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    async fn transact(&self, op: &'static str, items: Vec<TransactWriteItem>) -> Result<(), StoreError> {
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| if condition_failed(&e) { StoreError::NotFound } else { StoreError::dynamo(op, e) })
+    }
+
+    /// A new conversation with its first message, in one transaction.
+    pub async fn create(&self, conversation: &Conversation, first: &Message) -> Result<(), StoreError> {
+        let items =
+            vec![self.put(conversation.to_item())?, self.put(first.to_item(conversation.id, &conversation.user_id))?];
+        match self.transact("create conversation", items).await {
+            // Both ids are fresh UUID v7s: a collision is a bug, not a missing conversation.
+            Err(StoreError::NotFound) => Err(StoreError::Corrupt("conversation or message id already exists".into())),
+            other => other,
+        }
+    }
+
+    /// The conversation and its newest `messages` messages (oldest first), in one Query: `META`
+    /// sorts after every message, so reading the partition newest-first returns it first.
+    pub async fn load_recent(
+        &self,
+        user_id: &str,
+        id: ConversationId,
+        messages: usize,
+    ) -> Result<(Conversation, Vec<Message>), StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_values(":pk", s(keys::conv_pk(id)))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(i32::try_from(messages + 1).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("load conversation", e))?;
+        let items = out.items();
+        let Some(first) =
+            items.first().filter(|i| i.get("sk").and_then(|v| v.as_s().ok()).is_some_and(|sk| sk == keys::META_SK))
+        else {
+            return Err(StoreError::NotFound);
+        };
+        let conversation = Conversation::from_item(first)?;
+        if conversation.user_id != user_id || conversation.deleted {
+            return Err(StoreError::NotFound);
+        }
+        let mut recent = items[1..].iter().map(Message::from_item).collect::<Result<Vec<_>, _>>()?;
+        recent.reverse();
+        Ok((conversation, recent))
+    }
+
+    /// Adds a message to an existing conversation of this user (the user's prompt, before the
+    /// upstream call), updating the conversation's settings, in one transaction.
+    pub async fn append(
+        &self,
+        user_id: &str,
+        id: ConversationId,
+        message: &Message,
+        settings: &Settings,
+    ) -> Result<(), StoreError> {
+        let items = vec![self.put(message.to_item(id, user_id))?, self.touch(user_id, id, 1, Some(settings))?];
+        self.transact("append message", items).await
+    }
+
+    /// Stores an assistant answer (complete or partial); with `replaces`, the answer it regenerates
+    /// is removed in the same transaction, so the conversation never shows both or neither.
+    pub async fn finish(
+        &self,
+        user_id: &str,
+        id: ConversationId,
+        answer: &Message,
+        replaces: Option<MessageId>,
+    ) -> Result<(), StoreError> {
+        let mut items = vec![self.put(answer.to_item(id, user_id))?];
+        items.push(self.touch(user_id, id, if replaces.is_some() { 0 } else { 1 }, None)?);
+        if let Some(old) = replaces {
+            let delete = build(
+                Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(keys::conv_pk(id), keys::msg_sk(old))))
+                    .build(),
+            )?;
+            items.push(TransactWriteItem::builder().delete(delete).build());
+        }
+        self.transact("store answer", items).await
+    }
+
+    /// The conversation item, if it is this user's and not being deleted.
+    pub async fn get(&self, user_id: &str, id: ConversationId) -> Result<Conversation, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::conv_pk(id), keys::META_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("get conversation", e))?;
+        let c = out.item().map(Conversation::from_item).transpose()?.ok_or(StoreError::NotFound)?;
+        if c.user_id != user_id || c.deleted {
+            return Err(StoreError::NotFound);
+        }
+        Ok(c)
+    }
+
+    /// The user's conversations, newest first.
+    pub async fn list(
+        &self,
+        user_id: &str,
+        limit: usize,
+        after: Option<ConversationId>,
+    ) -> Result<Page<Conversation>, StoreError> {
+        let start = after.map(|c| {
+            Item::from([
+                ("pk".into(), s(keys::conv_pk(c))),
+                ("sk".into(), s(keys::META_SK)),
+                ("gsi1pk".into(), s(keys::user_conversations(user_id))),
+                ("gsi1sk".into(), s(keys::conv_gsi_sk(c))),
+            ])
+        });
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(keys::INDEX)
+            .key_condition_expression("#gpk = :gpk")
+            .expression_attribute_names("#gpk", "gsi1pk")
+            .expression_attribute_values(":gpk", s(keys::user_conversations(user_id)))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("list conversations", e))?;
+        let mut items = Vec::with_capacity(limit);
+        for i in out.items() {
+            let c = Conversation::from_item(i)?;
+            // The index holds only this user's live conversations; re-checked anyway.
+            if c.user_id == user_id && !c.deleted {
+                items.push(c);
+            }
+        }
+        let more = items.len() > limit || out.last_evaluated_key().is_some();
+        items.truncate(limit);
+        let next = if more { items.last().map(|c| Cursor::Conversations(c.id)) } else { None };
+        Ok(Page { items, next })
+    }
+
+    /// A page of a conversation's messages, newest page first (each page oldest first).
+    pub async fn messages(
+        &self,
+        user_id: &str,
+        id: ConversationId,
+        limit: usize,
+        before: Option<MessageId>,
+    ) -> Result<(Conversation, Page<Message>), StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :m)")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#sk", "sk")
+            .expression_attribute_values(":pk", s(keys::conv_pk(id)))
+            .expression_attribute_values(":m", s(keys::MSG_PREFIX))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(before.map(|m| key(keys::conv_pk(id), keys::msg_sk(m))))
+            .send();
+        let (conversation, out) = tokio::join!(self.get(user_id, id), query);
+        let conversation = conversation?;
+        let out = out.map_err(|e| StoreError::dynamo("list messages", e))?;
+        let mut items = out.items().iter().map(Message::from_item).collect::<Result<Vec<_>, _>>()?;
+        let more = items.len() > limit || out.last_evaluated_key().is_some();
+        items.truncate(limit);
+        let next = if more { items.last().map(|m| Cursor::Messages(id, m.id)) } else { None };
+        items.reverse();
+        Ok((conversation, Page { items, next }))
+    }
+
+    pub async fn rename(&self, user_id: &str, id: ConversationId, title: &str) -> Result<Conversation, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::conv_pk(id), keys::META_SK)))
+            .update_expression("SET #title = :title, #updated_at = :now")
+            .condition_expression(OWNED_LIVE)
+            .expression_attribute_names("#title", "title")
+            .expression_attribute_names("#updated_at", "updated_at")
+            .expression_attribute_names("#user_id", "user_id")
+            .expression_attribute_names("#deleted_at", "deleted_at")
+            .expression_attribute_values(":title", s(title))
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .expression_attribute_values(":uid", s(user_id))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(o) => o.attributes().map(Conversation::from_item).transpose()?.ok_or(StoreError::NotFound),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Err(StoreError::NotFound)
+            }
+            Err(e) => Err(StoreError::dynamo("rename conversation", e)),
+        }
+    }
+
+    /// Deletes a conversation and all its messages. First the conversation is marked deleted and
+    /// leaves the user's list (one conditional update): from then on nothing of it is reachable,
+    /// even if what follows is interrupted. Then its messages go in batches, the conversation item
+    /// last. Deleting a conversation already marked resumes the removal.
+    /// Returns how many messages were removed.
+    pub async fn delete(&self, user_id: &str, id: ConversationId) -> Result<usize, StoreError> {
+        let marked = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::conv_pk(id), keys::META_SK)))
+            .update_expression("SET #deleted_at = if_not_exists(#deleted_at, :now) REMOVE #gpk, #gsk")
+            .condition_expression("#user_id = :uid")
+            .expression_attribute_names("#deleted_at", "deleted_at")
+            .expression_attribute_names("#gpk", "gsi1pk")
+            .expression_attribute_names("#gsk", "gsi1sk")
+            .expression_attribute_names("#user_id", "user_id")
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .expression_attribute_values(":uid", s(user_id))
+            .send()
+            .await;
+        match marked {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                return Err(StoreError::NotFound);
+            }
+            Err(e) => return Err(StoreError::dynamo("mark conversation deleted", e)),
+        }
+        let mut removed = 0;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :m)")
+                .expression_attribute_names("#pk", "pk")
+                .expression_attribute_names("#sk", "sk")
+                .expression_attribute_values(":pk", s(keys::conv_pk(id)))
+                .expression_attribute_values(":m", s(keys::MSG_PREFIX))
+                .projection_expression("#pk, #sk")
+                .consistent_read(true)
+                .limit(DELETE_PAGE)
+                .send()
+                .await
+                .map_err(|e| StoreError::dynamo("list messages to delete", e))?;
+            if page.items().is_empty() {
+                break;
+            }
+            for chunk in page.items().chunks(BATCH_WRITE) {
+                self.delete_batch(chunk).await?;
+                removed += chunk.len();
+            }
+        }
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::conv_pk(id), keys::META_SK)))
+            .condition_expression("attribute_exists(#deleted_at)")
+            .expression_attribute_names("#deleted_at", "deleted_at")
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("delete conversation", e))?;
+        Ok(removed)
+    }
+
+    async fn delete_batch(&self, keys_only: &[Item]) -> Result<(), StoreError> {
+        let mut requests = keys_only
+            .iter()
+            .map(|k| {
+                let key = key(
+                    k.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default(),
+                    k.get("sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default(),
+                );
+                build(DeleteRequest::builder().set_key(Some(key)).build())
+                    .map(|d| WriteRequest::builder().delete_request(d).build())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Unprocessed items (throttling) are retried with a short backoff, a bounded number of times.
+        for attempt in 0..6u32 {
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, requests)
+                .send()
+                .await
+                .map_err(|e| StoreError::dynamo("delete messages", e))?;
+            requests = out.unprocessed_items().and_then(|m| m.get(&self.table)).cloned().unwrap_or_default();
+            if requests.is_empty() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
+        }
+        Err(StoreError::dynamo("delete messages", std::io::Error::other("items left unprocessed after retries")))
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(crate) fn table(&self) -> &str {
+        &self.table
+    }
+}

@@ -1,0 +1,290 @@
+//! What the store keeps, and how each maps to a DynamoDB item.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::Serialize;
+use std::collections::HashMap;
+
+use super::StoreError;
+use super::ids::{ConversationId, MessageId};
+use super::keys;
+use crate::modes::Mode;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    Complete,
+    /// The answer stopped early (upstream failure or client disconnect after streaming began).
+    Incomplete,
+}
+
+/// Token counts of one answer; `estimated` when the upstream did not report them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
+}
+
+/// An image a user message carried. Inline (data URL) images are not stored, only noted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttachmentRef {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub inline: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    pub id: MessageId,
+    pub role: Role,
+    pub content: String,
+    pub status: MessageStatus,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Conversation {
+    pub id: ConversationId,
+    #[serde(skip)]
+    pub user_id: String,
+    pub title: String,
+    pub mode: Mode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub message_count: u64,
+    #[serde(skip)]
+    pub deleted: bool,
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+pub fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s<'a>(item: &'a Item, k: &str) -> Result<&'a str, StoreError> {
+    item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str).ok_or_else(|| StoreError::Corrupt(format!("no {k}")))
+}
+
+fn opt_s(item: &Item, k: &str) -> Option<String> {
+    item.get(k).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn get_n(item: &Item, k: &str) -> u64 {
+    item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+impl Conversation {
+    pub fn to_item(&self) -> Item {
+        let mut item = Item::from([
+            ("pk".into(), s(keys::conv_pk(self.id))),
+            ("sk".into(), s(keys::META_SK)),
+            ("gsi1pk".into(), s(keys::user_conversations(&self.user_id))),
+            ("gsi1sk".into(), s(keys::conv_gsi_sk(self.id))),
+            ("kind".into(), s("conversation")),
+            ("user_id".into(), s(&self.user_id)),
+            ("title".into(), s(&self.title)),
+            ("mode".into(), s(self.mode.as_str())),
+            ("created_at".into(), s(&self.created_at)),
+            ("updated_at".into(), s(&self.updated_at)),
+            ("message_count".into(), n(self.message_count)),
+        ]);
+        if let Some(m) = &self.model {
+            item.insert("model".into(), s(m));
+        }
+        if let Some(p) = &self.system_prompt {
+            item.insert("system_prompt".into(), s(p));
+        }
+        item
+    }
+
+    pub fn from_item(item: &Item) -> Result<Self, StoreError> {
+        let id = keys::parse_conv_pk(get_s(item, "pk")?).ok_or_else(|| StoreError::Corrupt("bad pk".into()))?;
+        Ok(Self {
+            id,
+            user_id: get_s(item, "user_id")?.to_string(),
+            title: opt_s(item, "title").unwrap_or_default(),
+            mode: opt_s(item, "mode").and_then(|m| Mode::parse(&m)).unwrap_or_default(),
+            model: opt_s(item, "model"),
+            system_prompt: opt_s(item, "system_prompt"),
+            created_at: opt_s(item, "created_at").unwrap_or_default(),
+            updated_at: opt_s(item, "updated_at").unwrap_or_default(),
+            message_count: get_n(item, "message_count"),
+            deleted: item.contains_key("deleted_at"),
+        })
+    }
+}
+
+impl Message {
+    /// The item of this message in `conversation`, owned by `user_id`.
+    pub fn to_item(&self, conversation: ConversationId, user_id: &str) -> Item {
+        let mut item = Item::from([
+            ("pk".into(), s(keys::conv_pk(conversation))),
+            ("sk".into(), s(keys::msg_sk(self.id))),
+            ("gsi1pk".into(), s(keys::user_messages(user_id))),
+            ("gsi1sk".into(), s(keys::msg_sk(self.id))),
+            ("kind".into(), s("message")),
+            ("user_id".into(), s(user_id)),
+            ("conversation_id".into(), s(conversation.to_string())),
+            ("role".into(), s(self.role.as_str())),
+            ("content".into(), s(&self.content)),
+            (
+                "status".into(),
+                s(match self.status {
+                    MessageStatus::Complete => "complete",
+                    MessageStatus::Incomplete => "incomplete",
+                }),
+            ),
+            ("created_at".into(), s(&self.created_at)),
+        ]);
+        if let Some(m) = &self.model {
+            item.insert("model".into(), s(m));
+        }
+        if let Some(p) = &self.provider {
+            item.insert("provider".into(), s(p));
+        }
+        if let Some(u) = &self.usage {
+            let mut usage = HashMap::from([
+                ("prompt_tokens".to_string(), n(u.prompt_tokens)),
+                ("completion_tokens".to_string(), n(u.completion_tokens)),
+                ("total_tokens".to_string(), n(u.total_tokens)),
+            ]);
+            if u.estimated {
+                usage.insert("estimated".into(), AttributeValue::Bool(true));
+            }
+            item.insert("usage".into(), AttributeValue::M(usage));
+        }
+        if !self.attachments.is_empty() {
+            let list = self
+                .attachments
+                .iter()
+                .map(|a| {
+                    let mut m = HashMap::from([("inline".to_string(), AttributeValue::Bool(a.inline))]);
+                    if let Some(u) = &a.url {
+                        m.insert("url".into(), s(u));
+                    }
+                    AttributeValue::M(m)
+                })
+                .collect();
+            item.insert("attachments".into(), AttributeValue::L(list));
+        }
+        item
+    }
+
+    pub fn from_item(item: &Item) -> Result<Self, StoreError> {
+        let id = keys::parse_msg_sk(get_s(item, "sk")?).ok_or_else(|| StoreError::Corrupt("bad message sk".into()))?;
+        let role = match get_s(item, "role")? {
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            other => return Err(StoreError::Corrupt(format!("unknown role {other}"))),
+        };
+        let status = match opt_s(item, "status").as_deref() {
+            Some("incomplete") => MessageStatus::Incomplete,
+            _ => MessageStatus::Complete,
+        };
+        let usage = item.get("usage").and_then(|v| v.as_m().ok()).map(|m| Usage {
+            prompt_tokens: get_n(m, "prompt_tokens"),
+            completion_tokens: get_n(m, "completion_tokens"),
+            total_tokens: get_n(m, "total_tokens"),
+            estimated: m.get("estimated").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+        });
+        let attachments = item
+            .get("attachments")
+            .and_then(|v| v.as_l().ok())
+            .map(|l| {
+                l.iter()
+                    .filter_map(|v| v.as_m().ok())
+                    .map(|m| AttachmentRef {
+                        url: opt_s(m, "url"),
+                        inline: m.get("inline").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Self {
+            id,
+            role,
+            content: get_s(item, "content")?.to_string(),
+            status,
+            created_at: opt_s(item, "created_at").unwrap_or_default(),
+            model: opt_s(item, "model"),
+            provider: opt_s(item, "provider"),
+            usage,
+            attachments,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_round_trip() {
+        let c = Conversation {
+            id: ConversationId::new(),
+            user_id: "u1".into(),
+            title: "Salaam".into(),
+            mode: Mode::Code,
+            model: Some("m".into()),
+            system_prompt: None,
+            created_at: now_rfc3339(),
+            updated_at: now_rfc3339(),
+            message_count: 3,
+            deleted: false,
+        };
+        assert_eq!(Conversation::from_item(&c.to_item()).unwrap(), c);
+        let m = Message {
+            id: MessageId::new(),
+            role: Role::Assistant,
+            content: "<script>alert(1)</script> آپ".into(),
+            status: MessageStatus::Incomplete,
+            created_at: now_rfc3339(),
+            model: Some("m".into()),
+            provider: Some("p".into()),
+            usage: Some(Usage { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3, estimated: true }),
+            attachments: vec![AttachmentRef { url: Some("https://x.example/a.png".into()), inline: false }],
+        };
+        let item = m.to_item(c.id, "u1");
+        assert_eq!(item["gsi1pk"].as_s().unwrap(), "UMSG#u1");
+        assert_eq!(Message::from_item(&item).unwrap(), m);
+    }
+}
