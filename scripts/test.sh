@@ -14,7 +14,7 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 start_moto; pids+=("$MOTO_PID")
-cargo test --workspace --all-targets "$@"
+cargo test --workspace --all-targets --no-fail-fast "$@"
 cargo test --workspace --doc
 
 log "smoke checks against a local gateway"
