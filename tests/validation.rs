@@ -116,7 +116,7 @@ fn app() -> Router {
             "/api/v1/small",
             post(|ValidJson(v): ValidJson<Value>| async move { Json(v) }).layer(Extension(BodyLimit(64))),
         );
-    request_path::wrap(routes, &ctx)
+    baatcheet_tests::as_client(request_path::wrap(routes, &ctx), "198.51.100.30")
 }
 
 struct Reply {

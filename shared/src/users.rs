@@ -108,26 +108,28 @@ pub struct ClerkProfile {
     pub updated_at: i64,
 }
 
-/// Placeholders for one expression: every attribute name and value goes through them.
-#[derive(Default)]
-struct Expr {
-    names: HashMap<String, String>,
-    values: HashMap<String, AttributeValue>,
+/// The two conditional user writes a webhook delivery makes.
+enum Write {
+    Upsert,
+    Delete,
 }
 
-impl Expr {
-    fn n(&mut self, attr: &'static str) -> String {
-        let key = format!("#{attr}");
-        self.names.insert(key.clone(), attr.to_string());
-        key
-    }
-
-    fn v(&mut self, value: AttributeValue) -> String {
-        let key = format!(":v{}", self.values.len());
-        self.values.insert(key.clone(), value);
-        key
-    }
+/// `#attr` -> attr for each attribute an expression names.
+fn names(attrs: &[&'static str]) -> HashMap<String, String> {
+    attrs.iter().map(|a| (format!("#{a}"), (*a).to_string())).collect()
 }
+
+const CREATE_COND: &str = "attribute_not_exists(#pk)";
+const UPSERT_EXPR: &str = "SET #user_id = if_not_exists(#user_id, :user_id), #clerk_id = :clerk_id, #role = :role, \
+     #tier = :tier, #synced_at = :now, #source = :source, #updated_at = :updated, #email = :email, \
+     #first_name = :first_name, #last_name = :last_name, #image_url = :image_url, \
+     #created_at = if_not_exists(#created_at, :created) ADD #revision :one";
+const UPSERT_COND: &str = "attribute_not_exists(#pk) OR ((attribute_not_exists(#updated_at) OR #updated_at < :updated) \
+     AND (attribute_not_exists(#deleted) OR #deleted = :false))";
+const DELETE_EXPR: &str = "SET #user_id = if_not_exists(#user_id, :user_id), #clerk_id = :clerk_id, #deleted = :true, \
+     #deleted_at = :now, #synced_at = :now, #source = :source REMOVE #email, #first_name, #last_name, #image_url \
+     ADD #revision :one";
+const DELETE_COND: &str = "attribute_not_exists(#deleted) OR #deleted = :false";
 
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_string())
@@ -197,15 +199,13 @@ impl UsersStore {
         item.insert(SOURCE.into(), s("token"));
         item.insert(SYNCED_AT.into(), num(now_ms));
         item.insert(REVISION.into(), num(1));
-        let mut x = Expr::default();
-        let cond = format!("attribute_not_exists({})", x.n(PK));
         let res = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item.clone()))
-            .condition_expression(cond)
-            .set_expression_attribute_names(Some(x.names))
+            .condition_expression(CREATE_COND)
+            .set_expression_attribute_names(Some(names(&[PK])))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
@@ -228,77 +228,67 @@ impl UsersStore {
 
     /// The conditional write of a `user.created`/`user.updated` event: applied only if the item
     /// is absent, holds older Clerk data (or only token-created data), and is not deleted.
+    /// Optional profile fields Clerk leaves out are stored as NULL, so the expression is constant.
     pub fn upsert_from_clerk(&self, p: &ClerkProfile, now_ms: i64) -> Result<Update, StoreError> {
-        let mut x = Expr::default();
-        let mut set = vec![
-            format!("{u} = if_not_exists({u}, {v})", u = x.n(USER_ID), v = x.v(s(&new_user_id()))),
-            format!("{} = {}", x.n(CLERK_ID), x.v(s(&p.clerk_id))),
-            format!("{} = {}", x.n(ROLE), x.v(s(p.role.as_str()))),
-            format!("{} = {}", x.n(TIER), x.v(s(p.tier.as_str()))),
-            format!("{} = {}", x.n(SYNCED_AT), x.v(num(now_ms))),
-            format!("{} = {}", x.n(SOURCE), x.v(s("webhook"))),
-        ];
-        let updated = x.v(num(p.updated_at));
-        set.push(format!("{} = {updated}", x.n(UPDATED_AT)));
-        let mut remove = Vec::new();
-        for (attr, value) in
-            [(EMAIL, &p.email), (FIRST_NAME, &p.first_name), (LAST_NAME, &p.last_name), (IMAGE_URL, &p.image_url)]
-        {
-            match value {
-                Some(v) => set.push(format!("{} = {}", x.n(attr), x.v(s(v)))),
-                None => remove.push(x.n(attr)),
-            }
-        }
-        if let Some(c) = p.created_at {
-            set.push(format!("{} = {}", x.n(CREATED_AT), x.v(num(c))));
-        }
-        let mut expr = format!("SET {}", set.join(", "));
-        if !remove.is_empty() {
-            expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
-        }
-        expr.push_str(&format!(" ADD {} {}", x.n(REVISION), x.v(num(1))));
-        let cond = format!(
-            "attribute_not_exists({pk}) OR ((attribute_not_exists({upd}) OR {upd} < {updated}) AND \
-             (attribute_not_exists({del}) OR {del} = {f}))",
-            pk = x.n(PK),
-            upd = x.n(UPDATED_AT),
-            del = x.n(DELETED),
-            f = x.v(AttributeValue::Bool(false)),
-        );
-        self.update(&p.clerk_id, expr, cond, x)
+        let opt = |v: &Option<String>| v.as_deref().map(s).unwrap_or(AttributeValue::Null(true));
+        let values = HashMap::from([
+            (":user_id".to_string(), s(&new_user_id())),
+            (":clerk_id".to_string(), s(&p.clerk_id)),
+            (":role".to_string(), s(p.role.as_str())),
+            (":tier".to_string(), s(p.tier.as_str())),
+            (":now".to_string(), num(now_ms)),
+            (":source".to_string(), s("webhook")),
+            (":updated".to_string(), num(p.updated_at)),
+            (":email".to_string(), opt(&p.email)),
+            (":first_name".to_string(), opt(&p.first_name)),
+            (":last_name".to_string(), opt(&p.last_name)),
+            (":image_url".to_string(), opt(&p.image_url)),
+            (":created".to_string(), p.created_at.map(num).unwrap_or(AttributeValue::Null(true))),
+            (":one".to_string(), num(1)),
+            (":false".to_string(), AttributeValue::Bool(false)),
+        ]);
+        let names = names(&[
+            PK, USER_ID, CLERK_ID, ROLE, TIER, SYNCED_AT, SOURCE, UPDATED_AT, EMAIL, FIRST_NAME, LAST_NAME, IMAGE_URL,
+            CREATED_AT, REVISION, DELETED,
+        ]);
+        self.update(&p.clerk_id, Write::Upsert, names, values)
     }
 
     /// The write of a `user.deleted` event: marks the user deleted and drops their personal
     /// data. Deletion is final (Clerk never reuses ids), so later or replayed events cannot
     /// resurrect the user; an item is created if the user was never seen, for the same reason.
     pub fn mark_deleted(&self, clerk_id: &str, now_ms: i64) -> Result<Update, StoreError> {
-        let mut x = Expr::default();
-        let del = x.n(DELETED);
-        let t = x.v(AttributeValue::Bool(true));
-        let f = x.v(AttributeValue::Bool(false));
-        let now = x.v(num(now_ms));
-        let set = [
-            format!("{u} = if_not_exists({u}, {v})", u = x.n(USER_ID), v = x.v(s(&new_user_id()))),
-            format!("{} = {}", x.n(CLERK_ID), x.v(s(clerk_id))),
-            format!("{del} = {t}"),
-            format!("{} = {now}", x.n(DELETED_AT)),
-            format!("{} = {now}", x.n(SYNCED_AT)),
-            format!("{} = {}", x.n(SOURCE), x.v(s("webhook"))),
-        ];
-        let remove = [x.n(EMAIL), x.n(FIRST_NAME), x.n(LAST_NAME), x.n(IMAGE_URL)];
-        let expr = format!("SET {} REMOVE {} ADD {} {}", set.join(", "), remove.join(", "), x.n(REVISION), x.v(num(1)));
-        let cond = format!("attribute_not_exists({del}) OR {del} = {f}");
-        self.update(clerk_id, expr, cond, x)
+        let values = HashMap::from([
+            (":user_id".to_string(), s(&new_user_id())),
+            (":clerk_id".to_string(), s(clerk_id)),
+            (":true".to_string(), AttributeValue::Bool(true)),
+            (":false".to_string(), AttributeValue::Bool(false)),
+            (":now".to_string(), num(now_ms)),
+            (":source".to_string(), s("webhook")),
+            (":one".to_string(), num(1)),
+        ]);
+        let names = names(&[
+            USER_ID, CLERK_ID, DELETED, DELETED_AT, SYNCED_AT, SOURCE, EMAIL, FIRST_NAME, LAST_NAME, IMAGE_URL,
+            REVISION,
+        ]);
+        self.update(clerk_id, Write::Delete, names, values)
     }
 
-    fn update(&self, clerk_id: &str, expr: String, cond: String, x: Expr) -> Result<Update, StoreError> {
-        Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(clerk_id)))
-            .update_expression(expr)
-            .condition_expression(cond)
-            .set_expression_attribute_names(Some(x.names))
-            .set_expression_attribute_values(Some(x.values))
+    fn update(
+        &self,
+        clerk_id: &str,
+        write: Write,
+        names: HashMap<String, String>,
+        values: HashMap<String, AttributeValue>,
+    ) -> Result<Update, StoreError> {
+        let b = Update::builder().table_name(&self.table).set_key(Some(Self::key(clerk_id)));
+        // Constant expressions at the call site (tests/expressions.rs checks it).
+        let b = match write {
+            Write::Upsert => b.update_expression(UPSERT_EXPR).condition_expression(UPSERT_COND),
+            Write::Delete => b.update_expression(DELETE_EXPR).condition_expression(DELETE_COND),
+        };
+        b.set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
             .build()
             .map_err(|e| dynamo_err("building Update")(Box::new(e)))
     }

@@ -121,8 +121,8 @@ impl Deliveries {
             .put_item()
             .table_name(put.table_name())
             .set_item(Some(put.item().clone()))
-            .set_condition_expression(put.condition_expression().map(str::to_string))
-            .set_expression_attribute_names(put.expression_attribute_names().cloned())
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", "pk")
             .send()
             .await;
         match res {

@@ -137,8 +137,6 @@ impl ConversationStore {
         added: u64,
         settings: Option<&Settings>,
     ) -> Result<TransactWriteItem, StoreError> {
-        let mut set = vec!["#updated_at = :now", "#message_count = if_not_exists(#message_count, :zero) + :added"];
-        let mut remove = Vec::new();
         let mut names = HashMap::from([
             ("#user_id".to_string(), "user_id".to_string()),
             ("#deleted_at".to_string(), "deleted_at".to_string()),
@@ -151,32 +149,30 @@ impl ConversationStore {
             (":zero".to_string(), n(0)),
             (":added".to_string(), n(added)),
         ]);
+        let mut shape = TouchShape::Counters;
         if let Some(st) = settings {
-            set.push("#mode = :mode");
-            set.push("#model = :model");
             names.insert("#mode".into(), "mode".into());
             names.insert("#model".into(), "model".into());
+            names.insert("#system_prompt".into(), "system_prompt".into());
             values.insert(":mode".into(), s(st.mode.as_str()));
             values.insert(":model".into(), s(&st.model));
-            names.insert("#system_prompt".into(), "system_prompt".into());
-            match &st.system_prompt {
+            shape = match &st.system_prompt {
                 Some(p) => {
-                    set.push("#system_prompt = :system_prompt");
                     values.insert(":system_prompt".into(), s(p));
+                    TouchShape::SettingsWithPrompt
                 }
-                None => remove.push("#system_prompt"),
-            }
+                None => TouchShape::SettingsWithoutPrompt,
+            };
         }
-        let mut expr = format!("SET {}", set.join(", "));
-        if !remove.is_empty() {
-            expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
-        }
+        let b = Update::builder().table_name(&self.table).set_key(Some(key(keys::conv_pk(id), keys::META_SK)));
+        // One constant expression per shape (tests/expressions.rs checks none is built at run time).
+        let b = match shape {
+            TouchShape::Counters => b.update_expression(TOUCH),
+            TouchShape::SettingsWithPrompt => b.update_expression(TOUCH_SETTINGS_PROMPT),
+            TouchShape::SettingsWithoutPrompt => b.update_expression(TOUCH_SETTINGS_NO_PROMPT),
+        };
         let update = build(
-            Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(keys::conv_pk(id), keys::META_SK)))
-                .update_expression(expr)
-                .condition_expression(OWNED_LIVE)
+            b.condition_expression(OWNED_LIVE)
                 .set_expression_attribute_names(Some(names))
                 .set_expression_attribute_values(Some(values))
                 .build(),
@@ -501,3 +497,18 @@ impl ConversationStore {
         &self.table
     }
 }
+
+/// Which conversation fields a message write moves along with the counters.
+enum TouchShape {
+    Counters,
+    SettingsWithPrompt,
+    SettingsWithoutPrompt,
+}
+
+const TOUCH: &str = "SET #updated_at = :now, #message_count = if_not_exists(#message_count, :zero) + :added";
+const TOUCH_SETTINGS_PROMPT: &str = "SET #updated_at = :now, \
+     #message_count = if_not_exists(#message_count, :zero) + :added, #mode = :mode, #model = :model, \
+     #system_prompt = :system_prompt";
+const TOUCH_SETTINGS_NO_PROMPT: &str = "SET #updated_at = :now, \
+     #message_count = if_not_exists(#message_count, :zero) + :added, #mode = :mode, #model = :model \
+     REMOVE #system_prompt";
