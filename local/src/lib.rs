@@ -4,5 +4,6 @@
 pub mod dev_secret;
 pub mod functions;
 pub mod gateway;
+pub mod openapi;
 pub mod stack;
 pub mod template;

@@ -7,6 +7,7 @@ pub mod config;
 pub mod context;
 pub mod cors;
 pub mod error;
+pub mod openapi;
 pub mod request_id;
 pub mod request_path;
 pub mod secrets;
