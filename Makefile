@@ -18,3 +18,10 @@ fmt:
 	cargo fmt --all
 
 ci: lint test
+
+.PHONY: openapi docs-check
+openapi: ## Regenerate functions/docs/openapi.json from every function's code (the docs Lambda embeds it)
+	cargo run --quiet -p baatcheet-local --bin openapi
+
+docs-check: ## schemathesis + Swagger UI in headless chromium against API_URL (TOKEN optional)
+	API_URL=$(API_URL) TOKEN=$(TOKEN) scripts/docs-check.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make test: starts a private local AWS endpoint on a free port and runs the whole test suite
-# against it. Tests isolate themselves by table-name prefix, so they run in parallel.
+# against it (tests isolate themselves by table-name prefix, so they run in parallel), then the
+# API docs checked from outside against a local gateway (scripts/docs-check.sh; TOKEN optional).
 source "$(dirname "$0")/lib.sh"
 
 AWS_PORT="${AWS_PORT:-$(free_port)}"
@@ -15,3 +16,11 @@ trap cleanup INT TERM EXIT
 start_moto; pids+=("$MOTO_PID")
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc
+
+log "API docs checked from outside, against a local gateway"
+cargo build --quiet -p baatcheet-local --bin gateway
+GW_PORT=$(free_port)
+PORT="$GW_PORT" TABLE_PREFIX="docs-check-" AWS_LAMBDA_LOG_LEVEL=warn "$ROOT/target/debug/gateway" >"$LOCAL_DIR/docs-check-gateway.log" 2>&1 &
+pids+=("$!")
+wait_for_port "$GW_PORT" "gateway (log: .local/docs-check-gateway.log)" 60
+API_URL="http://127.0.0.1:$GW_PORT" TOKEN="${TOKEN:-}" "$ROOT/scripts/docs-check.sh"

@@ -11,7 +11,7 @@
 //!
 //! A handler says which errors it can answer with in one line:
 //!
-//! ```ignore
+//! ```text
 //! #[utoipa::path(post, path = "/api/v1/chat/completions", tag = "chat",
 //!     security(("clerk" = [])),
 //!     responses((status = 200, body = Completion), Unauthorized, ValidationFailed, TooManyRequests))]
