@@ -37,7 +37,9 @@ use crate::error::{ApiError, FieldError, PROBLEM_JSON};
 /// requires a signed-in user.
 pub const BEARER: &str = "clerk";
 
-/// An RFC 9457 problem details object, as [`crate::error::Problem`] renders it.
+// Mirrors `crate::error::Problem` field for field; `problem_schema_mirrors_the_rendered_problem`
+// fails when they drift apart. (The doc comment below is the schema's description.)
+/// An RFC 9457 problem details object: how every error of the API is rendered.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProblemDetails {
     /// URI naming the kind of problem, `https://baatcheet.app/problems/{slug}`.
