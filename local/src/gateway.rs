@@ -2,9 +2,15 @@
 //! router of the function the template names, as API Gateway would. Unknown paths and methods get
 //! the same problem+json answers API Gateway's gateway responses give in AWS.
 
-use axum::{Router, extract::Request, response::IntoResponse, routing::MethodFilter};
+use axum::{
+    Router,
+    extract::{ConnectInfo, Request},
+    response::IntoResponse,
+    routing::MethodFilter,
+};
 use baatcheet_shared::{AppContext, request_path};
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use tower::ServiceExt;
 
 use crate::{functions, template::Template};
@@ -48,6 +54,22 @@ fn method_filter(m: &str) -> Result<MethodFilter, GatewayError> {
     })
 }
 
+/// The request as API Gateway hands it to a function: what the client sent plus the source
+/// address, without what this router's own matching attached (its path parameters would be
+/// appended to the function's and break its `Path` extractors).
+fn as_forwarded(req: Request) -> Request {
+    let (parts, body) = req.into_parts();
+    let mut out = Request::new(body);
+    *out.method_mut() = parts.method;
+    *out.uri_mut() = parts.uri;
+    *out.version_mut() = parts.version;
+    *out.headers_mut() = parts.headers;
+    if let Some(addr) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        out.extensions_mut().insert(*addr);
+    }
+    out
+}
+
 /// Builds the gateway router for every route of the template.
 pub fn build(template: &Template, ctx: &AppContext) -> Result<Router, GatewayError> {
     let mut routers: HashMap<String, Router> = HashMap::new();
@@ -67,7 +89,7 @@ pub fn build(template: &Template, ctx: &AppContext) -> Result<Router, GatewayErr
         };
         let forward = move |req: Request| {
             let r = fn_router.clone();
-            async move { r.oneshot(req).await.into_response() }
+            async move { r.oneshot(as_forwarded(req)).await.into_response() }
         };
         let filter = method_filter(&route.method)?;
         let entry = by_path.remove(&route.path).unwrap_or_default();
