@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use axum::body::Body;
 use baatcheet_local::{functions, openapi};
 use baatcheet_shared::request_path::Unrouted;
-use baatcheet_tests::{TestStack, template};
+use baatcheet_tests::{TestStack, as_client, template};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -133,7 +133,7 @@ async fn every_function_serves_exactly_its_documented_routes() {
     let stack = TestStack::new().await;
     let ctx = stack.context().await;
     for function in routed_functions() {
-        let router = functions::router_for(&function, &ctx).expect("function exists");
+        let router = as_client(functions::router_for(&function, &ctx).expect("function exists"), "198.51.100.40");
         let routed = template_routes(Some(&function));
         let documented = baatcheet_shared::openapi::routes(&functions::openapi_for(&function).expect("document"));
         let paths: BTreeSet<String> = routed.iter().chain(&documented).map(|(_, p)| p.clone()).collect();
@@ -163,7 +163,7 @@ async fn options_routes_are_preflights_the_cors_layer_answers() {
             .iter()
             .find(|o| o.path == r.path && o.method != "OPTIONS")
             .expect("checked by template_routes_are_explicit");
-        let router = functions::router_for(&r.function, &ctx).expect("function exists");
+        let router = as_client(functions::router_for(&r.function, &ctx).expect("function exists"), "198.51.100.40");
         let req = http::Request::builder()
             .method("OPTIONS")
             .uri(concrete(&r.path))

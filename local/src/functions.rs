@@ -20,6 +20,7 @@ pub fn router_for(logical_id: &str, ctx: &AppContext) -> Option<Router> {
 pub fn openapi_for(logical_id: &str) -> Option<utoipa::openapi::OpenApi> {
     match logical_id {
         "HealthFunction" => Some(health::openapi()),
+        "WebhookFunction" => Some(webhook::openapi()),
         "DocsFunction" => Some(docs::openapi()),
         _ => None,
     }
