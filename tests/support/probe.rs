@@ -31,9 +31,9 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// Builds `function` on `stack`, as its Lambda would at cold start (the secret read once),
-    /// with every AWS call it makes going through a new recording proxy. Err if this build has no
-    /// such function.
+    /// Builds `function` on `stack` as its Lambda's cold start does (the secret read once if its
+    /// `main.rs` builds `AppContext::from_env`), with every AWS call it makes going through a new
+    /// recording proxy. Err if this build has no such function.
     pub async fn start(function: &str, stack: TestStack) -> Result<Self, String> {
         let proxy = RecordingProxy::to(&crate::endpoint()).await;
         let ctx = AppContext::with_clients(
@@ -41,7 +41,12 @@ impl Probe {
             crate::dynamodb_at(&proxy.url).await,
             crate::secrets_manager_at(&proxy.url).await,
         );
-        ctx.secrets.fetch().await.map_err(|e| format!("{function}: the secret is not readable at cold start: {e}"))?;
+        if reads_secret_at_cold_start(function)? {
+            ctx.secrets
+                .fetch()
+                .await
+                .map_err(|e| format!("{function}: the secret is not readable at cold start: {e}"))?;
+        }
         let router = functions::router_for(function, &ctx).ok_or_else(|| {
             format!(
                 "template.yaml declares {function}, but baatcheet_local::functions::router_for does not know it, \
@@ -132,6 +137,20 @@ impl Probe {
         }
         self.stack.env.iter().find(|(_, v)| v.as_str() == name).and_then(|(var, _)| t.env_refs.get(var)).cloned()
     }
+}
+
+/// Whether the function's `main.rs` builds `AppContext::from_env`, which reads the secret once
+/// before the first request (what `AppContext::with_clients` + `secrets.fetch()` do here). A
+/// function that only builds its `Config` (docs) makes no AWS call at cold start.
+fn reads_secret_at_cold_start(function: &str) -> Result<bool, String> {
+    let binary = template()
+        .binaries
+        .get(function)
+        .ok_or_else(|| format!("{function} has no Metadata.BuildProperties.Binary in template.yaml"))?;
+    let main = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../functions").join(binary).join("src/main.rs");
+    let src = std::fs::read_to_string(&main)
+        .map_err(|e| format!("{function}: cannot read {} to see its cold start: {e}", main.display()))?;
+    Ok(src.contains("AppContext::from_env"))
 }
 
 fn events_dir() -> PathBuf {
