@@ -15,6 +15,9 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 start_moto; pids+=("$MOTO_PID")
+# moto answers one call at a time: a parallel suite must not mistake its queue for an outage.
+export AWS_SDK_ATTEMPT_TIMEOUT_MS="${AWS_SDK_ATTEMPT_TIMEOUT_MS:-15000}"
+export AWS_SDK_OPERATION_TIMEOUT_MS="${AWS_SDK_OPERATION_TIMEOUT_MS:-40000}"
 cargo test --workspace --all-targets --no-fail-fast "$@"
 cargo test --workspace --doc
 

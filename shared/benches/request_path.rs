@@ -8,7 +8,7 @@ use axum::{Router, body::Body, middleware, routing::post};
 use baatcheet_shared::auth::token::{self, Rules};
 use baatcheet_shared::error::{ApiError, FieldError};
 use baatcheet_shared::rate_limit::gcra::{self, Rate};
-use baatcheet_shared::validation::{Report, Validate, ValidJson, text};
+use baatcheet_shared::validation::{Report, ValidJson, Validate, text};
 use baatcheet_shared::{config::Config, cors, request_id, security_headers};
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use http::Request;
