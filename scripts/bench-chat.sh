@@ -6,13 +6,6 @@ source "$(dirname "$0")/lib.sh"
 
 AWS_PORT="${AWS_PORT:-$(free_port)}"
 PROFILE="${PROFILE:-dev}"
-pids=()
-cleanup() {
-  trap - INT TERM EXIT
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup INT TERM EXIT
 
 start_moto; pids+=("$MOTO_PID")
 cargo build --quiet --profile "$PROFILE" -p baatcheet-tests --bin chat-bench

@@ -4,13 +4,6 @@
 source "$(dirname "$0")/lib.sh"
 
 AWS_PORT="${AWS_PORT:-$(free_port)}"
-pids=()
-cleanup() {
-  trap - INT TERM EXIT
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup INT TERM EXIT
 
 cargo build --quiet -p baatcheet-local --bin limiter_bench
 start_moto; pids+=("$MOTO_PID")

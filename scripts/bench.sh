@@ -8,13 +8,6 @@ AWS_PORT="${AWS_PORT:-$(free_port)}"
 RUNS="${RUNS:-15}"
 INVOCATIONS="${INVOCATIONS:-1000}"
 WRK_SECONDS="${WRK_SECONDS:-10}"
-pids=()
-cleanup() {
-  trap - INT TERM EXIT
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup INT TERM EXIT
 
 if ! command -v wrk >/dev/null; then
   log "installing wrk (Debian)"

@@ -5,13 +5,6 @@ source "$(dirname "$0")/lib.sh"
 
 PORT="${PORT:-5001}"
 AWS_PORT="${AWS_PORT:-5002}"
-pids=()
-cleanup() {
-  trap - INT TERM EXIT
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup INT TERM EXIT
 
 log "building the local gateway"
 cargo build --quiet -p baatcheet-local --bin gateway --bin dev-token

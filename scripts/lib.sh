@@ -14,6 +14,16 @@ export AWS_REGION="${AWS_REGION:-us-east-1}"
 export AWS_DEFAULT_REGION="$AWS_REGION"
 export AWS_EC2_METADATA_DISABLED=true
 
+# Background processes a script starts (append their pids); all are stopped when the script exits
+# or is interrupted, so Ctrl-C in `make dev` leaves nothing running.
+pids=()
+stop_children() {
+  trap - INT TERM EXIT
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap stop_children INT TERM EXIT
+
 log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
 
 # moto's server mode (DynamoDB + Secrets Manager) in a project virtualenv.
