@@ -4,7 +4,7 @@
 //!
 //! Item: `pk` (= `clerk_id`), `user_id` (BaatCheet's own id, set once with `if_not_exists`),
 //! `email`, `first_name`, `last_name`, `image_url`, `role`, `tier`, `created_at`/`updated_at`
-//! (Clerk's, ms), `deleted`/`deleted_at`, `synced_at` (ours, ms), `source` (`webhook`|`token`),
+//! (Clerk's, ms), `deleted`/`deleted_at`, `synced_at` (ours, ms), `source` (`webhook`|`admin`|`token`),
 //! `revision` (count of writes applied).
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure, Update};
@@ -108,24 +108,37 @@ pub struct ClerkProfile {
     pub updated_at: i64,
 }
 
-/// Placeholders for one expression: every attribute name and value goes through them.
-#[derive(Default)]
-struct Expr {
-    names: HashMap<String, String>,
-    values: HashMap<String, AttributeValue>,
+type Names = HashMap<String, String>;
+type Values = HashMap<String, AttributeValue>;
+
+/// Expressions are constants (no input ever becomes part of one); every attribute goes through a
+/// `#name` and every value through a `:value` placeholder.
+const ONLY_IF_NEW: &str = "attribute_not_exists(#pk)";
+
+/// A `user.created`/`user.updated` write (and the admin's, with Clerk's answer). Fields Clerk no
+/// longer has are written as NULL, which reads back as absent.
+const UPSERT: &str = "SET #user_id = if_not_exists(#user_id, :user_id), #clerk_id = :clerk_id, #role = :role, \
+     #tier = :tier, #synced_at = :now, #source = :source, #updated_at = :updated_at, #email = :email, \
+     #first_name = :first_name, #last_name = :last_name, #image_url = :image_url, #created_at = :created_at \
+     ADD #revision :one";
+/// Only newer Clerk data than held (or only token-created data), and never over a deletion.
+const UPSERT_IF: &str = "attribute_not_exists(#pk) OR ((attribute_not_exists(#updated_at) OR \
+     #updated_at < :updated_at) AND (attribute_not_exists(#deleted) OR #deleted = :false))";
+
+const MARK_DELETED: &str = "SET #user_id = if_not_exists(#user_id, :user_id), #clerk_id = :clerk_id, \
+     #deleted = :true, #deleted_at = :now, #synced_at = :now, #source = :source \
+     REMOVE #email, #first_name, #last_name, #image_url ADD #revision :one";
+const MARK_DELETED_IF: &str = "attribute_not_exists(#deleted) OR #deleted = :false";
+
+/// `#name` -> attribute for each of `attrs`.
+fn names(attrs: &[&'static str]) -> Names {
+    attrs.iter().map(|a| (format!("#{a}"), (*a).to_string())).collect()
 }
 
-impl Expr {
-    fn n(&mut self, attr: &'static str) -> String {
-        let key = format!("#{attr}");
-        self.names.insert(key.clone(), attr.to_string());
-        key
-    }
-
-    fn v(&mut self, value: AttributeValue) -> String {
-        let key = format!(":v{}", self.values.len());
-        self.values.insert(key.clone(), value);
-        key
+fn opt_s(v: &Option<String>) -> AttributeValue {
+    match v {
+        Some(v) => s(v),
+        None => AttributeValue::Null(true),
     }
 }
 
@@ -197,15 +210,13 @@ impl UsersStore {
         item.insert(SOURCE.into(), s("token"));
         item.insert(SYNCED_AT.into(), num(now_ms));
         item.insert(REVISION.into(), num(1));
-        let mut x = Expr::default();
-        let cond = format!("attribute_not_exists({})", x.n(PK));
         let res = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item.clone()))
-            .condition_expression(cond)
-            .set_expression_attribute_names(Some(x.names))
+            .condition_expression(ONLY_IF_NEW)
+            .expression_attribute_names("#pk", PK)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
@@ -229,76 +240,108 @@ impl UsersStore {
     /// The conditional write of a `user.created`/`user.updated` event: applied only if the item
     /// is absent, holds older Clerk data (or only token-created data), and is not deleted.
     pub fn upsert_from_clerk(&self, p: &ClerkProfile, now_ms: i64) -> Result<Update, StoreError> {
-        let mut x = Expr::default();
-        let mut set = vec![
-            format!("{u} = if_not_exists({u}, {v})", u = x.n(USER_ID), v = x.v(s(&new_user_id()))),
-            format!("{} = {}", x.n(CLERK_ID), x.v(s(&p.clerk_id))),
-            format!("{} = {}", x.n(ROLE), x.v(s(p.role.as_str()))),
-            format!("{} = {}", x.n(TIER), x.v(s(p.tier.as_str()))),
-            format!("{} = {}", x.n(SYNCED_AT), x.v(num(now_ms))),
-            format!("{} = {}", x.n(SOURCE), x.v(s("webhook"))),
-        ];
-        let updated = x.v(num(p.updated_at));
-        set.push(format!("{} = {updated}", x.n(UPDATED_AT)));
-        let mut remove = Vec::new();
-        for (attr, value) in
-            [(EMAIL, &p.email), (FIRST_NAME, &p.first_name), (LAST_NAME, &p.last_name), (IMAGE_URL, &p.image_url)]
-        {
-            match value {
-                Some(v) => set.push(format!("{} = {}", x.n(attr), x.v(s(v)))),
-                None => remove.push(x.n(attr)),
-            }
+        let (names, values) = Self::upsert_placeholders(p, now_ms, "webhook");
+        Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&p.clerk_id)))
+            .update_expression(UPSERT)
+            .condition_expression(UPSERT_IF)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(|e| dynamo_err("building Update")(Box::new(e)))
+    }
+
+    /// The same conditional write as [`Self::upsert_from_clerk`], on its own (the admin API
+    /// writes what Clerk's Backend API answered at once, without waiting for the webhook). Since
+    /// the write carries Clerk's `updated_at`, the webhook of the same change finds nothing newer
+    /// to apply and an older one cannot undo it. Returns the item as it is afterwards: the new
+    /// one, or the one that was already newer (or deleted) when the condition failed.
+    pub async fn apply_profile(&self, p: &ClerkProfile, now_ms: i64) -> Result<UserRecord, StoreError> {
+        let (names, values) = Self::upsert_placeholders(p, now_ms, "admin");
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&p.clerk_id)))
+            .update_expression(UPSERT)
+            .condition_expression(UPSERT_IF)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match res {
+            Ok(out) => out.attributes().map(UserRecord::from_item).transpose()?.ok_or(StoreError::Corrupt {
+                clerk_id: p.clerk_id.clone(),
+                field: "item (not returned by the update)",
+            }),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    match c.item() {
+                        Some(existing) => UserRecord::from_item(existing),
+                        None => self.get(&p.clerk_id).await?.ok_or(StoreError::Corrupt {
+                            clerk_id: p.clerk_id.clone(),
+                            field: "item (vanished after a conditional failure)",
+                        }),
+                    }
+                }
+                _ => Err(dynamo_err("UpdateItem")(Box::new(e))),
+            },
         }
-        if let Some(c) = p.created_at {
-            set.push(format!("{} = {}", x.n(CREATED_AT), x.v(num(c))));
-        }
-        let mut expr = format!("SET {}", set.join(", "));
-        if !remove.is_empty() {
-            expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
-        }
-        expr.push_str(&format!(" ADD {} {}", x.n(REVISION), x.v(num(1))));
-        let cond = format!(
-            "attribute_not_exists({pk}) OR ((attribute_not_exists({upd}) OR {upd} < {updated}) AND \
-             (attribute_not_exists({del}) OR {del} = {f}))",
-            pk = x.n(PK),
-            upd = x.n(UPDATED_AT),
-            del = x.n(DELETED),
-            f = x.v(AttributeValue::Bool(false)),
-        );
-        self.update(&p.clerk_id, expr, cond, x)
+    }
+
+    /// Names and values of [`UPSERT`] / [`UPSERT_IF`]; `source` records which path wrote Clerk's
+    /// data (`webhook` or `admin`).
+    fn upsert_placeholders(p: &ClerkProfile, now_ms: i64, source: &'static str) -> (Names, Values) {
+        let names = names(&[
+            PK, USER_ID, CLERK_ID, ROLE, TIER, SYNCED_AT, SOURCE, UPDATED_AT, EMAIL, FIRST_NAME, LAST_NAME, IMAGE_URL,
+            CREATED_AT, REVISION, DELETED,
+        ]);
+        let values = Values::from([
+            (":user_id".into(), s(&new_user_id())),
+            (":clerk_id".into(), s(&p.clerk_id)),
+            (":role".into(), s(p.role.as_str())),
+            (":tier".into(), s(p.tier.as_str())),
+            (":now".into(), num(now_ms)),
+            (":source".into(), s(source)),
+            (":updated_at".into(), num(p.updated_at)),
+            (":email".into(), opt_s(&p.email)),
+            (":first_name".into(), opt_s(&p.first_name)),
+            (":last_name".into(), opt_s(&p.last_name)),
+            (":image_url".into(), opt_s(&p.image_url)),
+            (":created_at".into(), p.created_at.map(num).unwrap_or(AttributeValue::Null(true))),
+            (":one".into(), num(1)),
+            (":false".into(), AttributeValue::Bool(false)),
+        ]);
+        (names, values)
     }
 
     /// The write of a `user.deleted` event: marks the user deleted and drops their personal
     /// data. Deletion is final (Clerk never reuses ids), so later or replayed events cannot
     /// resurrect the user; an item is created if the user was never seen, for the same reason.
     pub fn mark_deleted(&self, clerk_id: &str, now_ms: i64) -> Result<Update, StoreError> {
-        let mut x = Expr::default();
-        let del = x.n(DELETED);
-        let t = x.v(AttributeValue::Bool(true));
-        let f = x.v(AttributeValue::Bool(false));
-        let now = x.v(num(now_ms));
-        let set = [
-            format!("{u} = if_not_exists({u}, {v})", u = x.n(USER_ID), v = x.v(s(&new_user_id()))),
-            format!("{} = {}", x.n(CLERK_ID), x.v(s(clerk_id))),
-            format!("{del} = {t}"),
-            format!("{} = {now}", x.n(DELETED_AT)),
-            format!("{} = {now}", x.n(SYNCED_AT)),
-            format!("{} = {}", x.n(SOURCE), x.v(s("webhook"))),
-        ];
-        let remove = [x.n(EMAIL), x.n(FIRST_NAME), x.n(LAST_NAME), x.n(IMAGE_URL)];
-        let expr = format!("SET {} REMOVE {} ADD {} {}", set.join(", "), remove.join(", "), x.n(REVISION), x.v(num(1)));
-        let cond = format!("attribute_not_exists({del}) OR {del} = {f}");
-        self.update(clerk_id, expr, cond, x)
-    }
-
-    fn update(&self, clerk_id: &str, expr: String, cond: String, x: Expr) -> Result<Update, StoreError> {
+        let names = names(&[
+            USER_ID, CLERK_ID, DELETED, DELETED_AT, SYNCED_AT, SOURCE, EMAIL, FIRST_NAME, LAST_NAME, IMAGE_URL,
+            REVISION,
+        ]);
+        let values = Values::from([
+            (":user_id".into(), s(&new_user_id())),
+            (":clerk_id".into(), s(clerk_id)),
+            (":true".into(), AttributeValue::Bool(true)),
+            (":false".into(), AttributeValue::Bool(false)),
+            (":now".into(), num(now_ms)),
+            (":source".into(), s("webhook")),
+            (":one".into(), num(1)),
+        ]);
         Update::builder()
             .table_name(&self.table)
             .set_key(Some(Self::key(clerk_id)))
-            .update_expression(expr)
-            .condition_expression(cond)
-            .set_expression_attribute_names(Some(x.names))
-            .set_expression_attribute_values(Some(x.values))
+            .update_expression(MARK_DELETED)
+            .condition_expression(MARK_DELETED_IF)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
             .build()
             .map_err(|e| dynamo_err("building Update")(Box::new(e)))
     }
@@ -313,6 +356,8 @@ mod tests {
         UsersStore::new(aws_sdk_dynamodb::Client::from_conf(conf), "users")
     }
 
+    /// Every word of every expression is a keyword, a function or a placeholder, and every
+    /// placeholder an expression uses is defined (and only those: DynamoDB refuses unused ones).
     #[test]
     fn every_name_and_value_is_a_placeholder() {
         let p = ClerkProfile {
@@ -326,19 +371,27 @@ mod tests {
             created_at: Some(1),
             updated_at: 2,
         };
-        for u in [store().upsert_from_clerk(&p, 3).unwrap(), store().mark_deleted("user_1", 3).unwrap()] {
-            let text = format!("{} {}", u.update_expression(), u.condition_expression().unwrap_or_default());
-            for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '#' || c == ':')) {
-                let ok = word.is_empty()
-                    || word.starts_with('#')
+        let (un, uv) = UsersStore::upsert_placeholders(&p, 3, "webhook");
+        let deleted = store().mark_deleted("user_1", 3).unwrap();
+        let dn = deleted.expression_attribute_names.clone().unwrap_or_default();
+        let dv = deleted.expression_attribute_values.clone().unwrap_or_default();
+        for (texts, names, values) in [([UPSERT, UPSERT_IF], un, uv), ([MARK_DELETED, MARK_DELETED_IF], dn, dv)] {
+            let text = texts.join(" ");
+            let words: Vec<&str> = text
+                .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '#' || c == ':'))
+                .filter(|w| !w.is_empty())
+                .collect();
+            for word in &words {
+                let ok = word.starts_with('#')
                     || word.starts_with(':')
-                    || ["SET", "REMOVE", "ADD", "OR", "AND", "if_not_exists", "attribute_not_exists"].contains(&word);
+                    || ["SET", "REMOVE", "ADD", "OR", "AND", "if_not_exists", "attribute_not_exists"].contains(word);
                 assert!(ok, "bare word {word:?} in {text}");
             }
-            let names = u.expression_attribute_names().unwrap();
-            for k in names.keys() {
-                assert!(text.contains(k.as_str()));
-            }
+            let used: std::collections::BTreeSet<&str> =
+                words.iter().copied().filter(|w| w.starts_with('#') || w.starts_with(':')).collect();
+            let defined: std::collections::BTreeSet<&str> =
+                names.keys().chain(values.keys()).map(String::as_str).collect();
+            assert_eq!(used, defined, "{text}");
         }
     }
 
