@@ -9,6 +9,13 @@ pub fn router_for(logical_id: &str, ctx: &AppContext) -> Option<Router> {
     match logical_id {
         "HealthFunction" => Some(health::router(ctx.clone())),
         "WebhookFunction" => Some(webhook::router(ctx.clone())),
+        "ChatFunction" => match chat::router(ctx.clone()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::error!(cause = %baatcheet_shared::error::error_chain(&e), "the chat function cannot start");
+                None
+            }
+        },
         _ => None,
     }
 }
