@@ -2,9 +2,10 @@
 //! router of the function the template names, as API Gateway would. Unknown paths and methods get
 //! the same problem+json answers API Gateway's gateway responses give in AWS.
 
-use axum::{Router, extract::Request, response::IntoResponse, routing::MethodFilter};
+use axum::{Router, extract::ConnectInfo, extract::Request, response::IntoResponse, routing::MethodFilter};
 use baatcheet_shared::{AppContext, request_path};
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use tower::ServiceExt;
 
 use crate::{functions, template::Template};
@@ -48,6 +49,22 @@ fn method_filter(m: &str) -> Result<MethodFilter, GatewayError> {
     })
 }
 
+/// What API Gateway hands a function: the request as the client sent it (method, URI, headers,
+/// body) and where it came from, but nothing the gateway's own routing added (its path parameters
+/// would otherwise be seen twice by the function's router, which matches the path again).
+fn as_the_function_gets_it(req: Request) -> Request {
+    let (parts, body) = req.into_parts();
+    let mut out = Request::new(body);
+    *out.method_mut() = parts.method;
+    *out.uri_mut() = parts.uri;
+    *out.version_mut() = parts.version;
+    *out.headers_mut() = parts.headers;
+    if let Some(from) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        out.extensions_mut().insert(*from);
+    }
+    out
+}
+
 /// Builds the gateway router for every route of the template.
 pub fn build(template: &Template, ctx: &AppContext) -> Result<Router, GatewayError> {
     let mut routers: HashMap<String, Router> = HashMap::new();
@@ -67,7 +84,7 @@ pub fn build(template: &Template, ctx: &AppContext) -> Result<Router, GatewayErr
         };
         let forward = move |req: Request| {
             let r = fn_router.clone();
-            async move { r.oneshot(req).await.into_response() }
+            async move { r.oneshot(as_the_function_gets_it(req)).await.into_response() }
         };
         let filter = method_filter(&route.method)?;
         let entry = by_path.remove(&route.path).unwrap_or_default();
