@@ -18,9 +18,12 @@ cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc
 
 log "smoke checks against a local gateway"
-cargo build --quiet -p baatcheet-local --bin gateway
+cargo build --quiet -p baatcheet-local --bin gateway --bin dev-token
 GW_PORT=$(free_port)
 PORT="$GW_PORT" TABLE_PREFIX="smoke-" AWS_LAMBDA_LOG_LEVEL=warn "$ROOT/target/debug/gateway" >"$LOCAL_DIR/smoke-gateway.log" 2>&1 &
 pids+=("$!")
 wait_for_port "$GW_PORT" "gateway (log: .local/smoke-gateway.log)" 60
-API_URL="http://127.0.0.1:$GW_PORT" SMOKE_DOCS="${SMOKE_DOCS:-0}" SMOKE_CHAT="${SMOKE_CHAT:-0}" "$ROOT/scripts/smoke.sh"
+# A dev session token the local gateway trusts (the dev key pair in .local/, as `make token`).
+TOKEN=$("$ROOT/target/debug/dev-token" --user user_smoke --port "$GW_PORT" 2>/dev/null)
+API_URL="http://127.0.0.1:$GW_PORT" TOKEN="$TOKEN" SMOKE_DOCS="${SMOKE_DOCS:-0}" SMOKE_CHAT="${SMOKE_CHAT:-1}" \
+  "$ROOT/scripts/smoke.sh"
