@@ -46,3 +46,9 @@ lambda-build: ## cargo lambda build --release --arm64 for every function in temp
 lambda-zip-sizes: ## Zipped deployment artifact size per function (after lambda-build)
 	@echo "| function | bootstrap (arm64) | zipped |"; echo "|---|---|---|"
 	@python3 scripts/lambda_zip_sizes.py $(LAMBDA_FUNCTIONS)
+.PHONY: openapi docs-check
+openapi: ## Regenerate functions/docs/openapi.json from every function's code (the docs Lambda embeds it)
+	cargo run --quiet -p baatcheet-local --bin openapi
+
+docs-check: ## schemathesis + Swagger UI in headless chromium against API_URL (TOKEN optional)
+	API_URL=$(API_URL) TOKEN=$(TOKEN) scripts/docs-check.sh

@@ -52,3 +52,46 @@ start_moto() {
   export AWS_ENDPOINT_URL="http://127.0.0.1:$AWS_PORT"
   log "local AWS endpoint (DynamoDB, Secrets Manager): $AWS_ENDPOINT_URL"
 }
+
+# The API docs checked from outside (scripts/docs-check.sh): schemathesis (PyPI) in a virtualenv
+# of its own, Debian's chromium, and playwright-core (npm) to drive it.
+SCHEMATHESIS_VERSION="${SCHEMATHESIS_VERSION:-4.32.5}"
+SCHEMATHESIS_VENV="$LOCAL_DIR/schemathesis-venv"
+PLAYWRIGHT_CORE_VERSION="${PLAYWRIGHT_CORE_VERSION:-1.65.1}"
+
+ensure_schemathesis() {
+  if [ -x "$SCHEMATHESIS_VENV/bin/schemathesis" ] && [ -f "$SCHEMATHESIS_VENV/.schemathesis-$SCHEMATHESIS_VERSION" ]; then return; fi
+  log "installing schemathesis==$SCHEMATHESIS_VERSION into .local/schemathesis-venv"
+  mkdir -p "$LOCAL_DIR"
+  python3 -m venv "$SCHEMATHESIS_VENV"
+  "$SCHEMATHESIS_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  touch "$SCHEMATHESIS_VENV/.schemathesis-$SCHEMATHESIS_VERSION"
+}
+
+# Sets CHROMIUM: $CHROMIUM when given (e.g. CI's preinstalled Chrome), else Debian's chromium,
+# installed with apt-get when missing.
+ensure_chromium() {
+  if [ -n "${CHROMIUM:-}" ] && [ -x "$CHROMIUM" ]; then return; fi
+  if ! command -v chromium >/dev/null; then
+    log "installing chromium (Debian)"
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get install -y -qq chromium >/dev/null 2>&1 \
+      || { $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null; }
+  fi
+  CHROMIUM="$(command -v chromium)"
+  export CHROMIUM
+}
+
+# Sets PLAYWRIGHT_MODULE. playwright-core drives an installed browser; it downloads none.
+ensure_playwright_core() {
+  PLAYWRIGHT_MODULE="$LOCAL_DIR/npm/node_modules/playwright-core/index.mjs"
+  export PLAYWRIGHT_MODULE
+  if [ -f "$PLAYWRIGHT_MODULE" ] \
+    && grep -q "\"version\": \"$PLAYWRIGHT_CORE_VERSION\"" "$LOCAL_DIR/npm/node_modules/playwright-core/package.json"; then
+    return
+  fi
+  log "installing playwright-core@$PLAYWRIGHT_CORE_VERSION (npm) into .local/npm"
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --silent --no-audit --no-fund --prefix "$LOCAL_DIR/npm" \
+    "playwright-core@$PLAYWRIGHT_CORE_VERSION" >/dev/null
+}

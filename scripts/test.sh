@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make test: starts a private local AWS endpoint on a free port and runs the whole test suite
 # against it (tests isolate themselves by table-name prefix, so they run in parallel), then the
-# smoke checks against a local gateway, as staging and production run them.
+# smoke checks (as staging and production run them) and the API docs checked from outside
+# (scripts/docs-check.sh; TOKEN optional), against one local gateway.
 source "$(dirname "$0")/lib.sh"
 
 AWS_PORT="${AWS_PORT:-$(free_port)}"
@@ -14,10 +15,13 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 start_moto; pids+=("$MOTO_PID")
-cargo test --workspace --all-targets "$@"
+# moto answers one call at a time: a parallel suite must not mistake its queue for an outage.
+export AWS_SDK_ATTEMPT_TIMEOUT_MS="${AWS_SDK_ATTEMPT_TIMEOUT_MS:-15000}"
+export AWS_SDK_OPERATION_TIMEOUT_MS="${AWS_SDK_OPERATION_TIMEOUT_MS:-40000}"
+cargo test --workspace --all-targets --no-fail-fast "$@"
 cargo test --workspace --doc
 
-log "smoke checks against a local gateway"
+log "smoke checks (chat included, with a dev token) and the API docs checked from outside, against one local gateway"
 cargo build --quiet -p baatcheet-local --bin gateway --bin dev-token
 GW_PORT=$(free_port)
 PORT="$GW_PORT" TABLE_PREFIX="smoke-" AWS_LAMBDA_LOG_LEVEL=warn "$ROOT/target/debug/gateway" >"$LOCAL_DIR/smoke-gateway.log" 2>&1 &
@@ -25,5 +29,6 @@ pids+=("$!")
 wait_for_port "$GW_PORT" "gateway (log: .local/smoke-gateway.log)" 60
 # A dev session token the local gateway trusts (the dev key pair in .local/, as `make token`).
 TOKEN=$("$ROOT/target/debug/dev-token" --user user_smoke --port "$GW_PORT" 2>/dev/null)
-API_URL="http://127.0.0.1:$GW_PORT" TOKEN="$TOKEN" SMOKE_DOCS="${SMOKE_DOCS:-0}" SMOKE_CHAT="${SMOKE_CHAT:-1}" \
+API_URL="http://127.0.0.1:$GW_PORT" TOKEN="$TOKEN" SMOKE_DOCS="${SMOKE_DOCS:-1}" SMOKE_CHAT="${SMOKE_CHAT:-1}" \
   "$ROOT/scripts/smoke.sh"
+API_URL="http://127.0.0.1:$GW_PORT" TOKEN="$TOKEN" "$ROOT/scripts/docs-check.sh"

@@ -116,8 +116,7 @@ fn app() -> Router {
             "/api/v1/small",
             post(|ValidJson(v): ValidJson<Value>| async move { Json(v) }).layer(Extension(BodyLimit(64))),
         );
-    // The request path fails closed without a client address (the global limit is per IP).
-    baatcheet_tests::as_client(request_path::wrap(routes, &ctx), "198.51.100.7")
+    baatcheet_tests::as_client(request_path::wrap(routes, &ctx), "198.51.100.30")
 }
 
 struct Reply {

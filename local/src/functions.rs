@@ -1,4 +1,5 @@
-//! The functions the local gateway can mount, by their template.yaml logical id.
+//! The functions the local gateway can mount, by their template.yaml logical id, and the OpenAPI
+//! document of each function's routes (from the same source as its router).
 
 use axum::Router;
 use baatcheet_shared::AppContext;
@@ -16,6 +17,27 @@ pub fn router_for(logical_id: &str, ctx: &AppContext) -> Option<Router> {
                 None
             }
         },
+        "DocsFunction" => Some(docs::router(&ctx.config, docs_settings())),
         _ => None,
     }
+}
+
+/// The OpenAPI document of the routes of the function with this logical id (its `openapi()`).
+/// `make openapi` merges these into the document the docs function embeds.
+pub fn openapi_for(logical_id: &str) -> Option<utoipa::openapi::OpenApi> {
+    match logical_id {
+        "HealthFunction" => Some(health::openapi()),
+        "WebhookFunction" => Some(webhook::openapi()),
+        "DocsFunction" => Some(docs::openapi()),
+        _ => None,
+    }
+}
+
+/// `PUBLIC_API_URL` for the docs function; a value it cannot use is reported and ignored, so the
+/// document's server stays the gateway itself.
+fn docs_settings() -> docs::Settings {
+    docs::Settings::from_env().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "PUBLIC_API_URL ignored");
+        docs::Settings::default()
+    })
 }

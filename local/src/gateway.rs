@@ -2,7 +2,12 @@
 //! router of the function the template names, as API Gateway would. Unknown paths and methods get
 //! the same problem+json answers API Gateway's gateway responses give in AWS.
 
-use axum::{Router, extract::ConnectInfo, extract::Request, response::IntoResponse, routing::MethodFilter};
+use axum::{
+    Router,
+    extract::{ConnectInfo, Request},
+    response::IntoResponse,
+    routing::MethodFilter,
+};
 use baatcheet_shared::{AppContext, request_path};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -49,18 +54,18 @@ fn method_filter(m: &str) -> Result<MethodFilter, GatewayError> {
     })
 }
 
-/// What API Gateway hands a function: the request as the client sent it (method, URI, headers,
-/// body) and where it came from, but nothing the gateway's own routing added (its path parameters
-/// would otherwise be seen twice by the function's router, which matches the path again).
-fn as_the_function_gets_it(req: Request) -> Request {
+/// The request as API Gateway hands it to a function: what the client sent plus the source
+/// address, without what this router's own matching attached (its path parameters would be
+/// appended to the function's and break its `Path` extractors).
+fn as_forwarded(req: Request) -> Request {
     let (parts, body) = req.into_parts();
     let mut out = Request::new(body);
     *out.method_mut() = parts.method;
     *out.uri_mut() = parts.uri;
     *out.version_mut() = parts.version;
     *out.headers_mut() = parts.headers;
-    if let Some(from) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-        out.extensions_mut().insert(*from);
+    if let Some(addr) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        out.extensions_mut().insert(*addr);
     }
     out
 }
@@ -84,7 +89,7 @@ pub fn build(template: &Template, ctx: &AppContext) -> Result<Router, GatewayErr
         };
         let forward = move |req: Request| {
             let r = fn_router.clone();
-            async move { r.oneshot(as_the_function_gets_it(req)).await.into_response() }
+            async move { r.oneshot(as_forwarded(req)).await.into_response() }
         };
         let filter = method_filter(&route.method)?;
         let entry = by_path.remove(&route.path).unwrap_or_default();

@@ -5,5 +5,6 @@ pub mod dev_key;
 pub mod dev_secret;
 pub mod functions;
 pub mod gateway;
+pub mod openapi;
 pub mod stack;
 pub mod template;

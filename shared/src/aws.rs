@@ -6,13 +6,19 @@ use std::time::Duration;
 
 /// Loads the shared SDK configuration with timeouts short enough for a request path: a Lambda
 /// should fail fast and let the caller retry rather than hang to its own timeout.
+///
+/// `AWS_SDK_ATTEMPT_TIMEOUT_MS` and `AWS_SDK_OPERATION_TIMEOUT_MS` override the defaults (2.5 s,
+/// 6 s); the test suite raises them, since its local endpoint serialises every call.
 pub async fn sdk_config() -> SdkConfig {
+    let ms = |name: &str, default: u64| {
+        Duration::from_millis(std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default))
+    };
     aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_millis(1000))
-                .operation_attempt_timeout(Duration::from_millis(2500))
-                .operation_timeout(Duration::from_millis(6000))
+                .operation_attempt_timeout(ms("AWS_SDK_ATTEMPT_TIMEOUT_MS", 2500))
+                .operation_timeout(ms("AWS_SDK_OPERATION_TIMEOUT_MS", 6000))
                 .build(),
         )
         .retry_config(RetryConfig::standard().with_max_attempts(3))

@@ -2,19 +2,51 @@
 //! request id + span -> security headers -> CORS -> global rate limit (per client IP) -> (routes)
 //! with problem+json for unknown routes, wrong methods and panics.
 
-use axum::{Router, middleware, response::IntoResponse};
+use axum::{
+    Router, middleware,
+    response::{IntoResponse, Response},
+};
 use std::any::Any;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::{context::AppContext, cors, error, rate_limit, request_id, security_headers};
+use crate::{config::Config, context::AppContext, cors, error, rate_limit, request_id, security_headers};
+
+/// Response extension set by a function's fallbacks: no route of the function matched the
+/// request (as opposed to a handler's own 404). The route contract test probes routers with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unrouted;
+
+async fn unrouted_not_found() -> Response {
+    let mut res = error::not_found().await.into_response();
+    res.extensions_mut().insert(Unrouted);
+    res
+}
+
+async fn unrouted_method_not_allowed() -> Response {
+    let mut res = error::method_not_allowed().await.into_response();
+    res.extensions_mut().insert(Unrouted);
+    res
+}
 
 pub fn wrap(routes: Router, ctx: &AppContext) -> Router {
     routes
-        .fallback(error::not_found)
-        .method_not_allowed_fallback(error::method_not_allowed)
+        .fallback(unrouted_not_found)
+        .method_not_allowed_fallback(unrouted_method_not_allowed)
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn_with_state(ctx.limiter.clone(), rate_limit::global_limit))
         .layer(cors::cors_layer(&ctx.config))
+        .layer(middleware::from_fn(security_headers::security_headers_layer))
+        .layer(middleware::from_fn(request_id::request_id_layer))
+}
+
+/// The request path of a function that serves only static content and needs no AWS client
+/// (docs): the same layers as [`wrap`] minus those that need an [`AppContext`].
+pub fn wrap_static(routes: Router, config: &Config) -> Router {
+    routes
+        .fallback(unrouted_not_found)
+        .method_not_allowed_fallback(unrouted_method_not_allowed)
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(cors::cors_layer(config))
         .layer(middleware::from_fn(security_headers::security_headers_layer))
         .layer(middleware::from_fn(request_id::request_id_layer))
 }

@@ -1,7 +1,10 @@
 //! Test support: per-test isolated state on the local AWS endpoint that `make test` starts, the
 //! local gateway on an ephemeral port, and small HTTP helpers.
 
+pub mod aws_proxy;
 pub mod clerk;
+pub mod iam;
+pub mod probe;
 pub mod resolver;
 
 use aws_config::SdkConfig;

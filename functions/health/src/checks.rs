@@ -5,8 +5,11 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use baatcheet_shared::{AppContext, error::error_chain};
 use serde::Serialize;
 use std::time::{Duration, Instant};
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// `healthy`; `degraded` when only a non-critical dependency failed; `unhealthy` when a critical
+/// one did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Healthy,
@@ -14,14 +17,29 @@ pub enum Status {
     Unhealthy,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One dependency probe.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Check {
+    /// `healthy` or `unhealthy`.
     pub status: Status,
     /// Milliseconds the probe took.
+    #[schema(example = 12)]
     pub latency: u64,
     /// Why a probe failed (generic, no internals).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<&'static str>,
+    pub error: Option<ProbeError>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeError {
+    /// The dependency answered with an error or could not be reached.
+    Unreachable,
+    /// No answer within `DEPENDENCY_TIMEOUT_MS`.
+    Timeout,
+    /// The rate limiter's store failed; decisions come from per-instance buckets.
+    #[serde(rename = "store_unavailable_using_fallback")]
+    StoreUnavailableUsingFallback,
 }
 
 /// Whether a failing dependency makes the instance unhealthy or only degraded.
@@ -49,11 +67,11 @@ where
         Ok(Ok(())) => Check { status: Status::Healthy, latency, error: None },
         Ok(Err(e)) => {
             tracing::warn!(dependency = name, error = %error_chain(&e), "health probe failed");
-            Check { status: Status::Unhealthy, latency, error: Some("unreachable") }
+            Check { status: Status::Unhealthy, latency, error: Some(ProbeError::Unreachable) }
         }
         Err(_) => {
             tracing::warn!(dependency = name, timeout_ms = timeout.as_millis() as u64, "health probe timed out");
-            Check { status: Status::Unhealthy, latency, error: Some("timeout") }
+            Check { status: Status::Unhealthy, latency, error: Some(ProbeError::Timeout) }
         }
     }
 }
@@ -90,7 +108,7 @@ pub async fn rate_limiter(ctx: &AppContext) -> Check {
         .map_or(true, |stats| stats.degraded);
     let latency = started.elapsed().as_millis() as u64;
     if degraded {
-        Check { status: Status::Degraded, latency, error: Some("store_unavailable_using_fallback") }
+        Check { status: Status::Degraded, latency, error: Some(ProbeError::StoreUnavailableUsingFallback) }
     } else {
         Check { status: Status::Healthy, latency, error: None }
     }

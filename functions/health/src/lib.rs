@@ -10,15 +10,17 @@ use axum::{
     http::StatusCode,
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
 };
 use baatcheet_shared::{AppContext, request_path};
-use serde_json::json;
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use checks::Status;
+use checks::{Check, Status};
+use metrics::{Cpu, LambdaInfo, Memory};
 
 #[derive(Clone)]
 pub struct HealthState {
@@ -26,16 +28,26 @@ pub struct HealthState {
     invocations: Arc<AtomicU64>,
 }
 
+/// The function's routes, each with its OpenAPI operation: the one source of both [`router`]
+/// and [`openapi`].
+fn routes() -> OpenApiRouter<HealthState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(live))
+        .routes(routes!(metrics_handler))
+}
+
+/// The OpenAPI document of this function's routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    baatcheet_shared::openapi::document(routes().into_openapi())
+}
+
 /// The function's routes with the shared request path around them.
 pub fn router(ctx: AppContext) -> Router {
     let state = HealthState { ctx: ctx.clone(), invocations: Arc::new(AtomicU64::new(0)) };
-    let routes = Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/live", get(live))
-        .route("/api/v1/health/metrics", get(metrics_handler))
-        .layer(middleware::from_fn_with_state(state.clone(), count_invocation))
-        .with_state(state);
+    let (routes, _) = routes().split_for_parts();
+    let routes = routes.layer(middleware::from_fn_with_state(state.clone(), count_invocation)).with_state(state);
     request_path::wrap(routes, &ctx)
 }
 
@@ -54,23 +66,121 @@ fn now_rfc3339() -> String {
     now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
+/// `GET /health` body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthReport {
+    pub status: Status,
+    #[schema(format = DateTime, example = "2026-11-27T12:00:00Z")]
+    pub timestamp: String,
+    #[schema(example = "0.1.0")]
+    pub version: String,
+    /// `development`, `staging` or `production`.
+    #[schema(example = "staging")]
+    pub environment: String,
+    /// Seconds since this instance started.
+    #[schema(example = 3600)]
+    pub uptime: u64,
+    /// One probe per dependency: `database` (a key read on every table) and `secrets` (a read
+    /// of the app secret).
+    #[schema(value_type = BTreeMap<String, Check>)]
+    pub services: BTreeMap<&'static str, Check>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadyStatus {
+    Ready,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NotReadyStatus {
+    NotReady,
+}
+
+/// `GET /ready` when every critical dependency answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    pub status: ReadyStatus,
+}
+
+/// `GET /ready` when a critical dependency fails.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotReady {
+    pub status: NotReadyStatus,
+    /// The critical dependencies that failed.
+    #[schema(value_type = Vec<String>, example = json!(["database"]))]
+    pub failed: Vec<&'static str>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveStatus {
+    Alive,
+}
+
+/// `GET /live` body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Liveness {
+    pub status: LiveStatus,
+    #[schema(format = DateTime, example = "2026-11-27T12:00:00Z")]
+    pub timestamp: String,
+}
+
+/// `GET /api/v1/health/metrics` body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProcessMetrics {
+    #[schema(format = DateTime, example = "2026-11-27T12:00:00Z")]
+    pub timestamp: String,
+    /// Seconds since this instance started.
+    #[schema(example = 3600.25)]
+    pub uptime: f64,
+    pub memory: Memory,
+    pub cpu: Cpu,
+    /// Whether this request was the instance's first (its cold start).
+    pub cold_start: bool,
+    /// Requests this instance has served, this one included.
+    #[schema(example = 42)]
+    pub invocations: u64,
+    /// The Lambda function's identity; null outside Lambda.
+    pub lambda: Option<LambdaInfo>,
+    /// Decisions of this instance's rate limiter (store calls, deny-cache hits, fallbacks).
+    pub rate_limiter: baatcheet_shared::rate_limit::LimiterStats,
+}
+
+/// Detailed health
+///
+/// Probes every dependency concurrently, each with its own timeout (`DEPENDENCY_TIMEOUT_MS`):
+/// a key read on every DynamoDB table and a fresh read of the app secret. `degraded` when the
+/// secret is unreachable but cached; `unhealthy` (503) when DynamoDB is down or the secret was
+/// never loaded.
+#[utoipa::path(get, path = "/health", tag = "health", operation_id = "getHealth", responses(
+    (status = 200, description = "Healthy or degraded.", body = HealthReport),
+    (status = 503, description = "Unhealthy: a critical dependency failed.", body = HealthReport),
+))]
 async fn health(State(state): State<HealthState>) -> Response {
     let ctx = &state.ctx;
     let outcomes = checks::run_all(ctx).await;
     let status = checks::overall(&outcomes);
-    let services: BTreeMap<_, _> = outcomes.iter().map(|o| (o.name, &o.check)).collect();
-    let body = json!({
-        "status": status,
-        "timestamp": now_rfc3339(),
-        "version": ctx.config.version,
-        "environment": ctx.config.environment,
-        "uptime": ctx.started.elapsed().as_secs(),
-        "services": services,
-    });
+    let body = HealthReport {
+        status,
+        timestamp: now_rfc3339(),
+        version: ctx.config.version.clone(),
+        environment: ctx.config.environment.clone(),
+        uptime: ctx.started.elapsed().as_secs(),
+        services: outcomes.into_iter().map(|o| (o.name, o.check)).collect(),
+    };
     let code = if status == Status::Unhealthy { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (code, Json(body)).into_response()
 }
 
+/// Readiness
+///
+/// Ready when every critical dependency answers (the probes of `/health`).
+#[utoipa::path(get, path = "/ready", tag = "health", operation_id = "getReadiness", responses(
+    (status = 200, description = "Ready to serve.", body = Ready),
+    (status = 503, description = "A critical dependency failed.", body = NotReady),
+))]
 async fn ready(State(state): State<HealthState>) -> Response {
     let outcomes = checks::run_all(&state.ctx).await;
     let failed: Vec<_> = outcomes
@@ -79,26 +189,39 @@ async fn ready(State(state): State<HealthState>) -> Response {
         .map(|o| o.name)
         .collect();
     if failed.is_empty() {
-        (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response()
+        (StatusCode::OK, Json(Ready { status: ReadyStatus::Ready })).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not_ready", "failed": failed }))).into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, Json(NotReady { status: NotReadyStatus::NotReady, failed })).into_response()
     }
 }
 
-async fn live() -> Json<serde_json::Value> {
-    Json(json!({ "status": "alive", "timestamp": now_rfc3339() }))
+/// Liveness
+///
+/// Touches no dependency: the process answers.
+#[utoipa::path(get, path = "/live", tag = "health", operation_id = "getLiveness", responses(
+    (status = 200, description = "The process is alive.", body = Liveness),
+))]
+async fn live() -> Json<Liveness> {
+    Json(Liveness { status: LiveStatus::Alive, timestamp: now_rfc3339() })
 }
 
-async fn metrics_handler(State(state): State<HealthState>, req: Request) -> Json<serde_json::Value> {
+/// Process metrics
+///
+/// Resident and peak memory, CPU time, uptime, whether this was the cold start, invocations of
+/// this instance, and the Lambda function's identity when running in Lambda.
+#[utoipa::path(get, path = "/api/v1/health/metrics", tag = "health", operation_id = "getProcessMetrics", responses(
+    (status = 200, description = "Figures of the instance that served the request.", body = ProcessMetrics),
+))]
+async fn metrics_handler(State(state): State<HealthState>, req: Request) -> Json<ProcessMetrics> {
     let Invocation(n) = req.extensions().get::<Invocation>().copied().unwrap_or(Invocation(0));
-    Json(json!({
-        "timestamp": now_rfc3339(),
-        "uptime": state.ctx.started.elapsed().as_secs_f64(),
-        "memory": metrics::memory(),
-        "cpu": metrics::cpu(),
-        "cold_start": n == 1,
-        "invocations": state.invocations.load(Ordering::Relaxed),
-        "lambda": metrics::lambda_info(),
-        "rate_limiter": state.ctx.limiter.stats(),
-    }))
+    Json(ProcessMetrics {
+        timestamp: now_rfc3339(),
+        uptime: state.ctx.started.elapsed().as_secs_f64(),
+        memory: metrics::memory(),
+        cpu: metrics::cpu(),
+        cold_start: n == 1,
+        invocations: state.invocations.load(Ordering::Relaxed),
+        lambda: metrics::lambda_info(),
+        rate_limiter: state.ctx.limiter.stats(),
+    })
 }

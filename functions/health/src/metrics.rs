@@ -2,23 +2,34 @@
 //! Lambda function's identity when running in Lambda.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
-#[derive(Debug, Serialize)]
+/// Resident memory of this instance (null where /proc is unavailable).
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Memory {
+    #[schema(example = 18_874_368)]
     pub rss_bytes: Option<u64>,
+    #[schema(example = 20_971_520)]
     pub peak_rss_bytes: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
+/// CPU time this instance has used.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Cpu {
+    #[schema(example = 120)]
     pub user_ms: u64,
+    #[schema(example = 30)]
     pub system_ms: u64,
 }
 
-#[derive(Debug, Serialize)]
+/// The Lambda function serving the request (from the variables Lambda sets).
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LambdaInfo {
+    #[schema(example = "baatcheet-staging-HealthFunction-AbC123")]
     pub function_name: String,
+    #[schema(example = "$LATEST")]
     pub function_version: Option<String>,
+    #[schema(example = 128)]
     pub memory_limit_mb: Option<u64>,
 }
 

@@ -53,21 +53,18 @@ impl Deliveries {
         Self { client, table: table.into(), users }
     }
 
-    fn record_item(svix_id: &str, event_type: &str, outcome: &str, now_s: i64) -> HashMap<String, AttributeValue> {
-        HashMap::from([
+    /// The conditional put of the delivery record: fails if this svix-id was recorded before.
+    fn record(&self, svix_id: &str, event_type: &str, outcome: &str, now_s: i64) -> Result<Put, ApplyError> {
+        let item = HashMap::from([
             ("pk".to_string(), s(svix_id)),
             ("event_type".to_string(), s(event_type)),
             ("outcome".to_string(), s(outcome)),
             ("received_at".to_string(), AttributeValue::N(now_s.to_string())),
             ("expires_at".to_string(), AttributeValue::N((now_s + RECORD_TTL_SECS).to_string())),
-        ])
-    }
-
-    /// The conditional put of the delivery record: fails if this svix-id was recorded before.
-    fn record(&self, svix_id: &str, event_type: &str, outcome: &str, now_s: i64) -> Result<Put, ApplyError> {
+        ]);
         Put::builder()
             .table_name(&self.table)
-            .set_item(Some(Self::record_item(svix_id, event_type, outcome, now_s)))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", "pk")
             .build()
@@ -118,11 +115,12 @@ impl Deliveries {
 
     /// An older event than the stored data: record that the delivery was seen, nothing else.
     async fn record_stale(&self, svix_id: &str, event_type: &str, now_s: i64) -> Result<Outcome, ApplyError> {
+        let put = self.record(svix_id, event_type, "stale", now_s)?;
         let res = self
             .client
             .put_item()
-            .table_name(&self.table)
-            .set_item(Some(Self::record_item(svix_id, event_type, "stale", now_s)))
+            .table_name(put.table_name())
+            .set_item(Some(put.item().clone()))
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", "pk")
             .send()

@@ -11,13 +11,15 @@ use axum::{
     body::Body,
     extract::State,
     http::{HeaderMap, header},
-    routing::post,
 };
+use baatcheet_shared::openapi::{BadRequest, PayloadTooLarge, ServiceUnavailable};
 use baatcheet_shared::users::UsersStore;
 use baatcheet_shared::{ApiError, AppContext, request_path};
 use secrecy::ExposeSecret;
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::sync::Arc;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use clerk::Action;
 use deliveries::{Deliveries, Outcome};
@@ -32,12 +34,28 @@ struct WebhookState {
     deliveries: Arc<Deliveries>,
 }
 
+/// The acknowledgement Svix needs to stop retrying a delivery.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Received {
+    #[schema(example = true)]
+    pub received: bool,
+}
+
+fn routes() -> OpenApiRouter<WebhookState> {
+    OpenApiRouter::new().routes(routes!(receive))
+}
+
+/// The OpenAPI document of this function's routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    baatcheet_shared::openapi::document(routes().into_openapi())
+}
+
 pub fn router(ctx: AppContext) -> Router {
     let users = UsersStore::new(ctx.dynamo.clone(), ctx.config.tables.users.clone());
     let deliveries = Deliveries::new(ctx.dynamo.clone(), ctx.config.tables.webhook_deliveries.clone(), users);
     let state = WebhookState { ctx: ctx.clone(), deliveries: Arc::new(deliveries) };
-    let routes = Router::new().route(PATH, post(receive)).with_state(state);
-    request_path::wrap(routes, &ctx)
+    let (routes, _) = routes().split_for_parts();
+    request_path::wrap(routes.with_state(state), &ctx)
 }
 
 fn bad_request(what: impl std::fmt::Display) -> ApiError {
@@ -54,7 +72,32 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes,
     axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| too_large())
 }
 
-async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+/// Clerk user events (Svix-signed)
+///
+/// Clerk, through Svix, reports `user.created`, `user.updated` and `user.deleted`. The signature
+/// (`svix-id`, `svix-timestamp`, `svix-signature`, or the `webhook-*` names) is verified over the
+/// raw body; each delivery is applied exactly once and never over newer data. Other event types
+/// are acknowledged and ignored. Not behind the per-IP global limit.
+#[utoipa::path(post, path = "/api/v1/clerk/webhook", tag = "webhooks", operation_id = "receiveClerkWebhook",
+    request_body(content = serde_json::Value, content_type = "application/json",
+        description = "A Clerk event as Svix delivers it.",
+        example = json!({"type": "user.created", "data": {"id": "user_2abc", "primary_email_address_id": "idn_1",
+            "email_addresses": [{"id": "idn_1", "email_address": "ali@example.com"}],
+            "public_metadata": {"role": "user", "tier": "free"}, "created_at": 1764264000000_i64, "updated_at": 1764264000000_i64}})),
+    params(
+        ("svix-id" = String, Header, description = "Delivery id (idempotency key)."),
+        ("svix-timestamp" = String, Header, description = "Unix seconds; must be within 5 minutes."),
+        ("svix-signature" = String, Header, description = "Space-separated `v1,<base64 HMAC-SHA256>` entries."),
+    ),
+    responses(
+        (status = 200, description = "Applied, already applied, stale, or ignored.", body = Received),
+        BadRequest, PayloadTooLarge, ServiceUnavailable,
+    ))]
+async fn receive(
+    State(state): State<WebhookState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Received>, ApiError> {
     let body = read_body(&headers, body).await?;
     // Headers and timestamp first: a delivery that cannot be valid is refused whatever the
     // configuration, and a replayed old delivery never reaches the secret.
@@ -85,5 +128,5 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bo
         state.ctx.auth.forget_user(id);
     }
     tracing::info!(svix_id = %svix.id, event_type = %event_type, clerk_id = clerk_id.unwrap_or("-"), outcome = ?outcome, "webhook delivery");
-    Ok(Json(json!({ "received": true })))
+    Ok(Json(Received { received: true }))
 }

@@ -54,7 +54,7 @@ pub enum LimitError {
 }
 
 /// What the limiter has done on this instance, for `/health` and metrics.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LimiterStats {
     /// The last attempt to reach DynamoDB failed: decisions are made by in-memory buckets.
     pub degraded: bool,

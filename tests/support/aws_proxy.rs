@@ -1,0 +1,207 @@
+//! A recording HTTP proxy in front of the local AWS endpoint. Each request is forwarded unchanged
+//! (method, path, headers, body) and answered with the endpoint's own response; on the way, every
+//! call is noted with its operation (from `X-Amz-Target`) and what its JSON body names: tables,
+//! indexes, transaction items, batch tables, secrets. The IAM test compares these with the grants
+//! template.yaml gives the function that made them.
+
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::{Request, State},
+    http::{HeaderName, StatusCode},
+    response::{IntoResponse, Response},
+};
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+
+/// Larger than any request DynamoDB or Secrets Manager accepts.
+const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Service {
+    DynamoDb,
+    SecretsManager,
+    /// Anything else, by its `X-Amz-Target` prefix (empty when the header is missing).
+    Other(String),
+}
+
+/// One resource a call names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    /// The item kind inside TransactWriteItems / TransactGetItems (`Put`, `Update`, `Delete`,
+    /// `ConditionCheck`, `Get`); None when the call itself names the resource.
+    pub item: Option<String>,
+    /// Physical table name or secret id, as sent.
+    pub name: String,
+    /// `IndexName` (Query, Scan).
+    pub index: Option<String>,
+}
+
+/// One recorded call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsCall {
+    pub service: Service,
+    /// `GetItem`, `TransactWriteItems`, `GetSecretValue`, ...
+    pub operation: String,
+    pub names: Vec<Named>,
+}
+
+impl AwsCall {
+    /// Reads a call of the AWS JSON protocols: `X-Amz-Target: DynamoDB_20120810.GetItem` or
+    /// `secretsmanager.GetSecretValue`, and its body.
+    pub fn parse(target: Option<&str>, body: &[u8]) -> Self {
+        let target = target.unwrap_or("");
+        let (prefix, operation) = target.split_once('.').unwrap_or(("", target));
+        let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let (service, names) = if prefix.starts_with("DynamoDB_") {
+            (Service::DynamoDb, dynamodb_names(&json))
+        } else if prefix == "secretsmanager" {
+            let names = json["SecretId"].as_str().map(|id| Named { item: None, name: id.into(), index: None });
+            (Service::SecretsManager, names.into_iter().collect())
+        } else {
+            (Service::Other(prefix.to_string()), Vec::new())
+        };
+        Self { service, operation: operation.to_string(), names }
+    }
+}
+
+/// `TableName` (+ `IndexName`), each `TransactItems[*].{kind}.TableName`, each `RequestItems` key.
+fn dynamodb_names(json: &Value) -> Vec<Named> {
+    let mut out = Vec::new();
+    if let Some(table) = json["TableName"].as_str() {
+        out.push(Named { item: None, name: table.into(), index: json["IndexName"].as_str().map(str::to_string) });
+    }
+    for item in json["TransactItems"].as_array().into_iter().flatten() {
+        for (kind, inner) in item.as_object().into_iter().flatten() {
+            if let Some(table) = inner["TableName"].as_str() {
+                out.push(Named { item: Some(kind.clone()), name: table.into(), index: None });
+            }
+        }
+    }
+    for table in json["RequestItems"].as_object().into_iter().flat_map(|m| m.keys()) {
+        out.push(Named { item: None, name: table.clone(), index: None });
+    }
+    out
+}
+
+#[derive(Clone)]
+struct Inner {
+    upstream: String,
+    client: reqwest::Client,
+    calls: Arc<Mutex<Vec<AwsCall>>>,
+}
+
+/// The proxy, served on 127.0.0.1 on an ephemeral port for as long as the test runs.
+pub struct RecordingProxy {
+    pub url: String,
+    calls: Arc<Mutex<Vec<AwsCall>>>,
+}
+
+impl RecordingProxy {
+    /// A proxy to `upstream` (`http://host:port`, e.g. `crate::endpoint()`).
+    pub async fn to(upstream: &str) -> Self {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let inner = Inner {
+            upstream: upstream.trim_end_matches('/').to_string(),
+            client: reqwest::Client::builder().build().expect("client"),
+            calls: calls.clone(),
+        };
+        let app = Router::new().fallback(forward).with_state(inner);
+        let addr = crate::serve(app).await;
+        Self { url: format!("http://{addr}"), calls }
+    }
+
+    /// Every call recorded so far, in arrival order (retries included).
+    pub fn calls(&self) -> Vec<AwsCall> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Connection-level headers: each hop sets its own (the body's length is unchanged).
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(name.as_str(), "connection" | "keep-alive" | "transfer-encoding" | "content-length" | "upgrade")
+}
+
+async fn forward(State(proxy): State<Inner>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "recording proxy: request body too large").into_response();
+    };
+    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+    proxy.calls.lock().unwrap_or_else(|e| e.into_inner()).push(AwsCall::parse(target, &body));
+
+    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let mut out = proxy.client.request(parts.method, format!("{}{path}", proxy.upstream)).body(body);
+    for (name, value) in parts.headers.iter().filter(|(n, _)| !hop_by_hop(n)) {
+        out = out.header(name, value);
+    }
+    let res = match out.send().await {
+        Ok(res) => res,
+        Err(e) => return (StatusCode::BAD_GATEWAY, format!("recording proxy: upstream failed: {e}")).into_response(),
+    };
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes: Bytes = match res.bytes().await {
+        Ok(b) => b,
+        Err(e) => return (StatusCode::BAD_GATEWAY, format!("recording proxy: upstream body: {e}")).into_response(),
+    };
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    for (name, value) in headers.iter().filter(|(n, _)| !hop_by_hop(n)) {
+        response.headers_mut().append(name, value.clone());
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(target: &str, body: Value) -> AwsCall {
+        AwsCall::parse(Some(target), body.to_string().as_bytes())
+    }
+
+    fn named(item: Option<&str>, name: &str, index: Option<&str>) -> Named {
+        Named { item: item.map(str::to_string), name: name.into(), index: index.map(str::to_string) }
+    }
+
+    #[test]
+    fn reads_table_and_index() {
+        let c = parse("DynamoDB_20120810.Query", json!({"TableName": "t-Conv", "IndexName": "by-user"}));
+        assert_eq!((c.service, c.operation.as_str()), (Service::DynamoDb, "Query"));
+        assert_eq!(c.names, [named(None, "t-Conv", Some("by-user"))]);
+    }
+
+    #[test]
+    fn reads_every_transaction_item() {
+        let body = json!({"TransactItems": [
+            {"Put": {"TableName": "a", "Item": {}}},
+            {"Update": {"TableName": "b", "Key": {}}},
+            {"Delete": {"TableName": "c", "Key": {}}},
+            {"ConditionCheck": {"TableName": "d", "Key": {}}},
+        ]});
+        let c = parse("DynamoDB_20120810.TransactWriteItems", body);
+        assert_eq!(
+            c.names,
+            [
+                named(Some("Put"), "a", None),
+                named(Some("Update"), "b", None),
+                named(Some("Delete"), "c", None),
+                named(Some("ConditionCheck"), "d", None)
+            ]
+        );
+    }
+
+    #[test]
+    fn reads_batch_tables_and_secrets() {
+        let c =
+            parse("DynamoDB_20120810.BatchGetItem", json!({"RequestItems": {"x": {"Keys": []}, "y": {"Keys": []}}}));
+        assert_eq!(c.names, [named(None, "x", None), named(None, "y", None)]);
+        let c = parse("secretsmanager.GetSecretValue", json!({"SecretId": "t-secret"}));
+        assert_eq!((c.service, c.operation.as_str()), (Service::SecretsManager, "GetSecretValue"));
+        assert_eq!(c.names, [named(None, "t-secret", None)]);
+        let c = AwsCall::parse(None, b"Action=Publish");
+        assert_eq!((c.service, c.names.len()), (Service::Other(String::new()), 0));
+    }
+}
