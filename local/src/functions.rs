@@ -28,6 +28,7 @@ pub fn openapi_for(logical_id: &str) -> Option<utoipa::openapi::OpenApi> {
     match logical_id {
         "HealthFunction" => Some(health::openapi()),
         "WebhookFunction" => Some(webhook::openapi()),
+        "ChatFunction" => Some(chat::openapi()),
         "DocsFunction" => Some(docs::openapi()),
         _ => None,
     }

@@ -7,9 +7,12 @@
 use axum::extract::{FromRef, FromRequestParts, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use baatcheet_shared::auth::{AuthUser, Role, require_role};
+use baatcheet_shared::openapi::{
+    BadGateway, BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests, Unauthorized,
+    UnsupportedMediaType, ValidationFailed,
+};
 use baatcheet_shared::rate_limit::Policy;
 use baatcheet_shared::ssrf::Resolver;
 use baatcheet_shared::upload::AudioUpload;
@@ -17,6 +20,7 @@ use baatcheet_shared::validation::{BodyLimit, ClerkUserId, MIB, ValidJson, Valid
 use baatcheet_shared::{ApiError, AppContext, request_path};
 use http::StatusCode;
 use std::sync::Arc;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::admin::{Admin, AdminUser, UserPatch};
 use crate::api::{
@@ -118,27 +122,60 @@ async fn route_limit(State((ctx, limit)): State<(AppContext, RouteLimit)>, req: 
     next.run(Request::from_parts(parts, body)).await
 }
 
+/// The guard a group of routes gets: their per-user limit (or the admin role) and body limits.
+/// The router applies them; the OpenAPI document is built from the same groups without them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    Completions,
+    Regenerate,
+    Transcribe,
+    Search,
+    Admin,
+}
+
+type Guarded<'a> = &'a dyn Fn(OpenApiRouter<ChatState>, Guard) -> OpenApiRouter<ChatState>;
+
+/// Every route of the chat function, grouped by guard; one source for the router and the document.
+fn routes(guard: Guarded<'_>) -> OpenApiRouter<ChatState> {
+    OpenApiRouter::new()
+        .routes(routes!(models))
+        .routes(routes!(list_conversations))
+        .routes(routes!(get_conversation, rename_conversation, delete_conversation))
+        .merge(guard(OpenApiRouter::new().routes(routes!(completions)), Guard::Completions))
+        .merge(guard(OpenApiRouter::new().routes(routes!(regenerate)), Guard::Regenerate))
+        .merge(guard(OpenApiRouter::new().routes(routes!(transcribe)), Guard::Transcribe))
+        .merge(guard(OpenApiRouter::new().routes(routes!(search)), Guard::Search))
+        .merge(guard(OpenApiRouter::new().routes(routes!(admin_get_user, admin_update_user)), Guard::Admin))
+}
+
+/// The OpenAPI document of this function's routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    baatcheet_shared::openapi::document(routes(&|r, _| r).into_openapi())
+}
+
 /// Every route of the chat function, with the shared request path around them.
 pub fn router_with(state: ChatState, ctx: &AppContext) -> Router {
     let limited = |limit| middleware::from_fn_with_state((ctx.clone(), limit), route_limit);
     let uploads = state.service.config().uploads;
-    let routes = Router::new()
-        .route(MODELS, get(models))
-        .route(
-            COMPLETIONS,
-            post(completions).route_layer(limited(RouteLimit::Chat)).layer(Extension(BodyLimit(COMPLETION_BODY_LIMIT))),
-        )
-        .route(REGENERATE, post(regenerate).route_layer(limited(RouteLimit::Chat)))
-        .route(TRANSCRIBE, post(transcribe).route_layer(limited(RouteLimit::Audio)).layer(Extension(uploads)))
-        .route(CONVERSATIONS, get(list_conversations))
-        .route(SEARCH, get(search).route_layer(limited(RouteLimit::Search)))
-        .route(CONVERSATION, get(get_conversation).patch(rename_conversation).delete(delete_conversation))
-        .route(ADMIN_USER, get(admin_get_user).patch(admin_update_user).route_layer(require_role(ctx, &[Role::Admin])))
-        .with_state(state);
-    request_path::wrap(routes, ctx)
+    let guard = |r: OpenApiRouter<ChatState>, g: Guard| match g {
+        Guard::Completions => {
+            r.route_layer(limited(RouteLimit::Chat)).layer(Extension(BodyLimit(COMPLETION_BODY_LIMIT)))
+        }
+        Guard::Regenerate => r.route_layer(limited(RouteLimit::Chat)),
+        Guard::Transcribe => r.route_layer(limited(RouteLimit::Audio)).layer(Extension(uploads)),
+        Guard::Search => r.route_layer(limited(RouteLimit::Search)),
+        Guard::Admin => r.route_layer(require_role(ctx, &[Role::Admin])),
+    };
+    let (routes, _) = routes(&guard).split_for_parts();
+    request_path::wrap(routes.with_state(state), ctx)
 }
 
-/// `GET /api/v1/chat/models` (public).
+/// The models this deployment offers (public)
+#[utoipa::path(get, path = "/api/v1/chat/models", tag = "chat", operation_id = "listModels",
+    responses(
+        (status = 200, description = "The models and the default one.", body = Value),
+        TooManyRequests, ServiceUnavailable,
+    ))]
 pub async fn models(State(state): State<ChatState>) -> Result<Json<ModelsResponse>, ApiError> {
     Ok(Json(state.service.models().await?))
 }
@@ -147,7 +184,18 @@ fn sse_response(state: &ChatState, stream: ChatStream) -> Response {
     sse::response(stream.events, state.service.config().heartbeat)
 }
 
-/// `POST /api/v1/chat/completions`: SSE when `stream` (the default), else JSON.
+/// Send a message
+///
+/// The reply as server-sent events when `stream` (the default), else as one JSON answer.
+#[utoipa::path(post, path = "/api/v1/chat/completions", tag = "chat", operation_id = "createCompletion",
+    security(("clerk" = [])),
+    request_body = Value,
+    responses(
+        (status = 200, description = "The reply: server-sent events when `stream`, else JSON.",
+            content((String = "text/event-stream"), (Value = "application/json"))),
+        BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed,
+        TooManyRequests, BadGateway, ServiceUnavailable,
+    ))]
 pub async fn completions(
     State(state): State<ChatState>,
     user: AuthUser,
@@ -161,7 +209,18 @@ pub async fn completions(
     }
 }
 
-/// `POST /api/v1/chat/regenerate`: the same contract as completions.
+/// Regenerate the last answer
+///
+/// The same contract as completions: server-sent events when `stream` (the default), else JSON.
+#[utoipa::path(post, path = "/api/v1/chat/regenerate", tag = "chat", operation_id = "regenerateCompletion",
+    security(("clerk" = [])),
+    request_body = Value,
+    responses(
+        (status = 200, description = "The new answer: server-sent events when `stream`, else JSON.",
+            content((String = "text/event-stream"), (Value = "application/json"))),
+        BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed,
+        TooManyRequests, BadGateway, ServiceUnavailable,
+    ))]
 pub async fn regenerate(
     State(state): State<ChatState>,
     user: AuthUser,
@@ -175,8 +234,21 @@ pub async fn regenerate(
     }
 }
 
-/// `POST /api/v1/chat/transcribe?language=&model=`: one audio file (multipart field `file`),
-/// verified by its magic number.
+/// Transcribe an audio file
+///
+/// One audio file (multipart field `file`), verified by its magic number.
+#[utoipa::path(post, path = "/api/v1/chat/transcribe", tag = "chat", operation_id = "transcribeAudio",
+    security(("clerk" = [])),
+    params(
+        ("language" = Option<String>, Query, description = "ISO-639-1 language of the audio."),
+        ("model" = Option<String>, Query, description = "The transcription model."),
+    ),
+    request_body(content = Value, content_type = "multipart/form-data", description = "Multipart field `file`."),
+    responses(
+        (status = 200, description = "The text.", body = Value),
+        BadRequest, Unauthorized, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, TooManyRequests,
+        BadGateway, ServiceUnavailable,
+    ))]
 pub async fn transcribe(
     State(state): State<ChatState>,
     user: AuthUser,
@@ -192,7 +264,14 @@ pub async fn transcribe(
     Ok(Json(state.service.transcribe(&user, input).await?))
 }
 
-/// `GET /api/v1/conversations`.
+/// The caller's conversations, newest first
+#[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations", operation_id = "listConversations",
+    security(("clerk" = [])),
+    params(("limit" = Option<u32>, Query, description = "Page size."), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page.")),
+    responses(
+        (status = 200, description = "A page of conversations.", body = Value),
+        BadRequest, Unauthorized, ValidationFailed, TooManyRequests, ServiceUnavailable,
+    ))]
 pub async fn list_conversations(
     State(state): State<ChatState>,
     user: AuthUser,
@@ -201,7 +280,14 @@ pub async fn list_conversations(
     Ok(Json(state.service.list_conversations(&user, query.page(20)).await?))
 }
 
-/// `GET /api/v1/conversations/{id}`.
+/// One conversation with a page of its messages
+#[utoipa::path(get, path = "/api/v1/conversations/{id}", tag = "conversations", operation_id = "getConversation",
+    security(("clerk" = [])),
+    params(("id" = String, Path, description = "The conversation id."), ("limit" = Option<u32>, Query, description = "Page size."), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page.")),
+    responses(
+        (status = 200, description = "The conversation and a page of messages.", body = Value),
+        BadRequest, Unauthorized, NotFound, ValidationFailed, TooManyRequests, ServiceUnavailable,
+    ))]
 pub async fn get_conversation(
     State(state): State<ChatState>,
     user: AuthUser,
@@ -211,7 +297,16 @@ pub async fn get_conversation(
     Ok(Json(state.service.get_conversation(&user, id, query.page(50)).await?))
 }
 
-/// `PATCH /api/v1/conversations/{id}`.
+/// Rename a conversation
+#[utoipa::path(patch, path = "/api/v1/conversations/{id}", tag = "conversations", operation_id = "renameConversation",
+    security(("clerk" = [])),
+    params(("id" = String, Path, description = "The conversation id.")),
+    request_body = Value,
+    responses(
+        (status = 200, description = "The renamed conversation.", body = Value),
+        BadRequest, Unauthorized, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, TooManyRequests,
+        ServiceUnavailable,
+    ))]
 pub async fn rename_conversation(
     State(state): State<ChatState>,
     user: AuthUser,
@@ -221,7 +316,14 @@ pub async fn rename_conversation(
     Ok(Json(state.service.rename_conversation(&user, id, &req.title).await?))
 }
 
-/// `DELETE /api/v1/conversations/{id}`: 204.
+/// Delete a conversation and its messages
+#[utoipa::path(delete, path = "/api/v1/conversations/{id}", tag = "conversations", operation_id = "deleteConversation",
+    security(("clerk" = [])),
+    params(("id" = String, Path, description = "The conversation id.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        Unauthorized, NotFound, ValidationFailed, TooManyRequests, ServiceUnavailable,
+    ))]
 pub async fn delete_conversation(
     State(state): State<ChatState>,
     user: AuthUser,
@@ -231,7 +333,14 @@ pub async fn delete_conversation(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /api/v1/conversations/search`.
+/// Search the caller's messages
+#[utoipa::path(get, path = "/api/v1/conversations/search", tag = "conversations", operation_id = "searchConversations",
+    security(("clerk" = [])),
+    params(("q" = String, Query, description = "The text to find."), ("limit" = Option<u32>, Query, description = "Page size."), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page.")),
+    responses(
+        (status = 200, description = "A page of matching messages.", body = Value),
+        BadRequest, Unauthorized, ValidationFailed, TooManyRequests, ServiceUnavailable,
+    ))]
 pub async fn search(
     State(state): State<ChatState>,
     user: AuthUser,
@@ -240,7 +349,14 @@ pub async fn search(
     Ok(Json(state.service.search(&user, &query.into_request()).await?))
 }
 
-/// `GET /api/v1/admin/users/{id}` (admins).
+/// A user's role and tier (admins)
+#[utoipa::path(get, path = "/api/v1/admin/users/{id}", tag = "admin", operation_id = "adminGetUser",
+    security(("clerk" = [])),
+    params(("id" = String, Path, description = "The Clerk user id (`user_...`).")),
+    responses(
+        (status = 200, description = "The user.", body = Value),
+        Unauthorized, Forbidden, NotFound, ValidationFailed, TooManyRequests, BadGateway, ServiceUnavailable,
+    ))]
 pub async fn admin_get_user(
     State(state): State<ChatState>,
     ValidPath(id): ValidPath<ClerkUserId>,
@@ -248,7 +364,18 @@ pub async fn admin_get_user(
     Ok(Json(state.admin.get(&id).await?))
 }
 
-/// `PATCH /api/v1/admin/users/{id}` (admins): `{role?, tier?}` through Clerk, then the table.
+/// Change a user's role or tier (admins)
+///
+/// `{role?, tier?}` through Clerk's Backend API, then the users table at once.
+#[utoipa::path(patch, path = "/api/v1/admin/users/{id}", tag = "admin", operation_id = "adminUpdateUser",
+    security(("clerk" = [])),
+    params(("id" = String, Path, description = "The Clerk user id (`user_...`).")),
+    request_body = Value,
+    responses(
+        (status = 200, description = "The user as changed.", body = Value),
+        BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed,
+        TooManyRequests, BadGateway, ServiceUnavailable,
+    ))]
 pub async fn admin_update_user(
     State(state): State<ChatState>,
     admin: AuthUser,

@@ -19,5 +19,5 @@ pub mod store;
 pub mod title;
 
 pub use config::ChatConfig;
-pub use http::{ChatState, router, router_with};
+pub use http::{ChatState, openapi, router, router_with};
 pub use service::ChatService;
