@@ -106,6 +106,9 @@ fn chat_flows(p: Probe) -> BoxFuture<'static, ()> {
         assert_eq!(status, 200, "get: {body}");
         let (status, body) = send("GET", "/api/v1/conversations/search?q=hello".into(), None).await;
         assert_eq!(status, 200, "search: {body}");
+        // A word only a message holds: a content match, whose conversations are batch-read.
+        let (status, body) = send("GET", "/api/v1/conversations/search?q=again".into(), None).await;
+        assert_eq!((status, body["results"].as_array().map(Vec::len)), (200, Some(1)), "content search: {body}");
         let (status, body) =
             send("PATCH", format!("/api/v1/conversations/{id}"), Some(json!({"title": "Renamed"}))).await;
         assert_eq!(status, 200, "rename: {body}");
