@@ -6,13 +6,31 @@ source "$(dirname "$0")/lib.sh"
 PORT="${PORT:-5001}"
 AWS_PORT="${AWS_PORT:-5002}"
 
-log "building the local gateway"
-cargo build --quiet -p baatcheet-local --bin gateway --bin dev-token
+log "building the local gateway and the fake LLM provider"
+cargo build --quiet -p baatcheet-local -p baatcheet-tests --bin gateway --bin dev-token --bin fake-upstream
 start_moto; pids+=("$MOTO_PID")
+
+# Chat providers: PROVIDERS_JSON or PROVIDERS_FILE (a real OpenAI-compatible API), else the fake one,
+# which answers offline by echoing the message word by word.
+if [ -z "${PROVIDERS_JSON:-}" ] && [ -z "${PROVIDERS_FILE:-}" ]; then
+  FAKE_UPSTREAM_PORT="${FAKE_UPSTREAM_PORT:-$(free_port)}"
+  export PROVIDERS_FILE="$LOCAL_DIR/fake-providers-$PORT.json"
+  rm -f "$PROVIDERS_FILE"
+  FAKE_UPSTREAM_PORT="$FAKE_UPSTREAM_PORT" FAKE_UPSTREAM_PROVIDERS_FILE="$PROVIDERS_FILE" \
+    "$ROOT/target/debug/fake-upstream" >"$LOCAL_DIR/fake-upstream-$PORT.log" 2>&1 &
+  pids+=("$!")
+  for _ in $(seq 300); do [ -s "$PROVIDERS_FILE" ] && break; sleep 0.1; done
+  [ -s "$PROVIDERS_FILE" ] || { echo "the fake provider did not start (log: .local/fake-upstream-$PORT.log)" >&2; exit 1; }
+  log "chat provider: the fake one on http://127.0.0.1:$FAKE_UPSTREAM_PORT/v1 (PROVIDERS_FILE or PROVIDERS_JSON for a real one)"
+else
+  log "chat providers from ${PROVIDERS_JSON:+PROVIDERS_JSON}${PROVIDERS_FILE:+PROVIDERS_FILE=$PROVIDERS_FILE}"
+fi
+
 PORT="$PORT" LOG_FORMAT="${LOG_FORMAT:-text}" "$ROOT/target/debug/gateway" &
 pids+=("$!")
 wait_for_port "$PORT" "gateway" 60
 log "API:        http://127.0.0.1:$PORT   (try: curl http://127.0.0.1:$PORT/health)"
 log "dev tokens: make token USER=user_alice ROLE=admin TIER=pro   (CLERK_* variables override the dev Clerk)"
+log "chat:       TOKEN=\$(make -s token) && curl -N -H \"Authorization: Bearer \$TOKEN\" -H 'Content-Type: application/json' -d '{\"message\":\"Salaam!\"}' http://127.0.0.1:$PORT/api/v1/chat/completions"
 log "Ctrl-C stops the API and the local AWS endpoint"
 wait -n "${pids[@]}"

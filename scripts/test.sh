@@ -14,11 +14,14 @@ export AWS_SDK_OPERATION_TIMEOUT_MS="${AWS_SDK_OPERATION_TIMEOUT_MS:-40000}"
 cargo test --workspace --all-targets --no-fail-fast "$@"
 cargo test --workspace --doc
 
-log "smoke checks and the API docs checked from outside, against one local gateway"
-cargo build --quiet -p baatcheet-local --bin gateway
+log "smoke checks (chat included, with a dev token) and the API docs checked from outside, against one local gateway"
+cargo build --quiet -p baatcheet-local --bin gateway --bin dev-token
 GW_PORT=$(free_port)
 PORT="$GW_PORT" TABLE_PREFIX="smoke-" AWS_LAMBDA_LOG_LEVEL=warn "$ROOT/target/debug/gateway" >"$LOCAL_DIR/smoke-gateway.log" 2>&1 &
 pids+=("$!")
 wait_for_port "$GW_PORT" "gateway (log: .local/smoke-gateway.log)" 60
-API_URL="http://127.0.0.1:$GW_PORT" SMOKE_DOCS="${SMOKE_DOCS:-1}" SMOKE_CHAT="${SMOKE_CHAT:-0}" "$ROOT/scripts/smoke.sh"
-API_URL="http://127.0.0.1:$GW_PORT" TOKEN="${TOKEN:-}" "$ROOT/scripts/docs-check.sh"
+# A dev session token the local gateway trusts (the dev key pair in .local/, as `make token`).
+TOKEN=$("$ROOT/target/debug/dev-token" --user user_smoke --port "$GW_PORT" 2>/dev/null)
+API_URL="http://127.0.0.1:$GW_PORT" TOKEN="$TOKEN" SMOKE_DOCS="${SMOKE_DOCS:-1}" SMOKE_CHAT="${SMOKE_CHAT:-1}" \
+  "$ROOT/scripts/smoke.sh"
+API_URL="http://127.0.0.1:$GW_PORT" TOKEN="$TOKEN" "$ROOT/scripts/docs-check.sh"

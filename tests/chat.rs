@@ -1,9 +1,11 @@
-//! The chat function's completion paths end to end over real HTTP: client -> chat adapters ->
-//! service -> fake OpenAI-compatible upstreams (real HTTP, SSE) and the local DynamoDB.
+//! The chat function's completion paths end to end over real HTTP: client (real session tokens) ->
+//! the chat router (request path, auth, limits, validated extractors) -> service -> fake
+//! OpenAI-compatible upstreams (real HTTP, SSE) and the local DynamoDB.
 
-use baatcheet_tests::chat::{ChatHarness, Sse, USER_HEADER, chat_model, events, fast_config, parse_sse, user};
+use baatcheet_tests::chat::{Caller, ChatHarness, Sse, chat_model, events, fast_config, parse_sse, user};
 use baatcheet_tests::fake_upstream::{Behavior, FakeUpstream};
 use baatcheet_tests::{dead_endpoint, http};
+use base64::Engine;
 use chat::ChatConfig;
 use chat::store::ids::ConversationId;
 use chat::store::model::{Conversation, Message, MessageStatus, Role};
@@ -15,7 +17,7 @@ async fn one_provider(fake: &FakeUpstream, config: ChatConfig) -> ChatHarness {
 }
 
 /// Posts a completion and reads the whole event stream.
-async fn stream(h: &ChatHarness, as_user: &str, body: Value) -> (reqwest::header::HeaderMap, Vec<Sse>) {
+async fn stream(h: &ChatHarness, as_user: &Caller, body: Value) -> (reqwest::header::HeaderMap, Vec<Sse>) {
     let res = h.post("/api/v1/chat/completions", as_user).json(&body).send().await.expect("request");
     let status = res.status();
     let headers = res.headers().clone();
@@ -24,9 +26,9 @@ async fn stream(h: &ChatHarness, as_user: &str, body: Value) -> (reqwest::header
     (headers, parse_sse(&text))
 }
 
-async fn stored(h: &ChatHarness, as_user: &str, id: &str) -> (Conversation, Vec<Message>) {
-    let id = ConversationId::parse(id).expect("conversation id");
-    h.service().store().load_recent(as_user, id, 500).await.expect("conversation readable")
+async fn stored(h: &ChatHarness, as_user: &Caller, id: &str) -> (Conversation, Vec<Message>) {
+    let id: ConversationId = id.parse().expect("conversation id");
+    h.service().store().load_recent(as_user.id(), id, 500).await.expect("conversation readable")
 }
 
 #[tokio::test]
@@ -34,7 +36,8 @@ async fn streamed_completion_sends_events_in_order_and_stores_both_messages() {
     let fake = FakeUpstream::start().await;
     fake.set_default(Behavior::ok().chunks(4));
     let h = one_provider(&fake, fast_config()).await;
-    let (headers, all) = stream(&h, "alice", json!({"message": "  Salaam! Kya haal hai?\n"})).await;
+    let alice = h.caller("alice").await;
+    let (headers, all) = stream(&h, &alice, json!({"message": "  Salaam! Kya haal hai?\n"})).await;
     assert!(headers["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     assert!(headers["cache-control"].to_str().unwrap().contains("no-cache"));
     assert_eq!(headers["x-accel-buffering"], "no");
@@ -52,7 +55,7 @@ async fn streamed_completion_sends_events_in_order_and_stores_both_messages() {
     assert_eq!(start["created"], true);
     assert_eq!(start["title"], "Salaam! Kya haal hai?");
 
-    let (conv, msgs) = stored(&h, "alice", start["conversation_id"].as_str().unwrap()).await;
+    let (conv, msgs) = stored(&h, &alice, start["conversation_id"].as_str().unwrap()).await;
     assert_eq!(conv.title, "Salaam! Kya haal hai?");
     assert_eq!(conv.message_count, 2);
     assert_eq!(msgs.len(), 2);
@@ -84,8 +87,9 @@ async fn non_streamed_completion_returns_the_answer_as_json() {
     let fake = FakeUpstream::start().await;
     fake.set_default(Behavior::ok().reply("Wa alaikum salaam!").chunks(3));
     let h = one_provider(&fake, fast_config()).await;
+    let alice = h.caller("alice").await;
     let res = h
-        .post("/api/v1/chat/completions", "alice")
+        .post("/api/v1/chat/completions", &alice)
         .json(&json!({"message": "Salaam", "stream": false}))
         .send()
         .await
@@ -98,7 +102,7 @@ async fn non_streamed_completion_returns_the_answer_as_json() {
     assert_eq!((body["model"].as_str(), body["provider"].as_str()), (Some("m"), Some("primary")));
     assert!(body["usage"]["total_tokens"].as_u64().unwrap() > 0);
     assert_eq!(fake.requests()[0].body["stream"], false);
-    let (_, msgs) = stored(&h, "alice", body["conversation_id"].as_str().unwrap()).await;
+    let (_, msgs) = stored(&h, &alice, body["conversation_id"].as_str().unwrap()).await;
     assert_eq!(msgs.len(), 2);
     assert_eq!(msgs[1].id.to_string(), body["message"]["id"].as_str().unwrap());
     assert_eq!(msgs[1].content, "Wa alaikum salaam!");
@@ -108,9 +112,10 @@ async fn non_streamed_completion_returns_the_answer_as_json() {
 async fn temperature_zero_and_mode_defaults_reach_the_upstream() {
     let fake = FakeUpstream::start().await;
     let h = one_provider(&fake, fast_config()).await;
-    stream(&h, "alice", json!({"message": "2+2?", "temperature": 0, "mode": "creative", "max_tokens": 64})).await;
-    stream(&h, "alice", json!({"message": "code please", "mode": "code"})).await;
-    stream(&h, "alice", json!({"message": "a poem", "mode": "creative", "temperature": 1.25})).await;
+    let alice = h.caller("alice").await;
+    stream(&h, &alice, json!({"message": "2+2?", "temperature": 0, "mode": "creative", "max_tokens": 64})).await;
+    stream(&h, &alice, json!({"message": "code please", "mode": "code"})).await;
+    stream(&h, &alice, json!({"message": "a poem", "mode": "creative", "temperature": 1.25})).await;
     let reqs = fake.requests();
     assert_eq!(reqs[0].body["temperature"].as_f64(), Some(0.0), "0 is honoured, not replaced by creative's 1.0");
     assert_eq!(reqs[0].body["max_tokens"], 64);
@@ -131,7 +136,8 @@ async fn failover_before_the_first_token_uses_the_next_key_then_provider() {
         fast_config(),
     )
     .await;
-    let (_, all) = stream(&h, "alice", json!({"message": "hi"})).await;
+    let alice = h.caller("alice").await;
+    let (_, all) = stream(&h, &alice, json!({"message": "hi"})).await;
     let evs = events(&all);
     let text: String = evs.iter().filter(|(n, _)| n == "delta").map(|(_, d)| d["content"].as_str().unwrap()).collect();
     assert_eq!(text, "from the backup", "only the provider that answered reached the client");
@@ -158,7 +164,8 @@ async fn connect_errors_and_first_token_timeouts_fail_over() {
         config,
     )
     .await;
-    let (_, all) = stream(&h, "alice", json!({"message": "hi"})).await;
+    let alice = h.caller("alice").await;
+    let (_, all) = stream(&h, &alice, json!({"message": "hi"})).await;
     assert_eq!(events(&all).last().unwrap().1["provider"], "good");
     assert_eq!(slow.request_count(), 1);
     assert_eq!(good.request_count(), 1);
@@ -174,7 +181,8 @@ async fn no_failover_after_the_first_token_and_the_partial_answer_is_kept() {
         fast_config(),
     )
     .await;
-    let (_, all) = stream(&h, "alice", json!({"message": "tell me a story"})).await;
+    let alice = h.caller("alice").await;
+    let (_, all) = stream(&h, &alice, json!({"message": "tell me a story"})).await;
     let evs = events(&all);
     let names: Vec<&str> = evs.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["conversation", "delta", "delta", "error"], "{all:?}");
@@ -182,7 +190,7 @@ async fn no_failover_after_the_first_token_and_the_partial_answer_is_kept() {
     assert_eq!(problem["status"], 502);
     assert!(problem["type"].as_str().unwrap().ends_with("/bad-gateway"));
     assert_eq!(b.request_count(), 0, "the user must never see text repeated by a failover");
-    let (_, msgs) = stored(&h, "alice", evs[0].1["conversation_id"].as_str().unwrap()).await;
+    let (_, msgs) = stored(&h, &alice, evs[0].1["conversation_id"].as_str().unwrap()).await;
     assert_eq!(msgs.len(), 2);
     assert_eq!(msgs[1].status, MessageStatus::Incomplete);
     assert_eq!(msgs[1].content, "tok0 tok1 ");
@@ -194,12 +202,13 @@ async fn an_upstream_silent_between_chunks_times_out_and_keeps_the_partial_answe
     fake.set_default(Behavior::ok().chunks(3).token_delay(Duration::from_secs(30)));
     let config = ChatConfig { idle_timeout: Duration::from_millis(300), ..fast_config() };
     let h = one_provider(&fake, config).await;
-    let (_, all) = stream(&h, "alice", json!({"message": "hi"})).await;
+    let alice = h.caller("alice").await;
+    let (_, all) = stream(&h, &alice, json!({"message": "hi"})).await;
     let evs = events(&all);
     let names: Vec<&str> = evs.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["conversation", "delta", "error"], "{all:?}");
     assert_eq!(evs[2].1["status"], 502);
-    let (_, msgs) = stored(&h, "alice", evs[0].1["conversation_id"].as_str().unwrap()).await;
+    let (_, msgs) = stored(&h, &alice, evs[0].1["conversation_id"].as_str().unwrap()).await;
     assert_eq!((msgs[1].status, msgs[1].content.as_str()), (MessageStatus::Incomplete, "tok0 "));
 }
 
@@ -208,9 +217,10 @@ async fn a_rate_limited_key_cools_down_for_its_retry_after() {
     let a = FakeUpstream::start().await;
     a.on_key("k1", Behavior::rate_limited(120));
     let h = ChatHarness::new(json!([a.provider("primary", &["k1", "k2"], chat_model("m"))]), fast_config()).await;
-    stream(&h, "alice", json!({"message": "one"})).await;
-    stream(&h, "alice", json!({"message": "two"})).await;
-    stream(&h, "alice", json!({"message": "three"})).await;
+    let alice = h.caller("alice").await;
+    stream(&h, &alice, json!({"message": "one"})).await;
+    stream(&h, &alice, json!({"message": "two"})).await;
+    stream(&h, &alice, json!({"message": "three"})).await;
     let keys: Vec<_> = a.requests().into_iter().map(|r| r.key.unwrap()).collect();
     assert_eq!(keys, ["k1", "k2", "k2", "k2"], "k1 rests after its 429 instead of being tried again");
 }
@@ -220,8 +230,9 @@ async fn everything_exhausted_is_503_with_retry_after_and_the_prompt_is_kept() {
     let a = FakeUpstream::start().await;
     a.set_default(Behavior::rate_limited(42));
     let h = one_provider(&a, fast_config()).await;
+    let alice = h.caller("alice").await;
     for round in 0..2 {
-        let res = h.post("/api/v1/chat/completions", "alice").json(&json!({"message": "hello?"})).send().await.unwrap();
+        let res = h.post("/api/v1/chat/completions", &alice).json(&json!({"message": "hello?"})).send().await.unwrap();
         assert_eq!(res.status(), 503);
         assert_eq!(res.headers()["content-type"], "application/problem+json");
         let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
@@ -231,9 +242,9 @@ async fn everything_exhausted_is_503_with_retry_after_and_the_prompt_is_kept() {
         assert_eq!(body["retry_after"].as_u64(), Some(retry));
     }
     assert_eq!(a.request_count(), 1, "the resting key is not hammered");
-    let list = h.service().store().list("alice", 10, None).await.unwrap();
+    let list = h.service().store().list(alice.id(), 10, None).await.unwrap();
     assert_eq!(list.items.len(), 2, "each prompt was stored before the upstream call");
-    let (_, msgs) = h.service().store().load_recent("alice", list.items[0].id, 10).await.unwrap();
+    let (_, msgs) = h.service().store().load_recent(alice.id(), list.items[0].id, 10).await.unwrap();
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0].role, Role::User);
 }
@@ -249,8 +260,9 @@ async fn repeated_failures_open_the_providers_circuit() {
         config,
     )
     .await;
+    let alice = h.caller("alice").await;
     for _ in 0..4 {
-        let (_, all) = stream(&h, "alice", json!({"message": "hi"})).await;
+        let (_, all) = stream(&h, &alice, json!({"message": "hi"})).await;
         assert_eq!(events(&all).last().unwrap().1["provider"], "backup");
     }
     assert_eq!(a.request_count(), 2, "after two failures the circuit skips the provider");
@@ -297,8 +309,9 @@ async fn seed_conversation(h: &ChatHarness, owner: &str, n: usize) -> Conversati
 async fn context_is_the_newest_50_of_60_messages_in_order() {
     let fake = FakeUpstream::start().await;
     let h = one_provider(&fake, fast_config()).await;
-    let id = seed_conversation(&h, "alice", 60).await;
-    stream(&h, "alice", json!({"message": "m60", "conversation_id": id.to_string()})).await;
+    let alice = h.caller("alice").await;
+    let id = seed_conversation(&h, alice.id(), 60).await;
+    stream(&h, &alice, json!({"message": "m60", "conversation_id": id.to_string()})).await;
     let sent = fake.requests()[0].body["messages"].as_array().unwrap().clone();
     assert_eq!(sent.len(), 51, "system prompt + 50 messages");
     assert_eq!(sent[0]["role"], "system");
@@ -314,17 +327,19 @@ async fn context_is_the_newest_50_of_60_messages_in_order() {
 async fn dynamodb_calls_per_completion_are_counted() {
     let fake = FakeUpstream::start().await;
     let h = one_provider(&fake, fast_config()).await;
+    let alice = h.caller("alice").await;
     h.calls.take();
-    let (_, all) = stream(&h, "alice", json!({"message": "first"})).await;
+    let (_, all) = stream(&h, &alice, json!({"message": "first"})).await;
     let new_conversation = h.calls.take();
     let id = events(&all)[0].1["conversation_id"].as_str().unwrap().to_string();
-    stream(&h, "alice", json!({"message": "second", "conversation_id": id})).await;
+    stream(&h, &alice, json!({"message": "second", "conversation_id": id})).await;
     let follow_up = h.calls.take();
     println!("DynamoDB calls, new conversation: {new_conversation:?}");
     println!("DynamoDB calls, follow-up in a conversation: {follow_up:?}");
-    // The first UpdateItem is the global per-IP limit of the shared request path.
-    assert_eq!(new_conversation, ["UpdateItem", "TransactWriteItems", "TransactWriteItems"]);
-    assert_eq!(follow_up, ["UpdateItem", "Query", "TransactWriteItems", "TransactWriteItems"]);
+    // The user is cached (signed in before); the limiter makes one conditional update per policy
+    // (global per IP, chat per user); the prompt is stored before the upstream call, the answer after.
+    assert_eq!(new_conversation, ["UpdateItem", "UpdateItem", "TransactWriteItems", "TransactWriteItems"]);
+    assert_eq!(follow_up, ["UpdateItem", "UpdateItem", "Query", "TransactWriteItems", "TransactWriteItems"]);
 }
 
 #[tokio::test]
@@ -334,12 +349,13 @@ async fn regenerate_replaces_the_answer_without_duplicating_the_prompt() {
     fake.push(Behavior::ok().reply("second answer").chunks(2));
     fake.push(Behavior::ok().reply("third answer").chunks(2));
     let h = one_provider(&fake, fast_config()).await;
-    let (_, all) = stream(&h, "alice", json!({"message": "question"})).await;
+    let alice = h.caller("alice").await;
+    let (_, all) = stream(&h, &alice, json!({"message": "question"})).await;
     let start = events(&all)[0].1.clone();
     let id = start["conversation_id"].as_str().unwrap().to_string();
     let first_answer = start["message_id"].as_str().unwrap().to_string();
 
-    let res = h.post("/api/v1/chat/regenerate", "alice").json(&json!({"conversation_id": id})).send().await.unwrap();
+    let res = h.post("/api/v1/chat/regenerate", &alice).json(&json!({"conversation_id": id})).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let evs = events(&parse_sse(&res.text().await.unwrap()));
     assert_eq!(evs.first().unwrap().0, "conversation");
@@ -354,25 +370,25 @@ async fn regenerate_replaces_the_answer_without_duplicating_the_prompt() {
         .collect();
     assert_eq!(sent, [("user", "question")], "the prompt once, the old answer not sent");
 
-    let (conv, msgs) = stored(&h, "alice", &id).await;
+    let (conv, msgs) = stored(&h, &alice, &id).await;
     let stored: Vec<(Role, &str)> = msgs.iter().map(|m| (m.role, m.content.as_str())).collect();
     assert_eq!(stored, [(Role::User, "question"), (Role::Assistant, "second answer")]);
     assert_eq!(conv.message_count, 2);
 
     // The whole-answer variant replaces in the same way.
     let res = h
-        .post("/api/v1/chat/regenerate", "alice")
+        .post("/api/v1/chat/regenerate", &alice)
         .json(&json!({"conversation_id": id, "stream": false}))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let (_, msgs) = stored_pair(&h, &id).await;
+    let (_, msgs) = stored_pair(&h, &alice, &id).await;
     assert_eq!(msgs, [(Role::User, "question".to_string()), (Role::Assistant, "third answer".to_string())]);
 }
 
-async fn stored_pair(h: &ChatHarness, id: &str) -> (Conversation, Vec<(Role, String)>) {
-    let (c, m) = stored(h, "alice", id).await;
+async fn stored_pair(h: &ChatHarness, who: &Caller, id: &str) -> (Conversation, Vec<(Role, String)>) {
+    let (c, m) = stored(h, who, id).await;
     (c, m.into_iter().map(|m| (m.role, m.content)).collect())
 }
 
@@ -381,17 +397,18 @@ async fn regenerate_answers_a_prompt_left_without_an_answer() {
     let fake = FakeUpstream::start().await;
     fake.push(Behavior::status(400)); // refused: the prompt is stored, no answer
     let h = one_provider(&fake, fast_config()).await;
-    let res = h.post("/api/v1/chat/completions", "alice").json(&json!({"message": "q"})).send().await.unwrap();
+    let alice = h.caller("alice").await;
+    let res = h.post("/api/v1/chat/completions", &alice).json(&json!({"message": "q"})).send().await.unwrap();
     assert_eq!(res.status(), 502);
-    let id = h.service().store().list("alice", 10, None).await.unwrap().items[0].id.to_string();
+    let id = h.service().store().list(alice.id(), 10, None).await.unwrap().items[0].id.to_string();
     let res = h
-        .post("/api/v1/chat/regenerate", "alice")
+        .post("/api/v1/chat/regenerate", &alice)
         .json(&json!({"conversation_id": id, "stream": false}))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let (_, msgs) = stored_pair(&h, &id).await;
+    let (_, msgs) = stored_pair(&h, &alice, &id).await;
     assert_eq!(msgs, [(Role::User, "q".to_string()), (Role::Assistant, "tok0 tok1 tok2 ".to_string())]);
 }
 
@@ -400,8 +417,9 @@ async fn a_client_that_disconnects_leaves_a_partial_answer_marked_incomplete() {
     let fake = FakeUpstream::start().await;
     fake.set_default(Behavior::ok().chunks(200).token_delay(Duration::from_millis(50)));
     let h = one_provider(&fake, fast_config()).await;
+    let alice = h.caller("alice").await;
     let mut res =
-        h.post("/api/v1/chat/completions", "alice").json(&json!({"message": "a long story"})).send().await.unwrap();
+        h.post("/api/v1/chat/completions", &alice).json(&json!({"message": "a long story"})).send().await.unwrap();
     let mut seen = String::new();
     while !seen.contains("tok1 ") {
         let chunk = res.chunk().await.unwrap().expect("stream continues");
@@ -412,7 +430,7 @@ async fn a_client_that_disconnects_leaves_a_partial_answer_marked_incomplete() {
 
     let mut answer = None;
     for _ in 0..100 {
-        let (_, msgs) = stored(&h, "alice", &id).await;
+        let (_, msgs) = stored(&h, &alice, &id).await;
         if let Some(m) = msgs.into_iter().find(|m| m.role == Role::Assistant) {
             answer = Some(m);
             break;
@@ -431,7 +449,8 @@ async fn heartbeats_keep_a_quiet_stream_alive() {
     fake.set_default(Behavior::ok().chunks(3).token_delay(Duration::from_millis(800)));
     let config = ChatConfig { heartbeat: Duration::from_millis(150), ..fast_config() };
     let h = one_provider(&fake, config).await;
-    let (_, all) = stream(&h, "alice", json!({"message": "slowly please"})).await;
+    let alice = h.caller("alice").await;
+    let (_, all) = stream(&h, &alice, json!({"message": "slowly please"})).await;
     let first_delta = all.iter().position(|e| e.name() == "delta").unwrap();
     let done = all.iter().position(|e| e.name() == "done").unwrap();
     assert!(all[first_delta..done].iter().any(|e| matches!(e, Sse::Comment(c) if c == "keep-alive")), "{all:?}");
@@ -481,6 +500,7 @@ async fn invalid_input_is_rejected_before_anything_is_written() {
         fast_config(),
     )
     .await;
+    let alice = h.caller("alice").await;
     let cases = [
         (json!({"message": "x", "model": "gpt-17"}), "/model"),
         (json!({"message": "x", "model": "text", "attachments": ["https://img.example/a.png"]}), "/attachments"),
@@ -489,55 +509,49 @@ async fn invalid_input_is_rejected_before_anything_is_written() {
         (json!({"message": "x", "max_tokens": 9000}), "/max_tokens"),
     ];
     for (body, pointer) in cases {
-        let res = h.post("/api/v1/chat/completions", "alice").json(&body).send().await.unwrap();
+        let res = h.post("/api/v1/chat/completions", &alice).json(&body).send().await.unwrap();
         assert_eq!(res.status(), 422, "{body}");
         let p: Value = res.json().await.unwrap();
         assert!(p["errors"].as_array().unwrap().iter().any(|e| e["pointer"] == pointer), "{p}");
     }
-    assert!(h.service().store().list("alice", 10, None).await.unwrap().items.is_empty());
+    assert!(h.service().store().list(alice.id(), 10, None).await.unwrap().items.is_empty());
     assert_eq!(fake.request_count(), 0);
 
-    // With a vision model the image goes upstream with the prompt.
-    let (_, all) = stream(
-        &h,
-        "alice",
-        json!({"message": "what is this?", "model": "eyes", "attachments": [{"url": "https://img.example/a.png"}]}),
-    )
-    .await;
+    // With a vision model the image (verified by its magic number) goes upstream with the prompt.
+    let png = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/data/tiny.png")).unwrap();
+    let data_url = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(&png));
+    let (_, all) =
+        stream(&h, &alice, json!({"message": "what is this?", "model": "eyes", "attachments": [{"url": data_url}]}))
+            .await;
     assert_eq!(events(&all).last().unwrap().0, "done");
     let last = fake.requests()[0].body["messages"][1].clone();
     assert_eq!(last["content"][0], json!({"type": "text", "text": "what is this?"}));
-    assert_eq!(last["content"][1]["image_url"]["url"], "https://img.example/a.png");
+    assert_eq!(last["content"][1]["image_url"]["url"], data_url.as_str());
 }
 
 #[tokio::test]
 async fn another_users_conversation_is_not_found() {
     let fake = FakeUpstream::start().await;
     let h = one_provider(&fake, fast_config()).await;
-    let (_, all) = stream(&h, "alice", json!({"message": "private"})).await;
+    let alice = h.caller("alice").await;
+    let bob = h.caller("bob").await;
+    let (_, all) = stream(&h, &alice, json!({"message": "private"})).await;
     let id = events(&all)[0].1["conversation_id"].as_str().unwrap().to_string();
     let path = format!("/api/v1/conversations/{id}");
     let checks = [
-        h.get(&path, "bob").send().await.unwrap().status(),
-        h.post("/api/v1/chat/completions", "bob")
+        h.get(&path, &bob).send().await.unwrap().status(),
+        h.post("/api/v1/chat/completions", &bob)
             .json(&json!({"message": "x", "conversation_id": id}))
             .send()
             .await
             .unwrap()
             .status(),
-        h.post("/api/v1/chat/regenerate", "bob").json(&json!({"conversation_id": id})).send().await.unwrap().status(),
-        http()
-            .patch(format!("{}{path}", h.base))
-            .header(USER_HEADER, "bob")
-            .json(&json!({"title": "mine"}))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        http().delete(format!("{}{path}", h.base)).header(USER_HEADER, "bob").send().await.unwrap().status(),
+        h.post("/api/v1/chat/regenerate", &bob).json(&json!({"conversation_id": id})).send().await.unwrap().status(),
+        h.patch(&path, &bob).json(&json!({"title": "mine"})).send().await.unwrap().status(),
+        h.delete(&path, &bob).send().await.unwrap().status(),
     ];
     assert!(checks.iter().all(|s| *s == 404), "{checks:?}");
-    let res = h.get(&path, "alice").send().await.unwrap();
+    let res = h.get(&path, &alice).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["conversation"]["title"], "private");
@@ -549,39 +563,29 @@ async fn another_users_conversation_is_not_found() {
 async fn conversation_routes_list_read_rename_and_delete() {
     let fake = FakeUpstream::start().await;
     let h = one_provider(&fake, fast_config()).await;
-    let (_, all) = stream(&h, "alice", json!({"message": "first chat"})).await;
+    let alice = h.caller("alice").await;
+    let (_, all) = stream(&h, &alice, json!({"message": "first chat"})).await;
     let id = events(&all)[0].1["conversation_id"].as_str().unwrap().to_string();
     let path = format!("/api/v1/conversations/{id}");
 
-    let list: Value = h.get("/api/v1/conversations", "alice").send().await.unwrap().json().await.unwrap();
+    let list: Value = h.get("/api/v1/conversations", &alice).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["conversations"][0]["id"], id.as_str());
     assert_eq!(list["next_cursor"], Value::Null);
 
-    let res = http()
-        .patch(format!("{}{path}", h.base))
-        .header(USER_HEADER, "alice")
-        .json(&json!({"title": "  Chai  recipes "}))
-        .send()
-        .await
-        .unwrap();
+    let res = h.patch(&path, &alice).json(&json!({"title": "  Chai  recipes "})).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(res.json::<Value>().await.unwrap()["title"], "Chai recipes");
-    let res = http()
-        .patch(format!("{}{path}", h.base))
-        .header(USER_HEADER, "alice")
-        .json(&json!({"title": " "}))
-        .send()
-        .await
-        .unwrap();
+    // A title is a short identifier: NFC, trimmed, one line (inner spacing is the user's).
+    assert_eq!(res.json::<Value>().await.unwrap()["title"], "Chai  recipes");
+    let res = h.patch(&path, &alice).json(&json!({"title": " "})).send().await.unwrap();
     assert_eq!(res.status(), 422);
 
-    let res = h.get("/api/v1/conversations?cursor=bm90LWEtY3Vyc29y", "alice").send().await.unwrap();
+    let res = h.get("/api/v1/conversations?cursor=bm90LWEtY3Vyc29y", &alice).send().await.unwrap();
     assert_eq!(res.status(), 422, "a forged cursor is a field error");
 
-    let res = http().delete(format!("{}{path}", h.base)).header(USER_HEADER, "alice").send().await.unwrap();
+    let res = h.delete(&path, &alice).send().await.unwrap();
     assert_eq!(res.status(), 204);
-    assert_eq!(h.get(&path, "alice").send().await.unwrap().status(), 404);
-    let list: Value = h.get("/api/v1/conversations", "alice").send().await.unwrap().json().await.unwrap();
+    assert_eq!(h.get(&path, &alice).send().await.unwrap().status(), 404);
+    let list: Value = h.get("/api/v1/conversations", &alice).send().await.unwrap().json().await.unwrap();
     assert!(list["conversations"].as_array().unwrap().is_empty());
 }
 
@@ -592,8 +596,9 @@ async fn unusable_provider_configuration_is_503_and_leaks_nothing() {
         fast_config(),
     )
     .await;
+    let alice = h.caller("alice").await;
     for res in [
-        h.post("/api/v1/chat/completions", "alice").json(&json!({"message": "hi"})).send().await.unwrap(),
+        h.post("/api/v1/chat/completions", &alice).json(&json!({"message": "hi"})).send().await.unwrap(),
         http().get(format!("{}/api/v1/chat/models", h.base)).send().await.unwrap(),
     ] {
         assert_eq!(res.status(), 503);

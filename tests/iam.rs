@@ -10,7 +10,9 @@
 //! A new function in template.yaml fails here until it has an entry in [`DRIVERS`].
 
 use baatcheet_tests::TestStack;
-use baatcheet_tests::clerk::{self, Delivery, deleted_event, user_event};
+use baatcheet_tests::chat;
+use baatcheet_tests::clerk::{self, Delivery, JwksServer, deleted_event, keys, user_event};
+use baatcheet_tests::fake_upstream::{Behavior, FakeUpstream};
 use baatcheet_tests::iam::{Action, Resource, TemplateGrants, compare, template_grants_from_str};
 use baatcheet_tests::probe::Probe;
 use futures::future::BoxFuture;
@@ -38,7 +40,100 @@ const DRIVERS: &[Driver] = &[
     Driver { function: "WebhookFunction", stack: webhook_stack, flows: webhook_flows },
     // Serves embedded documents only: its fixtures are all there is, and it must call nothing.
     Driver { function: "DocsFunction", stack: standard_stack, flows: no_flows },
+    Driver { function: "ChatFunction", stack: chat_stack, flows: chat_flows },
 ];
+
+/// A fake Clerk (JWKS and Backend API) and a fake upstream, kept for the rest of the test process:
+/// the chat function is driven once, and its stack has to reach them for the whole drive.
+fn chat_stack() -> BoxFuture<'static, TestStack> {
+    Box::pin(async {
+        let clerk = Box::leak(Box::new(JwksServer::start(&[&keys()[0]]).await));
+        let fake = Box::leak(Box::new(FakeUpstream::start().await));
+        fake.set_default(Behavior::ok().chunks(2));
+        let models = json!([{"id": "text", "context_length": 32768}]);
+        let mut stack = chat::stack_for(json!([fake.provider("primary", &["k1"], models)]), clerk, &[]).await;
+        stack.env.insert("CLERK_API_URL".into(), clerk.url.clone());
+        CHAT_CLERK.set(clerk).ok();
+        stack
+    })
+}
+
+static CHAT_CLERK: std::sync::OnceLock<&'static JwksServer> = std::sync::OnceLock::new();
+
+fn authed(
+    method: &str,
+    path: &str,
+    clerk_id: &str,
+    body: Option<serde_json::Value>,
+) -> http::Request<axum::body::Body> {
+    let b = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {}", clerk::token(&keys()[0], clerk_id)));
+    match body {
+        Some(v) => b.header("content-type", "application/json").body(axum::body::Body::from(v.to_string())),
+        None => b.body(axum::body::Body::empty()),
+    }
+    .expect("request")
+}
+
+/// Every data path of the chat function: a first token (the user created), a completion in a new
+/// conversation and a follow-up (the context read), the list (by-user index), one conversation,
+/// search (batch reads), rename, delete (batch deletes), and an admin's change written at once.
+fn chat_flows(p: Probe) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let me = clerk::unique_user();
+        let send = |m: &'static str, path: String, body: Option<serde_json::Value>| {
+            let p = p.clone();
+            let me = me.clone();
+            async move { p.send(authed(m, &path, &me, body)).await }
+        };
+        let (status, first) =
+            send("POST", "/api/v1/chat/completions".into(), Some(json!({"message": "hello there", "stream": false})))
+                .await;
+        assert_eq!(status, 200, "completion: {first}");
+        let id = first["conversation_id"].as_str().expect("conversation id").to_string();
+        let (status, body) = send(
+            "POST",
+            "/api/v1/chat/completions".into(),
+            Some(json!({"message": "and again", "conversation_id": id, "stream": false})),
+        )
+        .await;
+        assert_eq!(status, 200, "follow-up: {body}");
+        let (status, body) = send("GET", "/api/v1/conversations".into(), None).await;
+        assert_eq!(status, 200, "list: {body}");
+        let (status, body) = send("GET", format!("/api/v1/conversations/{id}"), None).await;
+        assert_eq!(status, 200, "get: {body}");
+        let (status, body) = send("GET", "/api/v1/conversations/search?q=hello".into(), None).await;
+        assert_eq!(status, 200, "search: {body}");
+        // A word only a message holds: a content match, whose conversations are batch-read.
+        let (status, body) = send("GET", "/api/v1/conversations/search?q=again".into(), None).await;
+        assert_eq!((status, body["results"].as_array().map(Vec::len)), (200, Some(1)), "content search: {body}");
+        let (status, body) =
+            send("PATCH", format!("/api/v1/conversations/{id}"), Some(json!({"title": "Renamed"}))).await;
+        assert_eq!(status, 200, "rename: {body}");
+        let (status, body) = send("DELETE", format!("/api/v1/conversations/{id}"), None).await;
+        assert_eq!(status, 204, "delete: {body}");
+
+        // An admin (role set in the table past the proxy, as the webhook would have) changes a tier.
+        let admin = clerk::unique_user();
+        baatcheet_shared::aws::dynamodb(&p.stack.sdk)
+            .put_item()
+            .table_name(&p.stack.env["USERS_TABLE"])
+            .item("pk", aws_sdk_dynamodb::types::AttributeValue::S(admin.clone()))
+            .item("user_id", aws_sdk_dynamodb::types::AttributeValue::S(format!("usr_{admin}")))
+            .item("role", aws_sdk_dynamodb::types::AttributeValue::S("admin".into()))
+            .item("tier", aws_sdk_dynamodb::types::AttributeValue::S("pro".into()))
+            .send()
+            .await
+            .expect("admin seeded");
+        let clerk = CHAT_CLERK.get().expect("chat stack started");
+        clerk.add_user(&me, "user", "free", clerk::now_ms() - 60_000);
+        let (status, body) =
+            p.send(authed("PATCH", &format!("/api/v1/admin/users/{me}"), &admin, Some(json!({"tier": "pro"})))).await;
+        assert_eq!((status, body["tier"].as_str()), (200, Some("pro")), "admin change: {body}");
+    })
+}
 
 fn no_flows(_: Probe) -> BoxFuture<'static, ()> {
     Box::pin(async {})

@@ -10,6 +10,13 @@ pub fn router_for(logical_id: &str, ctx: &AppContext) -> Option<Router> {
     match logical_id {
         "HealthFunction" => Some(health::router(ctx.clone())),
         "WebhookFunction" => Some(webhook::router(ctx.clone())),
+        "ChatFunction" => match chat::router(ctx.clone()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::error!(cause = %baatcheet_shared::error::error_chain(&e), "the chat function cannot start");
+                None
+            }
+        },
         "DocsFunction" => Some(docs::router(&ctx.config, docs_settings())),
         _ => None,
     }
@@ -21,6 +28,7 @@ pub fn openapi_for(logical_id: &str) -> Option<utoipa::openapi::OpenApi> {
     match logical_id {
         "HealthFunction" => Some(health::openapi()),
         "WebhookFunction" => Some(webhook::openapi()),
+        "ChatFunction" => Some(chat::openapi()),
         "DocsFunction" => Some(docs::openapi()),
         _ => None,
     }

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod aws;
+pub mod clerk;
 pub mod client_ip;
 pub mod config;
 pub mod context;

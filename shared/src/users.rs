@@ -230,6 +230,57 @@ impl UsersStore {
     /// is absent, holds older Clerk data (or only token-created data), and is not deleted.
     /// Optional profile fields Clerk leaves out are stored as NULL, so the expression is constant.
     pub fn upsert_from_clerk(&self, p: &ClerkProfile, now_ms: i64) -> Result<Update, StoreError> {
+        let (names, values) = Self::upsert_placeholders(p, now_ms, "webhook");
+        self.update(&p.clerk_id, Write::Upsert, names, values)
+    }
+
+    /// The same conditional write as [`Self::upsert_from_clerk`], on its own (the admin API
+    /// writes what Clerk's Backend API answered at once, without waiting for the webhook). Since
+    /// the write carries Clerk's `updated_at`, the webhook of the same change finds nothing newer
+    /// to apply and an older one cannot undo it. Returns the item as it is afterwards: the new
+    /// one, or the one that was already newer (or deleted) when the condition failed.
+    pub async fn apply_profile(&self, p: &ClerkProfile, now_ms: i64) -> Result<UserRecord, StoreError> {
+        let (names, values) = Self::upsert_placeholders(p, now_ms, "admin");
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&p.clerk_id)))
+            .update_expression(UPSERT_EXPR)
+            .condition_expression(UPSERT_COND)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match res {
+            Ok(out) => out.attributes().map(UserRecord::from_item).transpose()?.ok_or(StoreError::Corrupt {
+                clerk_id: p.clerk_id.clone(),
+                field: "item (not returned by the update)",
+            }),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    match c.item() {
+                        Some(existing) => UserRecord::from_item(existing),
+                        None => self.get(&p.clerk_id).await?.ok_or(StoreError::Corrupt {
+                            clerk_id: p.clerk_id.clone(),
+                            field: "item (vanished after a conditional failure)",
+                        }),
+                    }
+                }
+                _ => Err(dynamo_err("UpdateItem")(Box::new(e))),
+            },
+        }
+    }
+
+    /// Names and values of [`UPSERT_EXPR`] / [`UPSERT_COND`]; `source` records which path wrote
+    /// Clerk's data (`webhook` or `admin`).
+    fn upsert_placeholders(
+        p: &ClerkProfile,
+        now_ms: i64,
+        source: &'static str,
+    ) -> (HashMap<String, String>, HashMap<String, AttributeValue>) {
         let opt = |v: &Option<String>| v.as_deref().map(s).unwrap_or(AttributeValue::Null(true));
         let values = HashMap::from([
             (":user_id".to_string(), s(&new_user_id())),
@@ -237,7 +288,7 @@ impl UsersStore {
             (":role".to_string(), s(p.role.as_str())),
             (":tier".to_string(), s(p.tier.as_str())),
             (":now".to_string(), num(now_ms)),
-            (":source".to_string(), s("webhook")),
+            (":source".to_string(), s(source)),
             (":updated".to_string(), num(p.updated_at)),
             (":email".to_string(), opt(&p.email)),
             (":first_name".to_string(), opt(&p.first_name)),
@@ -251,7 +302,7 @@ impl UsersStore {
             PK, USER_ID, CLERK_ID, ROLE, TIER, SYNCED_AT, SOURCE, UPDATED_AT, EMAIL, FIRST_NAME, LAST_NAME, IMAGE_URL,
             CREATED_AT, REVISION, DELETED,
         ]);
-        self.update(&p.clerk_id, Write::Upsert, names, values)
+        (names, values)
     }
 
     /// The write of a `user.deleted` event: marks the user deleted and drops their personal

@@ -1,27 +1,26 @@
-//! Chat test harness: the chat service on its own test stack (tables + secret with a `providers`
-//! list pointing at fake upstreams), served over real HTTP by a router that mounts the chat
-//! function's HTTP adapters. Until the auth extractor lands, a test-only stand-in (`TestUser`,
-//! from the `x-test-user` header) supplies the caller; it exists only here, under tests/.
+//! Chat test harness: the chat function's real router (`chat::router_with`: the shared request
+//! path, Clerk authentication, per-route limits, validated extractors) on its own test stack
+//! (tables + secret with a `providers` list pointing at fake upstreams), served over real HTTP.
+//! Callers are real users with real session tokens (RSA-signed, verified through the fake Clerk's
+//! JWKS, resolved through the users table).
 
 use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
+use baatcheet_shared::AppContext;
 use baatcheet_shared::auth::{AuthUser, Role, Tier};
-use baatcheet_shared::{ApiError, AppContext, request_path};
-use chat::api::{CompletionRequest, PageQuery, RegenerateRequest, RenameRequest, SearchQuery};
-use chat::store::ids::ConversationId;
+use baatcheet_shared::ssrf::Resolver;
 use chat::{ChatConfig, ChatState};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tower::ServiceExt;
 
 use crate::TestStack;
+use crate::clerk::{self, JwksServer, keys};
 
-pub const USER_HEADER: &str = "x-test-user";
-
+/// A user of the service as the chat service sees them, for calls that bypass HTTP (the service's
+/// own API takes the authenticated `&AuthUser`).
 pub fn user(id: &str) -> AuthUser {
     AuthUser { user_id: id.into(), clerk_id: format!("user_{id}"), email: None, role: Role::User, tier: Tier::Free }
 }
@@ -33,84 +32,61 @@ pub fn fast_config() -> ChatConfig {
         first_token_timeout: Duration::from_secs(3),
         idle_timeout: Duration::from_secs(3),
         request_timeout: Duration::from_secs(5),
+        image_fetch_timeout: Duration::from_secs(2),
         ..ChatConfig::default()
     }
 }
 
-/// Test stand-in for the auth layer's extractor: the user named by the `x-test-user` header.
-pub struct TestUser(pub AuthUser);
+/// A signed-in user: their Clerk id (tokens are minted for it on demand) and who the API says
+/// they are.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub clerk_id: String,
+    pub user: AuthUser,
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for TestUser {
-    type Rejection = ApiError;
+impl Caller {
+    /// A fresh session token (RS256, signed with the key the fake Clerk's JWKS publishes).
+    pub fn token(&self) -> String {
+        clerk::token(&keys()[0], &self.clerk_id)
+    }
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .headers
-            .get(USER_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(|id| TestUser(user(id)))
-            .ok_or(ApiError::Unauthorized { reason: "missing", detail: "No test user.".into() })
+    /// BaatCheet's id of the user (the store's owner key).
+    pub fn id(&self) -> &str {
+        &self.user.user_id
+    }
+
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token())
     }
 }
 
-fn conversation_id(raw: &str) -> Result<ConversationId, ApiError> {
-    ConversationId::parse(raw).ok_or_else(|| ApiError::NotFound("Conversation not found.".into()))
-}
-
-/// The chat routes as the issue lists them, over the chat function's HTTP adapters.
-pub fn test_router(state: ChatState, ctx: &AppContext) -> Router {
-    let routes = Router::new()
-        .route("/api/v1/chat/models", get(chat::http::models))
-        .route(
-            "/api/v1/chat/completions",
-            post(|State(s): State<ChatState>, TestUser(u): TestUser, Json(req): Json<CompletionRequest>| async move {
-                chat::http::completions(&s, &u, req).await
-            }),
-        )
-        .route(
-            "/api/v1/chat/regenerate",
-            post(|State(s): State<ChatState>, TestUser(u): TestUser, Json(req): Json<RegenerateRequest>| async move {
-                chat::http::regenerate(&s, &u, req).await
-            }),
-        )
-        .route(
-            "/api/v1/conversations",
-            get(|State(s): State<ChatState>, TestUser(u): TestUser, Query(q): Query<PageQuery>| async move {
-                chat::http::list_conversations(&s, &u, q).await
-            }),
-        )
-        .route(
-            "/api/v1/conversations/search",
-            get(|State(s): State<ChatState>, TestUser(u): TestUser, Query(q): Query<SearchQuery>| async move {
-                chat::http::search(&s, &u, q).await
-            }),
-        )
-        .route(
-            "/api/v1/conversations/{id}",
-            get(
-                |State(s): State<ChatState>,
-                 TestUser(u): TestUser,
-                 Path(id): Path<String>,
-                 Query(q): Query<PageQuery>| async move {
-                    chat::http::get_conversation(&s, &u, conversation_id(&id)?, q).await
-                },
-            )
-            .patch(
-                |State(s): State<ChatState>,
-                 TestUser(u): TestUser,
-                 Path(id): Path<String>,
-                 Json(req): Json<RenameRequest>| async move {
-                    chat::http::rename_conversation(&s, &u, conversation_id(&id)?, req).await
-                },
-            )
-            .delete(
-                |State(s): State<ChatState>, TestUser(u): TestUser, Path(id): Path<String>| async move {
-                    chat::http::delete_conversation(&s, &u, conversation_id(&id)?).await
-                },
-            ),
-        )
-        .with_state(state);
-    request_path::wrap(routes, ctx)
+/// Secret fields and environment for a stack whose callers authenticate against `clerk`, with
+/// limits high enough not to get in the way (tests of limits set their own).
+pub async fn stack_for(providers: Value, clerk: &JwksServer, env: &[(&str, &str)]) -> TestStack {
+    let mut stack = TestStack::with_secret(json!({
+        "providers": providers,
+        "CLERK_SECRET_KEY": clerk::SECRET_KEY,
+        "CLERK_WEBHOOK_SECRET": clerk::WEBHOOK_SECRET,
+    }))
+    .await;
+    let defaults = [
+        ("CLERK_ISSUER", clerk::ISSUER),
+        ("CLERK_AUTHORIZED_PARTIES", clerk::AZP),
+        ("CLERK_API_URL", clerk.url.as_str()),
+        ("RATE_LIMIT_GLOBAL", "100000/1h"),
+        ("RATE_LIMIT_AUTH", "100000/15m"),
+        ("RATE_LIMIT_CHAT_FREE", "100000/1h"),
+        ("RATE_LIMIT_CHAT_PRO", "100000/1h"),
+        ("RATE_LIMIT_CHAT_ENTERPRISE", "100000/1h"),
+        ("RATE_LIMIT_IMAGES", "100000/1h"),
+        ("RATE_LIMIT_AUDIO", "100000/1h"),
+        ("RATE_LIMIT_SEARCH", "100000/1h"),
+    ];
+    for (k, v) in defaults.iter().chain(env) {
+        stack.env.insert(k.to_string(), v.to_string());
+    }
+    stack
 }
 
 /// Counts DynamoDB calls (executions, by operation name) made through a client.
@@ -164,36 +140,107 @@ pub struct ChatHarness {
     pub stack: TestStack,
     pub ctx: AppContext,
     pub state: ChatState,
-    /// Base URL of the served test router.
+    /// Base URL of the served chat router.
     pub base: String,
     pub calls: DynamoCalls,
+    /// The fake Clerk (JWKS for token verification, Backend API for admin changes).
+    pub clerk: JwksServer,
 }
 
 impl ChatHarness {
-    /// A stack whose secret lists `providers`, the chat service with `config`, served on a port.
+    /// A stack whose secret lists `providers`, the chat router with `config`, served on a port.
     pub async fn new(providers: Value, config: ChatConfig) -> Self {
-        let stack = TestStack::with_secret(serde_json::json!({ "providers": providers })).await;
+        Self::with(providers, config, &[], None).await
+    }
+
+    /// As [`Self::new`], with extra function environment (e.g. `RATE_LIMIT_*`) and the resolver
+    /// image URLs are checked with.
+    pub async fn with(
+        providers: Value,
+        config: ChatConfig,
+        env: &[(&str, &str)],
+        resolver: Option<Arc<dyn Resolver>>,
+    ) -> Self {
+        let clerk = JwksServer::start(&[&keys()[0]]).await;
+        let stack = stack_for(providers, &clerk, env).await;
         let calls = DynamoCalls::default();
         let conf = aws_sdk_dynamodb::config::Builder::from(&stack.sdk).interceptor(calls.clone()).build();
         let dynamo = aws_sdk_dynamodb::Client::from_conf(conf);
         let ctx = AppContext::with_clients(stack.config(), dynamo, baatcheet_shared::aws::secrets_manager(&stack.sdk));
         ctx.secrets.fetch().await.expect("secret is readable");
-        let state = ChatState::new(&ctx, config).expect("chat state builds");
-        let base = format!("http://{}", serve_streaming(test_router(state.clone(), &ctx)).await);
-        Self { stack, ctx, state, base, calls }
+        let state = match resolver {
+            Some(r) => ChatState::with_resolver(&ctx, config, r),
+            None => ChatState::new(&ctx, config),
+        }
+        .expect("chat state builds");
+        let base = format!("http://{}", serve_streaming(chat::router_with(state.clone(), &ctx)).await);
+        Self { stack, ctx, state, base, calls, clerk }
     }
 
     pub fn service(&self) -> &chat::ChatService {
         &self.state.service
     }
 
-    pub fn post(&self, path: &str, as_user: &str) -> reqwest::RequestBuilder {
-        crate::http().post(format!("{}{path}", self.base)).header(USER_HEADER, as_user)
+    /// A new user, signed in once (their first token creates them in the users table, role `user`,
+    /// tier `free`), and known to the fake Clerk.
+    pub async fn caller(&self, name: &str) -> Caller {
+        let clerk_id = format!("user_{name}{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let user = self.ctx.auth.authenticate_token(&clerk::token(&keys()[0], &clerk_id)).await.expect("signs in");
+        self.clerk.add_user(&clerk_id, "user", "free", clerk::now_ms() - 60_000);
+        Caller { clerk_id, user }
     }
 
-    pub fn get(&self, path: &str, as_user: &str) -> reqwest::RequestBuilder {
-        crate::http().get(format!("{}{path}", self.base)).header(USER_HEADER, as_user)
+    /// Gives `who` a role and tier the way Clerk does: metadata at Clerk, then a signed
+    /// `user.updated` delivered to the webhook function (which drops the cached user).
+    pub async fn set_role(&self, who: &mut Caller, role: &str, tier: &str) {
+        let updated = clerk::now_ms();
+        self.clerk.add_user(&who.clerk_id, role, tier, updated);
+        let event = clerk::user_event("user.updated", &who.clerk_id, updated, "Test", role, tier);
+        let res = webhook::router(self.ctx.clone())
+            .oneshot(clerk::Delivery::new(&event).request(clerk::WEBHOOK_SECRET))
+            .await
+            .expect("infallible");
+        assert_eq!(res.status(), 200, "webhook delivery");
+        who.user = self.ctx.auth.authenticate_token(&who.token()).await.expect("signs in");
+        assert_eq!((who.user.role.as_str(), who.user.tier.as_str()), (role, tier));
     }
+
+    fn with_token(&self, req: reqwest::RequestBuilder, who: &Caller) -> reqwest::RequestBuilder {
+        req.header("authorization", who.bearer())
+    }
+
+    pub fn post(&self, path: &str, who: &Caller) -> reqwest::RequestBuilder {
+        self.with_token(crate::http().post(format!("{}{path}", self.base)), who)
+    }
+
+    pub fn get(&self, path: &str, who: &Caller) -> reqwest::RequestBuilder {
+        self.with_token(crate::http().get(format!("{}{path}", self.base)), who)
+    }
+
+    pub fn patch(&self, path: &str, who: &Caller) -> reqwest::RequestBuilder {
+        self.with_token(crate::http().patch(format!("{}{path}", self.base)), who)
+    }
+
+    pub fn delete(&self, path: &str, who: &Caller) -> reqwest::RequestBuilder {
+        self.with_token(crate::http().delete(format!("{}{path}", self.base)), who)
+    }
+}
+
+/// `"name";r=R;t=T` (a `RateLimit` field) -> (name, R, T).
+pub fn rate_limit_field(v: &str) -> (String, u64, u64) {
+    let mut parts = v.split(';');
+    let name = parts.next().unwrap_or_default().trim_matches('"').to_string();
+    let mut get =
+        |p: &str| parts.next().and_then(|s| s.strip_prefix(p)).and_then(|n| n.parse().ok()).unwrap_or(u64::MAX);
+    let r = get("r=");
+    let t = get("t=");
+    (name, r, t)
+}
+
+/// The response's `RateLimit-Policy` and parsed `RateLimit` fields.
+pub fn rate_limit(headers: &reqwest::header::HeaderMap) -> (String, (String, u64, u64)) {
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    (get("ratelimit-policy"), rate_limit_field(&get("ratelimit")))
 }
 
 /// One server-sent event as a client sees it.

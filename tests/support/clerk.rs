@@ -1,6 +1,9 @@
 //! Clerk stand-ins for tests: real RSA keys (made once per test binary), session tokens signed
-//! with them, a JWKS server on 127.0.0.1 that counts its fetches, and Svix-signed deliveries.
+//! with them, a fake Clerk Backend API on 127.0.0.1 (its JWKS, which counts its fetches, and the
+//! users' metadata endpoint, which records what it is sent), and Svix-signed deliveries.
 
+use axum::extract::Path;
+use axum::routing::patch;
 use axum::{Json, Router, extract::State, http::HeaderMap, http::StatusCode, response::IntoResponse, routing::get};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -8,6 +11,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::traits::PublicKeyParts;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -75,24 +79,101 @@ pub fn unique_user() -> String {
     format!("user_{}", &uuid::Uuid::new_v4().simple().to_string()[..20])
 }
 
-/// A JWKS server on 127.0.0.1: `GET /v1/jwks` (Clerk's Backend API, Bearer secret key
-/// required) and `GET /.well-known/jwks.json` (public). Counts the key sets it served.
+/// A fake Clerk on 127.0.0.1: the Backend API's `GET /v1/jwks` (Bearer secret key required),
+/// `GET /.well-known/jwks.json` (public), and `PATCH /v1/users/{id}/metadata` over users added with
+/// [`JwksServer::add_user`] (Bearer secret key required; deep-merges `public_metadata`, moves
+/// `updated_at`, answers the user object as Clerk does). Counts the key sets it served and records
+/// every metadata request; can be told to fail them.
 #[derive(Clone)]
 pub struct JwksServer {
     pub url: String,
     jwks: Arc<RwLock<Value>>,
     fetches: Arc<AtomicU64>,
+    api: Arc<RwLock<BackendState>>,
+}
+
+/// Users and recorded metadata requests of the fake Backend API.
+#[derive(Default)]
+struct BackendState {
+    users: HashMap<String, Value>,
+    requests: Vec<MetadataRequest>,
+    /// Answer every metadata request with this status (a Clerk outage or error).
+    fail_with: Option<u16>,
+}
+
+/// A `PATCH /v1/users/{id}/metadata` as the fake received it.
+#[derive(Debug, Clone)]
+pub struct MetadataRequest {
+    pub user_id: String,
+    pub authorization: Option<String>,
+    pub body: Value,
 }
 
 #[derive(Clone)]
 struct JwksState {
     jwks: Arc<RwLock<Value>>,
     fetches: Arc<AtomicU64>,
+    api: Arc<RwLock<BackendState>>,
+}
+
+fn bearer_ok(headers: &HeaderMap) -> bool {
+    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {SECRET_KEY}"))
+}
+
+fn clerk_error(status: StatusCode, code: &str) -> axum::response::Response {
+    (status, Json(json!({"errors": [{"message": code, "long_message": code, "code": code}]}))).into_response()
+}
+
+/// Deep merge as Clerk does: objects merge key by key, `null` removes a key, anything else replaces.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+async fn update_metadata(
+    State(s): State<JwksState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut api = s.api.write().unwrap();
+    api.requests.push(MetadataRequest {
+        user_id: id.clone(),
+        authorization: headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string),
+        body: body.clone(),
+    });
+    if let Some(status) = api.fail_with {
+        return clerk_error(StatusCode::from_u16(status).unwrap(), "fake_failure");
+    }
+    if !bearer_ok(&headers) {
+        return clerk_error(StatusCode::UNAUTHORIZED, "authentication_invalid");
+    }
+    let Some(user) = api.users.get_mut(&id) else {
+        return clerk_error(StatusCode::NOT_FOUND, "resource_not_found");
+    };
+    for field in ["public_metadata", "private_metadata", "unsafe_metadata"] {
+        if let Some(p) = body.get(field) {
+            merge(&mut user[field], p);
+        }
+    }
+    let updated = now_ms().max(user["updated_at"].as_i64().unwrap_or(0) + 1);
+    user["updated_at"] = json!(updated);
+    Json(user.clone()).into_response()
 }
 
 async fn backend_jwks(State(s): State<JwksState>, headers: HeaderMap) -> axum::response::Response {
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if auth != Some(&format!("Bearer {SECRET_KEY}")) {
+    if !bearer_ok(&headers) {
         return (StatusCode::UNAUTHORIZED, "bad secret key").into_response();
     }
     s.fetches.fetch_add(1, Ordering::SeqCst);
@@ -108,12 +189,14 @@ impl JwksServer {
     pub async fn start(keys: &[&TestKey]) -> Self {
         let jwks = Arc::new(RwLock::new(Value::Null));
         let fetches = Arc::new(AtomicU64::new(0));
+        let api = Arc::new(RwLock::new(BackendState::default()));
         let app = Router::new()
             .route("/v1/jwks", get(backend_jwks))
             .route("/.well-known/jwks.json", get(public_jwks))
-            .with_state(JwksState { jwks: jwks.clone(), fetches: fetches.clone() });
+            .route("/v1/users/{id}/metadata", patch(update_metadata))
+            .with_state(JwksState { jwks: jwks.clone(), fetches: fetches.clone(), api: api.clone() });
         let addr = crate::serve(app).await;
-        let server = Self { url: format!("http://{addr}"), jwks, fetches };
+        let server = Self { url: format!("http://{addr}"), jwks, fetches, api };
         server.set_keys(keys);
         server
     }
@@ -125,6 +208,34 @@ impl JwksServer {
     /// Key sets served so far.
     pub fn fetches(&self) -> u64 {
         self.fetches.load(Ordering::SeqCst)
+    }
+
+    /// A user Clerk knows, shaped like Clerk's user object (as [`user_event`]'s `data`).
+    pub fn add_user(&self, clerk_id: &str, role: &str, tier: &str, updated_at: i64) -> Value {
+        let user = user_event("user.created", clerk_id, updated_at, "Test", role, tier)["data"].clone();
+        self.api.write().unwrap().users.insert(clerk_id.to_string(), user.clone());
+        user
+    }
+
+    /// The user as Clerk holds them now.
+    pub fn user(&self, clerk_id: &str) -> Option<Value> {
+        self.api.read().unwrap().users.get(clerk_id).cloned()
+    }
+
+    /// The `user.updated` event Clerk would send for the user as it holds them now.
+    pub fn updated_event(&self, clerk_id: &str) -> Value {
+        let data = self.user(clerk_id).expect("a user the fake Clerk knows");
+        json!({"type": "user.updated", "object": "event", "instance_id": "ins_test", "data": data})
+    }
+
+    /// Metadata requests received so far.
+    pub fn metadata_requests(&self) -> Vec<MetadataRequest> {
+        self.api.read().unwrap().requests.clone()
+    }
+
+    /// Answer every metadata request with `status` (None: behave).
+    pub fn fail_metadata_with(&self, status: Option<u16>) {
+        self.api.write().unwrap().fail_with = status;
     }
 }
 

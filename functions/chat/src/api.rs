@@ -1,8 +1,10 @@
 //! The chat API's request and response bodies. Requests deserialize strictly (unknown fields are
-//! rejected) and each has a `validate` that returns every failing field as a JSON pointer, so the
-//! validated extractors of the request path can report them as one 422. The service re-checks the
-//! invariants it relies on, so a route wired without validation still cannot store bad data.
+//! rejected) and implement the shared `Validate`, so the validated extractors (`ValidJson`,
+//! `ValidQuery`) report every failing field as one 422 with JSON pointers. These impls are the
+//! one place the rules live: the service re-runs the same impls on input built in code, so a
+//! caller that skipped the extractors still cannot store bad data.
 
+use baatcheet_shared::validation::{ModelId, Report, Validate, text, validate};
 use baatcheet_shared::{ApiError, FieldError};
 use serde::{Deserialize, Serialize};
 
@@ -17,23 +19,28 @@ use crate::title;
 pub const MAX_MESSAGE_CHARS: usize = 32_000;
 pub const MAX_SYSTEM_PROMPT_CHARS: usize = 4_000;
 pub const MAX_TOKENS: u32 = 8_192;
-pub const MAX_ATTACHMENTS: usize = 5;
-pub const MAX_MODEL_ID: usize = 100;
 pub const MAX_PAGE: usize = 100;
 pub const MAX_SEARCH_PAGE: usize = 50;
 pub const MAX_QUERY_CHARS: usize = 200;
+/// Longest attachment URL accepted (data URLs are bounded by the body limit and the image size).
+pub const MAX_URL_CHARS: usize = 2_048;
 
 fn yes() -> bool {
     true
 }
 
-/// An image given with a message: a `https://` URL or a `data:image/...` URL, as a string or as
-/// `{ "url": ... }`. Deeper checks (SSRF, magic numbers, size) belong to the input-hardening layer.
+/// An image given with a message: an `https://` URL or a `data:image/...;base64,` URL, as a string
+/// or as `{ "url": ... }`. Here only its form is checked; the attachment pipeline checks the URL
+/// (SSRF guard), fetches it, and verifies every file by its magic number.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
 pub enum AttachmentInput {
     Url(String),
     Object { url: String },
+}
+
+fn starts_with_ci(s: &str, prefix: &str) -> bool {
+    s.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix))
 }
 
 impl AttachmentInput {
@@ -44,7 +51,54 @@ impl AttachmentInput {
     }
 
     pub fn is_inline(&self) -> bool {
-        self.url().starts_with("data:")
+        starts_with_ci(self.url(), "data:")
+    }
+
+    /// The JSON pointer of this attachment's URL in a request (`/attachments/0` or `/attachments/0/url`).
+    pub fn pointer(&self, index: usize) -> String {
+        match self {
+            AttachmentInput::Url(_) => format!("/attachments/{index}"),
+            AttachmentInput::Object { .. } => format!("/attachments/{index}/url"),
+        }
+    }
+}
+
+fn check_attachment_url(r: &mut Report, url: &str) {
+    let web = starts_with_ci(url, "https://") || starts_with_ci(url, "http://");
+    if !(web || starts_with_ci(url, "data:")) {
+        r.fail("must be an https URL or an image data URL");
+    } else if web && url.chars().count() > MAX_URL_CHARS {
+        r.fail(format!("must be at most {MAX_URL_CHARS} characters"));
+    }
+}
+
+impl Validate for AttachmentInput {
+    fn validate(&mut self, r: &mut Report) {
+        match self {
+            AttachmentInput::Url(u) => check_attachment_url(r, u),
+            AttachmentInput::Object { url } => r.at("url", |r| check_attachment_url(r, url)),
+        }
+    }
+}
+
+/// `model`: a model id in the form providers spell them (the shared `ModelId` rule).
+fn check_model(r: &mut Report, model: Option<&str>) {
+    if let Some(m) = model
+        && let Err(e) = m.parse::<ModelId>()
+    {
+        r.fail_at("model", e.to_string());
+    }
+}
+
+/// `temperature` 0-2 (0 is a value, not "unset"); `max_tokens` 1-8192.
+fn check_sampling(r: &mut Report, temperature: Option<f64>, max_tokens: Option<u32>) {
+    if let Some(t) = temperature
+        && !(t.is_finite() && (0.0..=2.0).contains(&t))
+    {
+        r.fail_at("temperature", "must be between 0 and 2");
+    }
+    if let Some(t) = max_tokens {
+        text::range(r, "max_tokens", t, 1, MAX_TOKENS);
     }
 }
 
@@ -71,6 +125,25 @@ pub struct CompletionRequest {
     pub attachments: Vec<AttachmentInput>,
 }
 
+impl Validate for CompletionRequest {
+    fn validate(&mut self, r: &mut Report) {
+        // Message content is kept byte-exact: only blank text, control characters and length fail.
+        text::content(r, "message", &self.message, MAX_MESSAGE_CHARS);
+        // A blank system prompt means none.
+        if self.system_prompt.as_deref().is_some_and(|p| p.trim().is_empty()) {
+            self.system_prompt = None;
+        }
+        if let Some(p) = &self.system_prompt
+            && let Err(e) = text::check_content(p, MAX_SYSTEM_PROMPT_CHARS)
+        {
+            r.fail_at("system_prompt", e.to_string());
+        }
+        check_model(r, self.model.as_deref());
+        check_sampling(r, self.temperature, self.max_tokens);
+        r.each("attachments", &mut self.attachments);
+    }
+}
+
 /// What the completion service takes: a validated request without the transport choice.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompletionInput {
@@ -84,76 +157,20 @@ pub struct CompletionInput {
     pub attachments: Vec<AttachmentInput>,
 }
 
-fn check_temperature(t: Option<f64>, errors: &mut Vec<FieldError>) {
-    if let Some(t) = t
-        && !(t.is_finite() && (0.0..=2.0).contains(&t))
-    {
-        errors.push(FieldError::new("/temperature", "must be between 0 and 2"));
-    }
-}
-
-fn check_max_tokens(t: Option<u32>, errors: &mut Vec<FieldError>) {
-    if let Some(t) = t
-        && !(1..=MAX_TOKENS).contains(&t)
-    {
-        errors.push(FieldError::new("/max_tokens", format!("must be between 1 and {MAX_TOKENS}")));
-    }
-}
-
-fn check_model(m: Option<&str>, errors: &mut Vec<FieldError>) {
-    if let Some(m) = m
-        && (m.trim().is_empty() || m.chars().count() > MAX_MODEL_ID)
-    {
-        errors.push(FieldError::new("/model", format!("must be 1-{MAX_MODEL_ID} characters")));
-    }
-}
-
 impl CompletionRequest {
-    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let chars = self.message.chars().count();
-        if chars == 0 || self.message.trim().is_empty() {
-            errors.push(FieldError::new("/message", "must not be empty"));
-        } else if chars > MAX_MESSAGE_CHARS {
-            errors.push(FieldError::new("/message", format!("must be at most {MAX_MESSAGE_CHARS} characters")));
-        }
-        if let Some(p) = &self.system_prompt
-            && p.chars().count() > MAX_SYSTEM_PROMPT_CHARS
-        {
-            errors.push(FieldError::new(
-                "/system_prompt",
-                format!("must be at most {MAX_SYSTEM_PROMPT_CHARS} characters"),
-            ));
-        }
-        check_model(self.model.as_deref(), &mut errors);
-        check_temperature(self.temperature, &mut errors);
-        check_max_tokens(self.max_tokens, &mut errors);
-        if self.attachments.len() > MAX_ATTACHMENTS {
-            errors.push(FieldError::new("/attachments", format!("at most {MAX_ATTACHMENTS} images")));
-        }
-        for (i, a) in self.attachments.iter().enumerate() {
-            let u = a.url();
-            if !(u.starts_with("https://") || u.starts_with("data:image/")) {
-                errors.push(FieldError::new(format!("/attachments/{i}"), "must be an https URL or an image data URL"));
-            }
-        }
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
-    }
-
-    /// Validates and splits off `stream`.
-    pub fn into_input(self) -> Result<(CompletionInput, bool), ApiError> {
-        self.validate().map_err(ApiError::Validation)?;
+    /// Splits off `stream` (the request was validated by its extractor).
+    pub fn into_input(self) -> (CompletionInput, bool) {
         let input = CompletionInput {
             message: self.message,
             conversation_id: self.conversation_id,
-            model: self.model.map(|m| m.trim().to_string()),
+            model: self.model,
             mode: self.mode,
             system_prompt: self.system_prompt.filter(|p| !p.trim().is_empty()),
             temperature: self.temperature.map(|t| t as f32),
             max_tokens: self.max_tokens,
             attachments: self.attachments,
         };
-        Ok((input, self.stream))
+        (input, self.stream)
     }
 }
 
@@ -171,9 +188,9 @@ impl CompletionInput {
         }
     }
 
-    /// The same rules as the request's, for inputs built in code.
+    /// The request's rules (the same `Validate` impl), for input built in code.
     pub fn validate(&self) -> Result<(), ApiError> {
-        CompletionRequest {
+        let request = CompletionRequest {
             message: self.message.clone(),
             conversation_id: self.conversation_id,
             model: self.model.clone(),
@@ -183,9 +200,8 @@ impl CompletionInput {
             max_tokens: self.max_tokens,
             stream: true,
             attachments: self.attachments.clone(),
-        }
-        .validate()
-        .map_err(ApiError::Validation)
+        };
+        validate(request, "").map(|_| ())
     }
 }
 
@@ -206,6 +222,13 @@ pub struct RegenerateRequest {
     pub max_tokens: Option<u32>,
 }
 
+impl Validate for RegenerateRequest {
+    fn validate(&mut self, r: &mut Report) {
+        check_model(r, self.model.as_deref());
+        check_sampling(r, self.temperature, self.max_tokens);
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegenerateInput {
     pub conversation_id: ConversationId,
@@ -219,29 +242,33 @@ impl RegenerateInput {
     pub fn new(conversation_id: ConversationId) -> Self {
         Self { conversation_id, model: None, mode: None, temperature: None, max_tokens: None }
     }
+
+    /// The request's rules, for input built in code.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let request = RegenerateRequest {
+            conversation_id: self.conversation_id,
+            stream: true,
+            model: self.model.clone(),
+            mode: self.mode,
+            temperature: self.temperature.map(f64::from),
+            max_tokens: self.max_tokens,
+        };
+        validate(request, "").map(|_| ())
+    }
 }
 
 impl RegenerateRequest {
-    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
-        let mut errors = Vec::new();
-        check_model(self.model.as_deref(), &mut errors);
-        check_temperature(self.temperature, &mut errors);
-        check_max_tokens(self.max_tokens, &mut errors);
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
-    }
-
-    pub fn into_input(self) -> Result<(RegenerateInput, bool), ApiError> {
-        self.validate().map_err(ApiError::Validation)?;
-        Ok((
+    pub fn into_input(self) -> (RegenerateInput, bool) {
+        (
             RegenerateInput {
                 conversation_id: self.conversation_id,
-                model: self.model.map(|m| m.trim().to_string()),
+                model: self.model,
                 mode: self.mode,
                 temperature: self.temperature.map(|t| t as f32),
                 max_tokens: self.max_tokens,
             },
             self.stream,
-        ))
+        )
     }
 }
 
@@ -252,12 +279,10 @@ pub struct RenameRequest {
     pub title: String,
 }
 
-impl RenameRequest {
-    /// The cleaned title, or the field error.
-    pub fn validate(&self) -> Result<String, Vec<FieldError>> {
-        title::normalise_user_title(&self.title).ok_or_else(|| {
-            vec![FieldError::new("/title", format!("must be 1-{} characters of text", title::MAX_TITLE))]
-        })
+impl Validate for RenameRequest {
+    /// A title is a short identifier: NFC, trimmed, one line, no control or bidi-override characters.
+    fn validate(&mut self, r: &mut Report) {
+        text::identifier(r, "title", &mut self.title, 1, title::MAX_TITLE);
     }
 }
 
@@ -268,7 +293,22 @@ pub struct PageQuery {
     #[serde(default)]
     pub limit: Option<u32>,
     #[serde(default)]
-    pub cursor: Option<String>,
+    pub cursor: Option<Cursor>,
+}
+
+impl Validate for PageQuery {
+    fn validate(&mut self, r: &mut Report) {
+        if let Some(l) = self.limit {
+            text::range(r, "limit", l, 1, MAX_PAGE as u32);
+        }
+    }
+}
+
+impl PageQuery {
+    /// `default` items when no limit is given.
+    pub fn page(&self, default: usize) -> PageRequest {
+        PageRequest { limit: self.limit.map_or(default, |l| l as usize), cursor: self.cursor }
+    }
 }
 
 /// A validated page request.
@@ -284,39 +324,6 @@ impl PageRequest {
     }
 }
 
-fn invalid_cursor() -> FieldError {
-    FieldError::new("/query/cursor", "is not a valid cursor")
-}
-
-fn page_limit(limit: Option<u32>, default: usize, max: usize, errors: &mut Vec<FieldError>) -> usize {
-    match limit {
-        None => default,
-        Some(l) if (1..=max as u32).contains(&l) => l as usize,
-        Some(_) => {
-            errors.push(FieldError::new("/query/limit", format!("must be between 1 and {max}")));
-            default
-        }
-    }
-}
-
-fn decode_cursor(raw: Option<&str>, errors: &mut Vec<FieldError>) -> Option<Cursor> {
-    let c = raw.map(Cursor::decode).transpose();
-    c.unwrap_or_else(|_| {
-        errors.push(invalid_cursor());
-        None
-    })
-}
-
-impl PageQuery {
-    /// `default` items when no limit is given; at most `MAX_PAGE`.
-    pub fn validate(&self, default: usize) -> Result<PageRequest, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let limit = page_limit(self.limit, default, MAX_PAGE, &mut errors);
-        let cursor = decode_cursor(self.cursor.as_deref(), &mut errors);
-        if errors.is_empty() { Ok(PageRequest { limit, cursor }) } else { Err(errors) }
-    }
-}
-
 /// `GET /api/v1/conversations/search?q=&limit=&cursor=`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -325,7 +332,35 @@ pub struct SearchQuery {
     #[serde(default)]
     pub limit: Option<u32>,
     #[serde(default)]
-    pub cursor: Option<String>,
+    pub cursor: Option<Cursor>,
+}
+
+/// The rules of a search, shared by the query's `Validate` and the service's own check.
+pub fn check_search(r: &mut Report, q: &str, cursor: Option<&Cursor>) {
+    let chars = q.chars().count();
+    if q.trim().is_empty() {
+        r.fail_at("q", "must not be empty");
+    } else if q.trim() != q || chars > MAX_QUERY_CHARS {
+        r.fail_at("q", format!("must be 1-{MAX_QUERY_CHARS} characters"));
+    } else if let Err(e) = text::check_free_text(q) {
+        r.fail_at("q", e.to_string());
+    }
+    if cursor.is_some_and(|c| !c.is_search()) {
+        r.fail_at("cursor", "is not a valid cursor");
+    }
+}
+
+impl Validate for SearchQuery {
+    fn validate(&mut self, r: &mut Report) {
+        let trimmed = self.q.trim();
+        if trimmed.len() != self.q.len() {
+            self.q = trimmed.to_string();
+        }
+        check_search(r, &self.q, self.cursor.as_ref());
+        if let Some(l) = self.limit {
+            text::range(r, "limit", l, 1, MAX_SEARCH_PAGE as u32);
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -336,23 +371,43 @@ pub struct SearchRequest {
 }
 
 impl SearchQuery {
-    pub fn validate(&self) -> Result<SearchRequest, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let q = self.q.trim();
-        if q.is_empty() || q.chars().count() > MAX_QUERY_CHARS {
-            errors.push(FieldError::new("/query/q", format!("must be 1-{MAX_QUERY_CHARS} characters")));
-        }
-        let limit = page_limit(self.limit, 20, MAX_SEARCH_PAGE, &mut errors);
-        let cursor = decode_cursor(self.cursor.as_deref(), &mut errors);
-        if cursor.is_some_and(|c| !c.is_search()) {
-            errors.push(invalid_cursor());
-        }
-        if errors.is_empty() {
-            Ok(SearchRequest { q: q.to_string(), page: PageRequest { limit, cursor } })
-        } else {
-            Err(errors)
+    pub fn into_request(self) -> SearchRequest {
+        SearchRequest {
+            q: self.q,
+            page: PageRequest { limit: self.limit.map_or(20, |l| l as usize), cursor: self.cursor },
         }
     }
+}
+
+/// `POST /api/v1/chat/transcribe?language=&model=` (the audio is the multipart body's `file`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranscribeQuery {
+    #[serde(default)]
+    pub language: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// An ISO 639-1 (or 639-2) code such as `ur` or `en`, lowercase.
+pub fn valid_language(l: &str) -> bool {
+    (2..=3).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_lowercase())
+}
+
+impl Validate for TranscribeQuery {
+    fn validate(&mut self, r: &mut Report) {
+        if let Some(l) = &self.language
+            && !valid_language(l)
+        {
+            r.fail_at("language", "must be an ISO 639-1 code such as ur or en");
+        }
+        check_model(r, self.model.as_deref());
+    }
+}
+
+/// A single field failure as the 422 the extractors would give.
+pub fn field_error(pointer: &str, detail: impl Into<String>) -> ApiError {
+    ApiError::Validation(vec![FieldError::new(pointer, detail)])
 }
 
 // ---- responses ----
@@ -438,25 +493,33 @@ pub struct Transcription {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use baatcheet_shared::validation::parse_query;
     use serde_json::json;
 
     fn req(v: serde_json::Value) -> Result<CompletionRequest, serde_json::Error> {
         serde_json::from_value(v)
     }
 
-    fn pointers(e: Vec<FieldError>) -> Vec<String> {
-        e.into_iter().map(|f| f.pointer).collect()
+    fn pointers<T: Validate>(v: T, base: &str) -> Vec<String> {
+        match validate(v, base) {
+            Err(ApiError::Validation(e)) => e.into_iter().map(|f| f.pointer).collect(),
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => Vec::new(),
+        }
     }
 
     #[test]
     fn defaults() {
-        let (input, stream) = req(json!({"message": "salaam"})).unwrap().into_input().unwrap();
+        let r = validate(req(json!({"message": "salaam"})).unwrap(), "").unwrap();
+        let (input, stream) = r.into_input();
         assert!(stream);
         assert_eq!(input, CompletionInput::new("salaam"));
-        let (input, stream) =
-            req(json!({"message": "x", "temperature": 0, "stream": false})).unwrap().into_input().unwrap();
+        let r = validate(req(json!({"message": "x", "temperature": 0, "stream": false})).unwrap(), "").unwrap();
+        let (input, stream) = r.into_input();
         assert!(!stream);
         assert_eq!(input.temperature, Some(0.0));
+        let r = validate(req(json!({"message": "x", "system_prompt": "  "})).unwrap(), "").unwrap();
+        assert_eq!(r.system_prompt, None, "a blank system prompt is none");
     }
 
     #[test]
@@ -467,33 +530,35 @@ mod tests {
             "temperature": 2.5,
             "max_tokens": 0,
             "model": "",
-            "attachments": ["http://plain.example/a.png", {"url": "javascript:alert(1)"}, "https://ok.example/a.png",
-                            "data:image/png;base64,AAAA", "https://a", "https://b"]
+            "attachments": ["ftp://plain.example/a.png", {"url": "javascript:alert(1)"}, "https://ok.example/a.png",
+                            "data:image/png;base64,AAAA", format!("https://a.example/{}", "x".repeat(3000))]
         }))
         .unwrap();
-        let p = pointers(r.validate().unwrap_err());
-        for want in [
-            "/message",
-            "/system_prompt",
-            "/temperature",
-            "/max_tokens",
-            "/model",
-            "/attachments",
-            "/attachments/0",
-            "/attachments/1",
-        ] {
-            assert!(p.contains(&want.to_string()), "{want} missing from {p:?}");
-        }
-        assert!(!p.contains(&"/attachments/2".to_string()));
-        assert!(!p.contains(&"/attachments/3".to_string()));
+        let p = pointers(r, "");
+        assert_eq!(
+            p,
+            [
+                "/message",
+                "/system_prompt",
+                "/model",
+                "/temperature",
+                "/max_tokens",
+                "/attachments/0",
+                "/attachments/1/url",
+                "/attachments/4"
+            ]
+        );
     }
 
     #[test]
-    fn message_length_is_counted_in_characters() {
+    fn message_length_is_counted_in_characters_and_content_is_kept() {
         let urdu = "ب".repeat(MAX_MESSAGE_CHARS); // 2 bytes each: over 32,000 bytes, exactly 32,000 chars
-        assert!(req(json!({ "message": urdu })).unwrap().validate().is_ok());
+        assert!(validate(req(json!({ "message": urdu })).unwrap(), "").is_ok());
         let long = "a".repeat(MAX_MESSAGE_CHARS + 1);
-        assert!(req(json!({ "message": long })).unwrap().validate().is_err());
+        assert!(validate(req(json!({ "message": long })).unwrap(), "").is_err());
+        let code = "  <script>alert(1)</script>\n\t";
+        assert_eq!(validate(req(json!({ "message": code })).unwrap(), "").unwrap().message, code);
+        assert_eq!(pointers(req(json!({"message": "bell\u{7}"})).unwrap(), ""), ["/message"]);
     }
 
     #[test]
@@ -507,22 +572,32 @@ mod tests {
 
     #[test]
     fn page_and_search_queries() {
-        let q = PageQuery { limit: Some(101), cursor: Some("junk".into()) };
-        assert_eq!(pointers(q.validate(20).unwrap_err()), ["/query/limit", "/query/cursor"]);
-        assert_eq!(PageQuery::default().validate(20).unwrap(), PageRequest::first(20));
+        assert_eq!(parse_query::<PageQuery>("cursor=junk").unwrap_err().status(), 422);
+        assert_eq!(pointers(parse_query::<PageQuery>("limit=101").unwrap(), "/query"), ["/query/limit"]);
+        assert_eq!(parse_query::<PageQuery>("").unwrap().page(20), PageRequest::first(20));
         let c = Cursor::Conversations(ConversationId::new());
-        let q = PageQuery { limit: Some(100), cursor: Some(c.encode()) };
-        assert_eq!(q.validate(20).unwrap(), PageRequest { limit: 100, cursor: Some(c) });
-        let s = SearchQuery { q: "  chai  ".into(), limit: None, cursor: None }.validate().unwrap();
+        let q = parse_query::<PageQuery>(&format!("limit=100&cursor={}", c.encode())).unwrap();
+        assert_eq!(q.page(20), PageRequest { limit: 100, cursor: Some(c) });
+        let s = validate(parse_query::<SearchQuery>("q=%20%20chai%20%20").unwrap(), "/query").unwrap().into_request();
         assert_eq!((s.q.as_str(), s.page.limit), ("chai", 20));
-        assert!(SearchQuery { q: " ".into(), limit: None, cursor: None }.validate().is_err());
-        assert!(SearchQuery { q: "x".into(), limit: Some(51), cursor: None }.validate().is_err());
-        assert!(SearchQuery { q: "x".into(), limit: None, cursor: Some(c.encode()) }.validate().is_err());
+        assert_eq!(pointers(parse_query::<SearchQuery>("q=+").unwrap(), "/query"), ["/query/q"]);
+        assert_eq!(pointers(parse_query::<SearchQuery>("q=x&limit=51").unwrap(), "/query"), ["/query/limit"]);
+        let q = format!("q=x&cursor={}", c.encode());
+        assert_eq!(pointers(parse_query::<SearchQuery>(&q).unwrap(), "/query"), ["/query/cursor"]);
     }
 
     #[test]
-    fn rename_validation() {
-        assert_eq!(RenameRequest { title: " New  name ".into() }.validate().unwrap(), "New name");
-        assert!(RenameRequest { title: "".into() }.validate().is_err());
+    fn rename_and_transcribe_rules() {
+        let r = validate(RenameRequest { title: " New  name ".into() }, "").unwrap();
+        assert_eq!(r.title, "New  name");
+        assert_eq!(pointers(RenameRequest { title: "".into() }, ""), ["/title"]);
+        assert_eq!(pointers(RenameRequest { title: "a\u{202E}b".into() }, ""), ["/title"]);
+        assert_eq!(pointers(RenameRequest { title: "y".repeat(81) }, ""), ["/title"]);
+        let q = TranscribeQuery { language: Some("urdu".into()), model: Some("a b".into()) };
+        assert_eq!(pointers(q, "/query"), ["/query/language", "/query/model"]);
+        assert!(valid_language("ur") && valid_language("en") && valid_language("urd"));
+        for bad in ["", "u", "UR", "urdu", "e n", "ü"] {
+            assert!(!valid_language(bad), "{bad}");
+        }
     }
 }

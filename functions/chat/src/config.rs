@@ -2,6 +2,8 @@
 //! Parsed once at cold start like the shared `Config`; a bad value fails the start.
 
 use baatcheet_shared::config::ConfigError;
+use baatcheet_shared::ssrf::{FetchLimits, UrlPolicy};
+use baatcheet_shared::upload::UploadLimits;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -33,6 +35,13 @@ pub struct ChatConfig {
     pub heartbeat: Duration,
     /// Items a search may read per request, across all pages it fetches (`SEARCH_MAX_ITEMS`).
     pub search_max_items: usize,
+    /// What an image URL may be (`URL_ALLOW_HTTP`, `URL_ALLOWED_PORTS`, `URL_RESOLVE_TIMEOUT_MS`).
+    pub urls: UrlPolicy,
+    /// Image and audio sizes and images per message (`MAX_IMAGE_BYTES`, `MAX_AUDIO_BYTES`,
+    /// `MAX_IMAGES_PER_MESSAGE`).
+    pub uploads: UploadLimits,
+    /// Whole fetch of one image URL, connect to last byte (`IMAGE_FETCH_TIMEOUT_MS`).
+    pub image_fetch_timeout: Duration,
 }
 
 impl Default for ChatConfig {
@@ -50,6 +59,9 @@ impl Default for ChatConfig {
             context_budget_tokens: 24_000,
             heartbeat: Duration::from_secs(15),
             search_max_items: 500,
+            urls: UrlPolicy::default(),
+            uploads: UploadLimits::default(),
+            image_fetch_timeout: Duration::from_millis(10_000),
         }
     }
 }
@@ -125,7 +137,24 @@ impl ChatConfig {
                 MAX_HEARTBEAT.as_secs(),
             )?),
             search_max_items: num("SEARCH_MAX_ITEMS", d.search_max_items as u64, 10, 5_000)? as usize,
+            urls: UrlPolicy::from_lookup(&get)?,
+            uploads: UploadLimits::from_lookup(&get)?,
+            image_fetch_timeout: Duration::from_millis(num(
+                "IMAGE_FETCH_TIMEOUT_MS",
+                ms(d.image_fetch_timeout),
+                1,
+                60_000,
+            )?),
         })
+    }
+
+    /// Bounds of one image fetch: the image size limit, the fetch timeout, the connect timeout.
+    pub fn image_fetch_limits(&self) -> FetchLimits {
+        FetchLimits {
+            max_bytes: self.uploads.max_image_bytes,
+            timeout: self.image_fetch_timeout,
+            connect_timeout: self.connect_timeout.min(self.image_fetch_timeout),
+        }
     }
 }
 

@@ -1,43 +1,89 @@
-//! HTTP adapters: turn extracted, validated requests into service calls and service results into
-//! responses. The authenticated routes take an `AuthUser` the auth layer extracts; until that layer
-//! is wired they are plain functions (`completions`, `regenerate`, ...) the router registers behind
-//! the auth, rate-limit and validation extractors. The public models route is mounted here.
+//! The chat function's routes and their adapters: each route is the shared request path (request id,
+//! headers, CORS, global per-IP limit) -> authentication (`AuthUser`; the models route is public) ->
+//! its per-user limit (chat by tier, audio, search) -> the validated extractors -> a service call.
+//! The `RateLimit` fields of the tightest policy a request went through are written by the shared
+//! request path, on a 200 (SSE streams included) as on a 429.
 
-use axum::extract::State;
+use axum::extract::{FromRef, FromRequestParts, Request, State};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use baatcheet_shared::auth::AuthUser;
+use axum::{Extension, Json, Router};
+use baatcheet_shared::auth::{AuthUser, Role, require_role};
+use baatcheet_shared::openapi::{
+    BadGateway, BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests, Unauthorized,
+    UnsupportedMediaType, ValidationFailed,
+};
+use baatcheet_shared::rate_limit::Policy;
+use baatcheet_shared::ssrf::Resolver;
+use baatcheet_shared::upload::AudioUpload;
+use baatcheet_shared::validation::{BodyLimit, ClerkUserId, MIB, ValidJson, ValidPath, ValidQuery};
 use baatcheet_shared::{ApiError, AppContext, request_path};
 use http::StatusCode;
 use std::sync::Arc;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::admin::{Admin, AdminUser, UserPatch};
 use crate::api::{
     CompletionRequest, ConversationDetail, ConversationList, ModelsResponse, PageQuery, RegenerateRequest,
-    RenameRequest, SearchQuery, SearchResults, Transcription,
+    RenameRequest, SearchQuery, SearchResults, TranscribeQuery, Transcription,
 };
 use crate::config::ChatConfig;
+use crate::providers::client::AudioFile;
 use crate::service::{ChatService, ChatStream, TranscriptionInput};
 use crate::sse;
 use crate::store::ids::ConversationId;
 use crate::store::model::Conversation;
 
+pub const MODELS: &str = "/api/v1/chat/models";
+pub const COMPLETIONS: &str = "/api/v1/chat/completions";
+pub const REGENERATE: &str = "/api/v1/chat/regenerate";
+pub const TRANSCRIBE: &str = "/api/v1/chat/transcribe";
+pub const CONVERSATIONS: &str = "/api/v1/conversations";
+pub const SEARCH: &str = "/api/v1/conversations/search";
+pub const CONVERSATION: &str = "/api/v1/conversations/{id}";
+pub const ADMIN_USER: &str = "/api/v1/admin/users/{id}";
+
+/// Completion bodies carry inline images; Lambda accepts at most 6 MB per request anyway.
+pub const COMPLETION_BODY_LIMIT: usize = 6 * MIB;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("chat configuration is invalid")]
     Config(#[from] baatcheet_shared::config::ConfigError),
-    #[error("the upstream HTTP client could not be built")]
+    #[error("an HTTP client could not be built")]
     Client(#[from] reqwest::Error),
 }
 
 #[derive(Clone)]
 pub struct ChatState {
     pub service: Arc<ChatService>,
+    pub admin: Arc<Admin>,
+    pub ctx: AppContext,
+}
+
+/// The auth extractor and layer find the shared context in the state.
+impl FromRef<ChatState> for AppContext {
+    fn from_ref(state: &ChatState) -> AppContext {
+        state.ctx.clone()
+    }
 }
 
 impl ChatState {
     pub fn new(ctx: &AppContext, config: ChatConfig) -> Result<Self, StartupError> {
-        Ok(Self { service: Arc::new(ChatService::new(ctx, config)?) })
+        Self::build(ctx, ChatService::new(ctx, config)?)
+    }
+
+    /// As [`Self::new`], with the resolver image URLs are checked with (tests use a fixed table).
+    pub fn with_resolver(
+        ctx: &AppContext,
+        config: ChatConfig,
+        resolver: Arc<dyn Resolver>,
+    ) -> Result<Self, StartupError> {
+        Self::build(ctx, ChatService::with_resolver(ctx, config, resolver)?)
+    }
+
+    fn build(ctx: &AppContext, service: ChatService) -> Result<Self, StartupError> {
+        Ok(Self { service: Arc::new(service), admin: Arc::new(Admin::new(ctx)?), ctx: ctx.clone() })
     }
 }
 
@@ -47,14 +93,89 @@ pub fn router(ctx: AppContext) -> Result<Router, StartupError> {
     Ok(router_with(state, &ctx))
 }
 
-/// The routes that need no caller, with the shared request path around them. The authenticated
-/// routes are added when the auth, rate-limit and validation extractors are available.
-pub fn router_with(state: ChatState, ctx: &AppContext) -> Router {
-    let routes = Router::new().route("/api/v1/chat/models", get(models)).with_state(state);
-    request_path::wrap(routes, ctx)
+/// Which per-user limit a route applies after authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RouteLimit {
+    /// Completions and regenerations, sized by the user's tier.
+    Chat,
+    Audio,
+    Search,
 }
 
-/// `GET /api/v1/chat/models` (public).
+/// Authenticates the caller (401/429 from the auth step) and applies the route's limit to them
+/// (429 with `Retry-After`), before the body is read. The user stays in the request for the
+/// handler's `AuthUser`.
+async fn route_limit(State((ctx, limit)): State<(AppContext, RouteLimit)>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let user = match AuthUser::from_request_parts(&mut parts, &ctx).await {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
+    let policy = match limit {
+        RouteLimit::Chat => Policy::Chat(user.tier),
+        RouteLimit::Audio => Policy::Audio,
+        RouteLimit::Search => Policy::Search,
+    };
+    if let Err(refused) = ctx.limiter.check(policy, &user.user_id, 1).await {
+        return refused.into_response();
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// The guard a group of routes gets: their per-user limit (or the admin role) and body limits.
+/// The router applies them; the OpenAPI document is built from the same groups without them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    Completions,
+    Regenerate,
+    Transcribe,
+    Search,
+    Admin,
+}
+
+type Guarded<'a> = &'a dyn Fn(OpenApiRouter<ChatState>, Guard) -> OpenApiRouter<ChatState>;
+
+/// Every route of the chat function, grouped by guard; one source for the router and the document.
+fn routes(guard: Guarded<'_>) -> OpenApiRouter<ChatState> {
+    OpenApiRouter::new()
+        .routes(routes!(models))
+        .routes(routes!(list_conversations))
+        .routes(routes!(get_conversation, rename_conversation, delete_conversation))
+        .merge(guard(OpenApiRouter::new().routes(routes!(completions)), Guard::Completions))
+        .merge(guard(OpenApiRouter::new().routes(routes!(regenerate)), Guard::Regenerate))
+        .merge(guard(OpenApiRouter::new().routes(routes!(transcribe)), Guard::Transcribe))
+        .merge(guard(OpenApiRouter::new().routes(routes!(search)), Guard::Search))
+        .merge(guard(OpenApiRouter::new().routes(routes!(admin_get_user, admin_update_user)), Guard::Admin))
+}
+
+/// The OpenAPI document of this function's routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    baatcheet_shared::openapi::document(routes(&|r, _| r).into_openapi())
+}
+
+/// Every route of the chat function, with the shared request path around them.
+pub fn router_with(state: ChatState, ctx: &AppContext) -> Router {
+    let limited = |limit| middleware::from_fn_with_state((ctx.clone(), limit), route_limit);
+    let uploads = state.service.config().uploads;
+    let guard = |r: OpenApiRouter<ChatState>, g: Guard| match g {
+        Guard::Completions => {
+            r.route_layer(limited(RouteLimit::Chat)).layer(Extension(BodyLimit(COMPLETION_BODY_LIMIT)))
+        }
+        Guard::Regenerate => r.route_layer(limited(RouteLimit::Chat)),
+        Guard::Transcribe => r.route_layer(limited(RouteLimit::Audio)).layer(Extension(uploads)),
+        Guard::Search => r.route_layer(limited(RouteLimit::Search)),
+        Guard::Admin => r.route_layer(require_role(ctx, &[Role::Admin])),
+    };
+    let (routes, _) = routes(&guard).split_for_parts();
+    request_path::wrap(routes.with_state(state), ctx)
+}
+
+/// The models this deployment offers (public)
+#[utoipa::path(get, path = "/api/v1/chat/models", tag = "chat", operation_id = "listModels",
+    responses(
+        (status = 200, description = "The models and the default one.", body = Value),
+        TooManyRequests, ServiceUnavailable,
+    ))]
 pub async fn models(State(state): State<ChatState>) -> Result<Json<ModelsResponse>, ApiError> {
     Ok(Json(state.service.models().await?))
 }
@@ -63,85 +184,203 @@ fn sse_response(state: &ChatState, stream: ChatStream) -> Response {
     sse::response(stream.events, state.service.config().heartbeat)
 }
 
-/// `POST /api/v1/chat/completions`: SSE when `stream` (the default), else JSON.
-pub async fn completions(state: &ChatState, user: &AuthUser, req: CompletionRequest) -> Response {
-    let run = async {
-        let (input, stream) = req.into_input()?;
-        if stream {
-            Ok(sse_response(state, state.service.stream_completion(user, input).await?))
-        } else {
-            Ok(Json(state.service.complete(user, input).await?).into_response())
-        }
-    };
-    run.await.unwrap_or_else(|e: ApiError| e.into_response())
+/// Send a message
+///
+/// The reply as server-sent events when `stream` (the default), else as one JSON answer.
+#[utoipa::path(post, path = "/api/v1/chat/completions", tag = "chat", operation_id = "createCompletion",
+    security(("clerk" = [])),
+    request_body = Value,
+    responses(
+        (status = 200, description = "The reply: server-sent events when `stream`, else JSON.",
+            content((String = "text/event-stream"), (Value = "application/json"))),
+        BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed,
+        TooManyRequests, BadGateway, ServiceUnavailable,
+    ))]
+pub async fn completions(
+    State(state): State<ChatState>,
+    user: AuthUser,
+    ValidJson(req): ValidJson<CompletionRequest>,
+) -> Result<Response, ApiError> {
+    let (input, stream) = req.into_input();
+    if stream {
+        Ok(sse_response(&state, state.service.stream_completion(&user, input).await?))
+    } else {
+        Ok(Json(state.service.complete(&user, input).await?).into_response())
+    }
 }
 
-/// `POST /api/v1/chat/regenerate`: the same contract as completions.
-pub async fn regenerate(state: &ChatState, user: &AuthUser, req: RegenerateRequest) -> Response {
-    let run = async {
-        let (input, stream) = req.into_input()?;
-        if stream {
-            Ok(sse_response(state, state.service.stream_regenerate(user, input).await?))
-        } else {
-            Ok(Json(state.service.regenerate(user, input).await?).into_response())
-        }
-    };
-    run.await.unwrap_or_else(|e: ApiError| e.into_response())
+/// Regenerate the last answer
+///
+/// The same contract as completions: server-sent events when `stream` (the default), else JSON.
+#[utoipa::path(post, path = "/api/v1/chat/regenerate", tag = "chat", operation_id = "regenerateCompletion",
+    security(("clerk" = [])),
+    request_body = Value,
+    responses(
+        (status = 200, description = "The new answer: server-sent events when `stream`, else JSON.",
+            content((String = "text/event-stream"), (Value = "application/json"))),
+        BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed,
+        TooManyRequests, BadGateway, ServiceUnavailable,
+    ))]
+pub async fn regenerate(
+    State(state): State<ChatState>,
+    user: AuthUser,
+    ValidJson(req): ValidJson<RegenerateRequest>,
+) -> Result<Response, ApiError> {
+    let (input, stream) = req.into_input();
+    if stream {
+        Ok(sse_response(&state, state.service.stream_regenerate(&user, input).await?))
+    } else {
+        Ok(Json(state.service.regenerate(&user, input).await?).into_response())
+    }
 }
 
-/// `GET /api/v1/conversations`.
+/// Transcribe an audio file
+///
+/// One audio file (multipart field `file`), verified by its magic number.
+#[utoipa::path(post, path = "/api/v1/chat/transcribe", tag = "chat", operation_id = "transcribeAudio",
+    security(("clerk" = [])),
+    params(
+        ("language" = Option<String>, Query, description = "ISO-639-1 language of the audio."),
+        ("model" = Option<String>, Query, description = "The transcription model."),
+    ),
+    request_body(content = Value, content_type = "multipart/form-data", description = "Multipart field `file`."),
+    responses(
+        (status = 200, description = "The text.", body = Value),
+        BadRequest, Unauthorized, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, TooManyRequests,
+        BadGateway, ServiceUnavailable,
+    ))]
+pub async fn transcribe(
+    State(state): State<ChatState>,
+    user: AuthUser,
+    ValidQuery(query): ValidQuery<TranscribeQuery>,
+    AudioUpload(file): AudioUpload,
+) -> Result<Json<Transcription>, ApiError> {
+    let audio = AudioFile {
+        bytes: file.bytes().clone(),
+        file_name: file.file_name(),
+        content_type: file.media_type().to_string(),
+    };
+    let input = TranscriptionInput { audio, language: query.language, model: query.model };
+    Ok(Json(state.service.transcribe(&user, input).await?))
+}
+
+/// The caller's conversations, newest first
+#[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations", operation_id = "listConversations",
+    security(("clerk" = [])),
+    params(("limit" = Option<u32>, Query, description = "Page size."), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page.")),
+    responses(
+        (status = 200, description = "A page of conversations.", body = Value),
+        BadRequest, Unauthorized, ValidationFailed, TooManyRequests, ServiceUnavailable,
+    ))]
 pub async fn list_conversations(
-    state: &ChatState,
-    user: &AuthUser,
-    query: PageQuery,
+    State(state): State<ChatState>,
+    user: AuthUser,
+    ValidQuery(query): ValidQuery<PageQuery>,
 ) -> Result<Json<ConversationList>, ApiError> {
-    let page = query.validate(20).map_err(ApiError::Validation)?;
-    Ok(Json(state.service.list_conversations(user, page).await?))
+    Ok(Json(state.service.list_conversations(&user, query.page(20)).await?))
 }
 
-/// `GET /api/v1/conversations/{id}`.
+/// One conversation with a page of its messages
+#[utoipa::path(get, path = "/api/v1/conversations/{id}", tag = "conversations", operation_id = "getConversation",
+    security(("clerk" = [])),
+    params(("id" = String, Path, description = "The conversation id."), ("limit" = Option<u32>, Query, description = "Page size."), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page.")),
+    responses(
+        (status = 200, description = "The conversation and a page of messages.", body = Value),
+        BadRequest, Unauthorized, NotFound, ValidationFailed, TooManyRequests, ServiceUnavailable,
+    ))]
 pub async fn get_conversation(
-    state: &ChatState,
-    user: &AuthUser,
-    id: ConversationId,
-    query: PageQuery,
+    State(state): State<ChatState>,
+    user: AuthUser,
+    ValidPath(id): ValidPath<ConversationId>,
+    ValidQuery(query): ValidQuery<PageQuery>,
 ) -> Result<Json<ConversationDetail>, ApiError> {
-    let page = query.validate(50).map_err(ApiError::Validation)?;
-    Ok(Json(state.service.get_conversation(user, id, page).await?))
+    Ok(Json(state.service.get_conversation(&user, id, query.page(50)).await?))
 }
 
-/// `PATCH /api/v1/conversations/{id}`.
+/// Rename a conversation
+#[utoipa::path(patch, path = "/api/v1/conversations/{id}", tag = "conversations", operation_id = "renameConversation",
+    security(("clerk" = [])),
+    params(("id" = String, Path, description = "The conversation id.")),
+    request_body = Value,
+    responses(
+        (status = 200, description = "The renamed conversation.", body = Value),
+        BadRequest, Unauthorized, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, TooManyRequests,
+        ServiceUnavailable,
+    ))]
 pub async fn rename_conversation(
-    state: &ChatState,
-    user: &AuthUser,
-    id: ConversationId,
-    req: RenameRequest,
+    State(state): State<ChatState>,
+    user: AuthUser,
+    ValidPath(id): ValidPath<ConversationId>,
+    ValidJson(req): ValidJson<RenameRequest>,
 ) -> Result<Json<Conversation>, ApiError> {
-    let title = req.validate().map_err(ApiError::Validation)?;
-    Ok(Json(state.service.rename_conversation(user, id, &title).await?))
+    Ok(Json(state.service.rename_conversation(&user, id, &req.title).await?))
 }
 
-/// `DELETE /api/v1/conversations/{id}`: 204.
+/// Delete a conversation and its messages
+#[utoipa::path(delete, path = "/api/v1/conversations/{id}", tag = "conversations", operation_id = "deleteConversation",
+    security(("clerk" = [])),
+    params(("id" = String, Path, description = "The conversation id.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        Unauthorized, NotFound, ValidationFailed, TooManyRequests, ServiceUnavailable,
+    ))]
 pub async fn delete_conversation(
-    state: &ChatState,
-    user: &AuthUser,
-    id: ConversationId,
+    State(state): State<ChatState>,
+    user: AuthUser,
+    ValidPath(id): ValidPath<ConversationId>,
 ) -> Result<StatusCode, ApiError> {
-    state.service.delete_conversation(user, id).await?;
+    state.service.delete_conversation(&user, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /api/v1/conversations/search`.
-pub async fn search(state: &ChatState, user: &AuthUser, query: SearchQuery) -> Result<Json<SearchResults>, ApiError> {
-    let req = query.validate().map_err(ApiError::Validation)?;
-    Ok(Json(state.service.search(user, &req).await?))
+/// Search the caller's messages
+#[utoipa::path(get, path = "/api/v1/conversations/search", tag = "conversations", operation_id = "searchConversations",
+    security(("clerk" = [])),
+    params(("q" = String, Query, description = "The text to find."), ("limit" = Option<u32>, Query, description = "Page size."), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page.")),
+    responses(
+        (status = 200, description = "A page of matching messages.", body = Value),
+        BadRequest, Unauthorized, ValidationFailed, TooManyRequests, ServiceUnavailable,
+    ))]
+pub async fn search(
+    State(state): State<ChatState>,
+    user: AuthUser,
+    ValidQuery(query): ValidQuery<SearchQuery>,
+) -> Result<Json<SearchResults>, ApiError> {
+    Ok(Json(state.service.search(&user, &query.into_request()).await?))
 }
 
-/// `POST /api/v1/chat/transcribe` (the audio already extracted and checked by the upload layer).
-pub async fn transcribe(
-    state: &ChatState,
-    user: &AuthUser,
-    input: TranscriptionInput,
-) -> Result<Json<Transcription>, ApiError> {
-    Ok(Json(state.service.transcribe(user, input).await?))
+/// A user's role and tier (admins)
+#[utoipa::path(get, path = "/api/v1/admin/users/{id}", tag = "admin", operation_id = "adminGetUser",
+    security(("clerk" = [])),
+    params(("id" = String, Path, description = "The Clerk user id (`user_...`).")),
+    responses(
+        (status = 200, description = "The user.", body = Value),
+        Unauthorized, Forbidden, NotFound, ValidationFailed, TooManyRequests, BadGateway, ServiceUnavailable,
+    ))]
+pub async fn admin_get_user(
+    State(state): State<ChatState>,
+    ValidPath(id): ValidPath<ClerkUserId>,
+) -> Result<Json<AdminUser>, ApiError> {
+    Ok(Json(state.admin.get(&id).await?))
+}
+
+/// Change a user's role or tier (admins)
+///
+/// `{role?, tier?}` through Clerk's Backend API, then the users table at once.
+#[utoipa::path(patch, path = "/api/v1/admin/users/{id}", tag = "admin", operation_id = "adminUpdateUser",
+    security(("clerk" = [])),
+    params(("id" = String, Path, description = "The Clerk user id (`user_...`).")),
+    request_body = Value,
+    responses(
+        (status = 200, description = "The user as changed.", body = Value),
+        BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed,
+        TooManyRequests, BadGateway, ServiceUnavailable,
+    ))]
+pub async fn admin_update_user(
+    State(state): State<ChatState>,
+    admin: AuthUser,
+    ValidPath(id): ValidPath<ClerkUserId>,
+    ValidJson(patch): ValidJson<UserPatch>,
+) -> Result<Json<AdminUser>, ApiError> {
+    Ok(Json(state.admin.update(&admin, &id, &patch).await?))
 }

@@ -3,8 +3,10 @@
 //!
 //! Layers: `api` (request/response bodies and their validation), `service` (the domain: takes the
 //! authenticated user and typed input), `store` (DynamoDB), `providers` (upstreams, failover),
-//! `sse` (the event-stream wire format), `http` (adapters and the router).
+//! `sse` (the event-stream wire format), `http` (adapters and the router), `admin` (role and tier
+//! changes through Clerk).
 
+pub mod admin;
 pub mod api;
 pub mod config;
 pub mod context;
@@ -17,5 +19,5 @@ pub mod store;
 pub mod title;
 
 pub use config::ChatConfig;
-pub use http::{ChatState, router, router_with};
+pub use http::{ChatState, openapi, router, router_with};
 pub use service::ChatService;

@@ -1,5 +1,6 @@
-//! Conversation titles: from the first message, trimmed, whitespace collapsed, control characters
-//! dropped, at most `MAX_TITLE` characters (cut at a word boundary with an ellipsis when long).
+//! Conversation titles made from the first message: trimmed, whitespace collapsed, control characters
+//! dropped, at most `MAX_TITLE` characters (cut at a word boundary with an ellipsis when long). A title
+//! a user sets follows the shared identifier rule (`RenameRequest`'s `Validate`).
 
 pub const MAX_TITLE: usize = 80;
 pub const FALLBACK_TITLE: &str = "New conversation";
@@ -30,12 +31,6 @@ pub fn from_message(message: &str) -> String {
     format!("{}…", cut.trim_end())
 }
 
-/// A title a user sets: cleaned the same way; `None` if nothing is left or it is too long.
-pub fn normalise_user_title(title: &str) -> Option<String> {
-    let t = clean(title);
-    (!t.is_empty() && t.chars().count() <= MAX_TITLE).then_some(t)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,13 +53,6 @@ mod tests {
         assert!(!t.trim_end_matches('…').ends_with(' '));
         let unbroken = "x".repeat(200);
         assert_eq!(from_message(&unbroken).chars().count(), MAX_TITLE);
-    }
-
-    #[test]
-    fn user_titles() {
-        assert_eq!(normalise_user_title("  My chat  "), Some("My chat".into()));
-        assert_eq!(normalise_user_title("   "), None);
-        assert_eq!(normalise_user_title(&"y".repeat(81)), None);
     }
 
     proptest! {

@@ -1,7 +1,7 @@
 //! Clerk's webhook payloads: the event envelope and the user object, read leniently (Clerk adds
 //! fields freely) but with the fields we store checked.
 
-use baatcheet_shared::auth::{Role, Tier};
+use baatcheet_shared::clerk::{UserObjectError, profile_from_user, valid_clerk_id};
 use baatcheet_shared::users::ClerkProfile;
 use serde::Deserialize;
 use serde_json::Value;
@@ -14,6 +14,16 @@ pub enum EventError {
     UserId,
     #[error("the event has no updated_at")]
     UpdatedAt,
+}
+
+impl From<UserObjectError> for EventError {
+    fn from(e: UserObjectError) -> Self {
+        match e {
+            UserObjectError::Shape(s) => EventError::Shape(s),
+            UserObjectError::UserId => EventError::UserId,
+            UserObjectError::UpdatedAt => EventError::UpdatedAt,
+        }
+    }
 }
 
 /// What a delivery asks of the users table.
@@ -35,67 +45,14 @@ struct Envelope {
     data: Value,
 }
 
-#[derive(Deserialize)]
-struct EmailAddress {
-    id: Option<String>,
-    email_address: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct UserData {
-    id: Option<String>,
-    #[serde(default)]
-    email_addresses: Vec<EmailAddress>,
-    primary_email_address_id: Option<String>,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    image_url: Option<String>,
-    #[serde(default)]
-    public_metadata: Value,
-    created_at: Option<i64>,
-    updated_at: Option<i64>,
-}
-
-fn clerk_id(id: Option<&str>) -> Result<String, EventError> {
-    match id {
-        Some(id) if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) => Ok(id.into()),
-        _ => Err(EventError::UserId),
-    }
-}
-
-fn non_empty(s: Option<String>) -> Option<String> {
-    s.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
-}
-
-/// The event type (bounded, for logs and the delivery record) and what it asks for.
+/// The event type (bounded, for logs and the delivery record) and what it asks for. The user
+/// object is read by the same code that reads the Backend API's answers (`shared::clerk`).
 pub fn parse(body: &[u8]) -> Result<(String, Action), EventError> {
     let env: Envelope = serde_json::from_slice(body).map_err(|e| EventError::Shape(e.to_string()))?;
     let event_type: String = env.kind.chars().filter(|c| !c.is_control()).take(64).collect();
     let action = match env.kind.as_str() {
-        "user.created" | "user.updated" => {
-            let u: UserData = serde_json::from_value(env.data).map_err(|e| EventError::Shape(e.to_string()))?;
-            let clerk_id = clerk_id(u.id.as_deref())?;
-            // The primary address is the one `primary_email_address_id` names, not the first.
-            let email = u.primary_email_address_id.as_deref().and_then(|primary| {
-                u.email_addresses
-                    .iter()
-                    .find(|e| e.id.as_deref() == Some(primary))
-                    .and_then(|e| e.email_address.clone())
-            });
-            let meta = |k: &str| u.public_metadata.get(k).and_then(Value::as_str);
-            Action::Upsert(ClerkProfile {
-                clerk_id,
-                email: non_empty(email),
-                first_name: non_empty(u.first_name),
-                last_name: non_empty(u.last_name),
-                image_url: non_empty(u.image_url),
-                role: Role::parse_lenient(meta("role")),
-                tier: Tier::parse_lenient(meta("tier")),
-                created_at: u.created_at,
-                updated_at: u.updated_at.ok_or(EventError::UpdatedAt)?,
-            })
-        }
-        "user.deleted" => Action::Delete { clerk_id: clerk_id(env.data.get("id").and_then(Value::as_str))? },
+        "user.created" | "user.updated" => Action::Upsert(profile_from_user(env.data)?),
+        "user.deleted" => Action::Delete { clerk_id: valid_clerk_id(env.data.get("id").and_then(Value::as_str))? },
         _ => Action::Ignore,
     };
     Ok((event_type, action))
@@ -104,6 +61,7 @@ pub fn parse(body: &[u8]) -> Result<(String, Action), EventError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use baatcheet_shared::auth::{Role, Tier};
     use serde_json::json;
 
     #[test]

@@ -25,12 +25,22 @@ async fn main() -> Result<(), BoxError> {
     // Clerk stand-in: the dev key pair and webhook secret, unless the environment points at a
     // real Clerk instance (any key source set) or overrides a value.
     let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.trim().is_empty());
-    let mut defaults = vec![("CLERK_WEBHOOK_SECRET", dev_key::DEV_WEBHOOK_SECRET.to_string())];
+    let mut defaults = vec![("CLERK_WEBHOOK_SECRET", dev_key::DEV_WEBHOOK_SECRET.into())];
     let dev_keys = !["CLERK_JWT_KEY", "CLERK_SECRET_KEY", "CLERK_JWKS_URL"].iter().any(|k| set(k));
     if dev_keys {
-        defaults.push(("CLERK_JWT_KEY", dev_key::load_or_create(&dev_key::default_path())?.public_pem));
+        defaults.push(("CLERK_JWT_KEY", dev_key::load_or_create(&dev_key::default_path())?.public_pem.into()));
     }
-    stack::put_secret(&aws::secrets_manager(&sdk), &secret_name, &dev_secret::from_env(&defaults)).await?;
+    // Chat providers (`make dev` points them at the fake upstream unless told otherwise).
+    let providers = dev_secret::providers(|k| std::env::var(k).ok())?;
+    let provider_names: Vec<String> = providers
+        .as_ref()
+        .and_then(|p| p.as_array())
+        .map(|list| list.iter().filter_map(|p| p["name"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    if let Some(p) = providers {
+        defaults.push(("providers", p));
+    }
+    stack::put_secret(&aws::secrets_manager(&sdk), &secret_name, &dev_secret::from_env_json(&defaults)).await?;
     env.insert("SECRET_ID".into(), secret_name);
     if !set("CLERK_ISSUER") {
         env.insert("CLERK_ISSUER".into(), dev_key::DEV_ISSUER.into());
@@ -50,6 +60,11 @@ async fn main() -> Result<(), BoxError> {
         println!(
             "Dev session tokens: make token USER=user_alice ROLE=admin TIER=pro  (then: curl -H \"Authorization: Bearer $TOKEN\" ...)"
         );
+    }
+    if provider_names.is_empty() {
+        println!("Chat providers: none (set PROVIDERS_JSON or PROVIDERS_FILE; `make dev` starts a fake one)");
+    } else {
+        println!("Chat providers: {}", provider_names.join(", "));
     }
     for r in &template.routes {
         println!("  {:<7} http://{addr}{}", r.method, r.path);

@@ -1,8 +1,9 @@
 //! `chat-bench`: figures for the chat function, printed (no assertions). `scripts/bench-chat.sh`
 //! starts the local AWS endpoint and runs it.
 //!
-//! The chat function runs in a child process (`chat-bench serve`: the chat service behind the test
-//! router), so its memory is its own; the fake upstream and the client run here.
+//! The chat function runs in a child process (`chat-bench serve`: the chat function's real router,
+//! with Clerk authentication and rate limits), so its memory is its own; the fake upstream and the
+//! client (real session tokens) run here.
 //! - First-token overhead: when the client got the first `delta` minus when the fake upstream handed
 //!   that token to its connection (same clock: both in this process). This is what the chat function
 //!   adds to the upstream's own time to first token.
@@ -11,9 +12,9 @@
 
 use baatcheet_shared::{AppContext, Config};
 use baatcheet_tests::TestStack;
-use baatcheet_tests::chat::{USER_HEADER, test_router};
+use baatcheet_tests::clerk::{self, keys};
 use baatcheet_tests::fake_upstream::{Behavior, FakeUpstream};
-use chat::{ChatConfig, ChatState};
+use chat::ChatConfig;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -27,8 +28,8 @@ fn env_num(name: &str, default: usize) -> usize {
 async fn serve() -> Result<(), BoxError> {
     let ctx = AppContext::new(Config::from_env()?, &baatcheet_shared::aws::sdk_config().await);
     ctx.secrets.fetch().await?;
-    let state = ChatState::new(&ctx, ChatConfig::from_env()?)?;
-    let app = test_router(state, &ctx);
+    let _ = ChatConfig::from_env()?;
+    let app = chat::router(ctx)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("LISTENING {}", listener.local_addr()?);
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -74,7 +75,7 @@ async fn one(client: &reqwest::Client, base: &str, user: &str) -> Result<(Instan
     let sent = Instant::now();
     let mut res = client
         .post(format!("{base}/api/v1/chat/completions"))
-        .header(USER_HEADER, user)
+        .bearer_auth(clerk::token(&keys()[0], user))
         .json(&serde_json::json!({"message": "Salaam! Aaj mausam kaisa hai?"}))
         .send()
         .await?;
@@ -98,7 +99,15 @@ async fn bench() -> Result<(), BoxError> {
     let fake = FakeUpstream::start().await;
     fake.set_default(Behavior::ok().chunks(5));
     let providers = serde_json::json!([fake.provider("fake", &["k"], serde_json::json!([{"id": "m"}]))]);
-    let stack = TestStack::with_secret(serde_json::json!({ "providers": providers })).await;
+    // The child verifies tokens with the public key (no JWKS fetch); limits do not get in the way.
+    let mut stack =
+        TestStack::with_secret(serde_json::json!({ "providers": providers, "CLERK_JWT_KEY": keys()[0].public_pem }))
+            .await;
+    for (k, v) in
+        [("CLERK_ISSUER", clerk::ISSUER), ("RATE_LIMIT_GLOBAL", "1000000/1h"), ("RATE_LIMIT_CHAT_FREE", "1000000/1h")]
+    {
+        stack.env.insert(k.into(), v.into());
+    }
 
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .arg("serve")
@@ -120,7 +129,7 @@ async fn bench() -> Result<(), BoxError> {
     let (idle_rss, _) = rss_kb(pid);
 
     for _ in 0..10 {
-        one(&client, &base, "warmup").await?;
+        one(&client, &base, "user_bench").await?;
     }
     let skip = fake.request_count();
     let mut overhead = Vec::new();
@@ -128,7 +137,7 @@ async fn bench() -> Result<(), BoxError> {
     let mut before_upstream = Vec::new();
     let mut upstream_own = Vec::new();
     for _ in 0..requests {
-        let (sent, first) = one(&client, &base, "bench").await?;
+        let (sent, first) = one(&client, &base, "user_bench").await?;
         let rec = fake.requests().pop().ok_or("no upstream request")?;
         let chunk_at = rec.first_chunk_at.ok_or("no first chunk")?;
         overhead.push(first.duration_since(chunk_at).as_secs_f64() * 1e3);
@@ -154,7 +163,7 @@ async fn bench() -> Result<(), BoxError> {
         tasks.push(tokio::spawn(async move {
             let mut res = client
                 .post(format!("{base}/api/v1/chat/completions"))
-                .header(USER_HEADER, format!("u{i}"))
+                .bearer_auth(clerk::token(&keys()[0], &format!("user_bench{i}")))
                 .json(&serde_json::json!({"message": "a long answer please"}))
                 .send()
                 .await?;

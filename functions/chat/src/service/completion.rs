@@ -1,7 +1,9 @@
 //! Completions and regeneration, streamed or whole.
 //!
 //! Order of work: validate (nothing written on bad input) -> read the conversation with its newest
-//! messages (one Query) -> store the user's message (one transaction) -> open the upstream with
+//! messages (one Query) -> the model must take the images (vision) -> images checked, counted
+//! against the images limit, fetched and verified -> store the user's message (one transaction) ->
+//! open the upstream with
 //! failover until its first token -> only then answer `200 text/event-stream`, so a request no
 //! provider could serve is a real 503, and the user never sees text repeated by a failover. A
 //! spawned task then forwards chunks as they arrive and stores the answer when it ends (complete,
@@ -9,6 +11,7 @@
 
 use baatcheet_shared::auth::AuthUser;
 use baatcheet_shared::error::error_chain;
+use baatcheet_shared::rate_limit::Policy;
 use baatcheet_shared::request_id::RequestInfo;
 use baatcheet_shared::{ApiError, FieldError, Problem};
 use std::sync::Arc;
@@ -16,8 +19,12 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use super::attachments::Image;
 use super::{ChatService, owner};
-use crate::api::{AnswerMessage, CompletionInput, CompletionResponse, RegenerateInput, StreamDone, StreamStart};
+use crate::api::{
+    AnswerMessage, AttachmentInput, CompletionInput, CompletionResponse, RegenerateInput, StreamDone, StreamStart,
+    field_error,
+};
 use crate::context::{self, ContextLimits, estimate_tokens};
 use crate::modes;
 use crate::providers::catalog::{Catalog, Model};
@@ -25,7 +32,7 @@ use crate::providers::client::{StreamError, StreamEvent};
 use crate::providers::{ChatParams, Opened, Providers, wire};
 use crate::sse::ChatEvent;
 use crate::store::ids::{ConversationId, MessageId};
-use crate::store::model::{AttachmentRef, Conversation, Message, MessageStatus, Role, Usage, now_rfc3339};
+use crate::store::model::{Conversation, Message, MessageStatus, Role, Usage, now_rfc3339};
 use crate::store::{ConversationStore, Settings};
 use crate::title;
 
@@ -145,12 +152,40 @@ impl ChatService {
         )
     }
 
+    /// The images of a message, ready for the upstream: checked (count, data URLs verified, web
+    /// URLs through the SSRF guard), then counted against the images limit (one per image), then
+    /// fetched and verified. Nothing is stored before this succeeds.
+    async fn images(&self, user: &AuthUser, items: &[AttachmentInput]) -> Result<Vec<Image>, ApiError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let checked = self.attachments.check(items).await?;
+        let cost = u32::try_from(items.len()).unwrap_or(u32::MAX);
+        self.limiter.check(Policy::Images, owner(user), cost).await?;
+        self.attachments.load(checked).await
+    }
+
     async fn prepare_completion(&self, user: &AuthUser, input: CompletionInput) -> Result<Prepared, ApiError> {
         input.validate()?;
+        self.attachments.check_count(input.attachments.len())?;
         let catalog = self.providers.catalog().await?;
-        if let Some(id) = input.model.as_deref() {
+        let requested = input.model.as_deref();
+        if let Some(id) = requested {
+            // A model that cannot take the images is refused before any read.
             require_vision(&resolve_model(&catalog, Some(id), None)?, input.attachments.len())?;
         }
+        let existing = match input.conversation_id {
+            Some(id) => {
+                let keep = self.config.context_messages.saturating_sub(1);
+                Some(self.store.load_recent(owner(user), id, keep).await?)
+            }
+            None => None,
+        };
+        let stored_model = existing.as_ref().and_then(|(c, _)| c.model.as_deref());
+        let model = resolve_model(&catalog, requested, stored_model)?;
+        require_vision(&model, input.attachments.len())?;
+        let images = self.images(user, &input.attachments).await?;
+
         let now = now_rfc3339();
         let user_message = Message {
             id: MessageId::new(),
@@ -161,31 +196,21 @@ impl ChatService {
             model: None,
             provider: None,
             usage: None,
-            attachments: input
-                .attachments
-                .iter()
-                .map(|a| AttachmentRef { url: (!a.is_inline()).then(|| a.url().to_string()), inline: a.is_inline() })
-                .collect(),
+            attachments: images.iter().map(|i| i.stored.clone()).collect(),
         };
         let user_message_id = user_message.id;
-        let (conversation_id, title, created, settings, history, model) = match input.conversation_id {
-            Some(id) => {
-                let keep = self.config.context_messages.saturating_sub(1);
-                let (conversation, mut recent) = self.store.load_recent(owner(user), id, keep).await?;
-                let model = resolve_model(&catalog, input.model.as_deref(), conversation.model.as_deref())?;
-                require_vision(&model, input.attachments.len())?;
+        let (conversation_id, title, created, settings, history) = match existing {
+            Some((conversation, mut recent)) => {
                 let settings = Settings {
                     mode: input.mode.unwrap_or(conversation.mode),
                     model: model.id.clone(),
                     system_prompt: input.system_prompt.clone().or(conversation.system_prompt),
                 };
-                self.store.append(owner(user), id, &user_message, &settings).await?;
+                self.store.append(owner(user), conversation.id, &user_message, &settings).await?;
                 recent.push(user_message);
-                (id, conversation.title, false, settings, recent, model)
+                (conversation.id, conversation.title, false, settings, recent)
             }
             None => {
-                let model = resolve_model(&catalog, input.model.as_deref(), None)?;
-                require_vision(&model, input.attachments.len())?;
                 let settings = Settings {
                     mode: input.mode.unwrap_or_default(),
                     model: model.id.clone(),
@@ -204,10 +229,10 @@ impl ChatService {
                     deleted: false,
                 };
                 self.store.create(&conversation, &user_message).await?;
-                (conversation.id, conversation.title, true, settings, vec![user_message], model)
+                (conversation.id, conversation.title, true, settings, vec![user_message])
             }
         };
-        let images = input.attachments.iter().map(|a| a.url().to_string()).collect();
+        let images = images.into_iter().map(|i| i.data_url).collect();
         let (params, prompt_estimate) =
             self.params(&settings, &model, &history, images, input.temperature, input.max_tokens);
         Ok(Prepared {
@@ -224,6 +249,7 @@ impl ChatService {
     }
 
     async fn prepare_regenerate(&self, user: &AuthUser, input: RegenerateInput) -> Result<Prepared, ApiError> {
+        input.validate()?;
         let catalog = self.providers.catalog().await?;
         let keep = self.config.context_messages;
         // The newest `keep` messages before the answer being replaced, plus that answer.
@@ -245,11 +271,21 @@ impl ChatService {
             model: model.id.clone(),
             system_prompt: conversation.system_prompt.clone(),
         };
-        // Images stored by URL go with the prompt again (inline ones were never stored).
-        let images = match recent.last() {
-            Some(m) if model.vision => m.attachments.iter().filter_map(|a| a.url.clone()).collect(),
+        // Images stored by URL go with the prompt again, checked, fetched and verified again (and
+        // counted again); inline ones were never stored.
+        let stored: Vec<AttachmentInput> = match recent.last() {
+            Some(m) if model.vision => {
+                m.attachments.iter().filter_map(|a| a.url.clone()).map(AttachmentInput::Url).collect()
+            }
             _ => Vec::new(),
         };
+        let images = self.images(user, &stored).await.map_err(|e| match e.status().as_u16() {
+            413 | 415 | 422 => {
+                field_error("/conversation_id", "an image of the message being answered can no longer be used")
+            }
+            _ => e,
+        })?;
+        let images = images.into_iter().map(|i| i.data_url).collect();
         let (params, prompt_estimate) =
             self.params(&settings, &model, &recent, images, input.temperature, input.max_tokens);
         Ok(Prepared {

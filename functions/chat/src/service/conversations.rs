@@ -2,12 +2,13 @@
 //! conversations (another user's is "not found", never "forbidden").
 
 use baatcheet_shared::auth::AuthUser;
+use baatcheet_shared::validation::{Report, text};
 use baatcheet_shared::{ApiError, FieldError};
 
 use super::{ChatService, owner};
 use crate::api::{
-    ConversationDetail, ConversationList, MAX_PAGE, MAX_QUERY_CHARS, MAX_SEARCH_PAGE, PageRequest, SearchRequest,
-    SearchResults,
+    ConversationDetail, ConversationList, MAX_PAGE, MAX_SEARCH_PAGE, PageRequest, SearchRequest, SearchResults,
+    check_search,
 };
 use crate::store::cursor::Cursor;
 use crate::store::ids::ConversationId;
@@ -52,12 +53,9 @@ impl ChatService {
         id: ConversationId,
         title: &str,
     ) -> Result<Conversation, ApiError> {
-        let title = title::normalise_user_title(title).ok_or_else(|| {
-            ApiError::Validation(vec![FieldError::new(
-                "/title",
-                format!("must be 1-{} characters of text", title::MAX_TITLE),
-            )])
-        })?;
+        // The same rule as `RenameRequest`'s `Validate` (a short identifier).
+        let title = text::normalize_identifier(title, 1, title::MAX_TITLE)
+            .map_err(|e| ApiError::Validation(vec![FieldError::new("/title", e.to_string())]))?;
         Ok(self.store.rename(owner(user), id, &title).await?)
     }
 
@@ -72,15 +70,10 @@ impl ChatService {
     /// per request (`SEARCH_MAX_ITEMS` items read at most).
     pub async fn search(&self, user: &AuthUser, req: &SearchRequest) -> Result<SearchResults, ApiError> {
         let q = req.q.trim();
-        if q.is_empty() || q.chars().count() > MAX_QUERY_CHARS {
-            return Err(ApiError::Validation(vec![FieldError::new(
-                "/query/q",
-                format!("must be 1-{MAX_QUERY_CHARS} characters"),
-            )]));
-        }
-        if req.page.cursor.is_some_and(|c| !c.is_search()) {
-            return Err(bad_cursor());
-        }
+        // The same rules as `SearchQuery`'s `Validate`.
+        let mut report = Report::new("/query");
+        check_search(&mut report, q, req.page.cursor.as_ref());
+        report.finish()?;
         let page = self
             .store
             .search(

@@ -2,11 +2,14 @@
 //! and typed, validated input, and returns domain values or an `ApiError`. The HTTP adapters in
 //! `http` only extract, call and render.
 
+pub mod attachments;
 pub mod completion;
 pub mod conversations;
 pub mod transcribe;
 
 use baatcheet_shared::auth::AuthUser;
+use baatcheet_shared::rate_limit::Limiter;
+use baatcheet_shared::ssrf::{Resolver, SystemResolver};
 use baatcheet_shared::{ApiError, AppContext};
 use std::sync::Arc;
 
@@ -14,6 +17,7 @@ use crate::api::ModelsResponse;
 use crate::config::ChatConfig;
 use crate::providers::Providers;
 use crate::store::ConversationStore;
+use attachments::Attachments;
 
 pub use completion::ChatStream;
 pub use transcribe::TranscriptionInput;
@@ -22,16 +26,30 @@ pub struct ChatService {
     store: ConversationStore,
     providers: Arc<Providers>,
     config: Arc<ChatConfig>,
+    /// Per-user limits the service applies itself (images: their number is known only here).
+    limiter: Arc<Limiter>,
+    attachments: Attachments,
 }
 
 impl ChatService {
-    /// Built once per cold start from the shared context (DynamoDB client, secrets cache).
+    /// Built once per cold start from the shared context (DynamoDB client, secrets cache, limiter).
     pub fn new(ctx: &AppContext, config: ChatConfig) -> Result<Self, reqwest::Error> {
+        Self::with_resolver(ctx, config, Arc::new(SystemResolver))
+    }
+
+    /// As [`Self::new`], with the resolver image URLs are checked with (tests use a fixed table).
+    pub fn with_resolver(
+        ctx: &AppContext,
+        config: ChatConfig,
+        resolver: Arc<dyn Resolver>,
+    ) -> Result<Self, reqwest::Error> {
         let providers = Providers::new(ctx.secrets.clone(), &config)?;
         Ok(Self {
             store: ConversationStore::new(ctx.dynamo.clone(), ctx.config.tables.conversations.clone()),
             providers: Arc::new(providers),
+            attachments: Attachments::new(&config, resolver),
             config: Arc::new(config),
+            limiter: ctx.limiter.clone(),
         })
     }
 

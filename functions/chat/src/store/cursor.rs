@@ -50,8 +50,8 @@ impl Cursor {
         let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| InvalidCursor)?;
         let raw = std::str::from_utf8(&bytes).map_err(|_| InvalidCursor)?;
         let parts: Vec<&str> = raw.split(':').collect();
-        let conv = |s: &str| ConversationId::parse(s).ok_or(InvalidCursor);
-        let msg = |s: &str| MessageId::parse(s).ok_or(InvalidCursor);
+        let conv = |s: &str| s.parse::<ConversationId>().map_err(|_| InvalidCursor);
+        let msg = |s: &str| s.parse::<MessageId>().map_err(|_| InvalidCursor);
         match parts.as_slice() {
             [VERSION, "c", c] => Ok(Cursor::Conversations(conv(c)?)),
             [VERSION, "m", c, m] => Ok(Cursor::Messages(conv(c)?, msg(m)?)),
@@ -64,6 +64,14 @@ impl Cursor {
 
     pub fn is_search(&self) -> bool {
         matches!(self, Cursor::SearchTitles(_) | Cursor::SearchContentStart | Cursor::SearchContent(..))
+    }
+}
+
+/// Cursors arrive as query parameters: a cursor that does not decode is a field error there.
+impl<'de> serde::Deserialize<'de> for Cursor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Cursor::decode(&s).map_err(|_| serde::de::Error::custom("is not a valid cursor"))
     }
 }
 

@@ -41,12 +41,12 @@ pub fn user_messages(user_id: &str) -> String {
 
 /// `M#{mid}` -> the id.
 pub fn parse_msg_sk(sk: &str) -> Option<MessageId> {
-    sk.strip_prefix(MSG_PREFIX).and_then(MessageId::parse)
+    sk.strip_prefix(MSG_PREFIX).and_then(|s| s.parse::<MessageId>().ok())
 }
 
 /// `CONV#{cid}` -> the id.
 pub fn parse_conv_pk(pk: &str) -> Option<ConversationId> {
-    pk.strip_prefix("CONV#").and_then(ConversationId::parse)
+    pk.strip_prefix("CONV#").and_then(|s| s.parse::<ConversationId>().ok())
 }
 
 #[cfg(test)]
