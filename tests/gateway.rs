@@ -72,3 +72,38 @@ async fn cors_allows_configured_origins_only() {
     assert_eq!(res.status(), 200);
     assert!(res.headers().get("access-control-allow-origin").is_none());
 }
+
+/// A browser calling the chat API from the web app first sends a preflight; API Gateway routes
+/// it (template.yaml's OPTIONS events) to the function, whose CORS layer answers it without
+/// authentication, validation or a rate-limit charge.
+#[tokio::test]
+async fn preflights_of_authenticated_routes_are_answered_for_allowed_origins_only() {
+    let stack = TestStack::new().await;
+    let base = spawn_gateway(&stack.context().await).await;
+    let preflight = |path: &str, origin: &str, method: &str| {
+        http()
+            .request(reqwest::Method::OPTIONS, format!("{base}{path}"))
+            .header("origin", origin)
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", "authorization, content-type")
+            .send()
+    };
+    for (path, method) in [
+        ("/api/v1/chat/completions", "POST"),
+        ("/api/v1/conversations/c_0123456789abcdef", "PATCH"),
+        ("/api/v1/admin/users/user_1", "PATCH"),
+    ] {
+        let res = preflight(path, "https://app.baatcheet.test", method).await.unwrap();
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        assert_eq!(res.headers()["access-control-allow-origin"], "https://app.baatcheet.test", "{path}");
+        let methods = res.headers()["access-control-allow-methods"].to_str().unwrap().to_string();
+        assert!(methods.contains(method), "{path}: {methods}");
+        let headers = res.headers()["access-control-allow-headers"].to_str().unwrap().to_lowercase();
+        assert!(headers.contains("authorization") && headers.contains("content-type"), "{path}: {headers}");
+        assert!(res.headers().get("ratelimit").is_none(), "a preflight is not charged: {path}");
+        assert_security_headers(res.headers());
+
+        let res = preflight(path, "https://evil.example", method).await.unwrap();
+        assert!(res.headers().get("access-control-allow-origin").is_none(), "{path}");
+    }
+}
