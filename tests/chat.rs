@@ -336,10 +336,10 @@ async fn dynamodb_calls_per_completion_are_counted() {
     let follow_up = h.calls.take();
     println!("DynamoDB calls, new conversation: {new_conversation:?}");
     println!("DynamoDB calls, follow-up in a conversation: {follow_up:?}");
-    // The user is cached (signed in before); the limiter makes one conditional update per policy
-    // (global per IP, chat per user); the prompt is stored before the upstream call, the answer after.
-    assert_eq!(new_conversation, ["UpdateItem", "UpdateItem", "TransactWriteItems", "TransactWriteItems"]);
-    assert_eq!(follow_up, ["UpdateItem", "UpdateItem", "Query", "TransactWriteItems", "TransactWriteItems"]);
+    // The user is cached (signed in before); the limiter charges both policies (global per IP,
+    // chat per user) in one transaction; the prompt is stored before the upstream call, the answer after.
+    assert_eq!(new_conversation, ["TransactWriteItems", "TransactWriteItems", "TransactWriteItems"]);
+    assert_eq!(follow_up, ["TransactWriteItems", "Query", "TransactWriteItems", "TransactWriteItems"]);
 }
 
 #[tokio::test]

@@ -389,11 +389,11 @@ async fn dynamodb_calls_per_completion_on_a_warm_instance() {
     gw.complete(&alice, json!({"message": "new conversation", "stream": false})).await;
     let new_conversation = gw.h.calls.take();
     println!("DynamoDB calls for one streamed completion in a conversation (warm instance): {follow_up:?}");
-    println!("  limiter (global per IP + chat per user): 2 UpdateItem; user lookup: 0 (cached);");
+    println!("  limiter (global per IP + chat per user): 1 TransactWriteItems; user lookup: 0 (cached);");
     println!("  context: 1 Query; persist: 2 TransactWriteItems (prompt before the upstream call, answer after)");
     println!("DynamoDB calls for one completion starting a conversation: {new_conversation:?}");
-    assert_eq!(follow_up, ["UpdateItem", "UpdateItem", "Query", "TransactWriteItems", "TransactWriteItems"]);
-    assert_eq!(new_conversation, ["UpdateItem", "UpdateItem", "TransactWriteItems", "TransactWriteItems"]);
+    assert_eq!(follow_up, ["TransactWriteItems", "Query", "TransactWriteItems", "TransactWriteItems"]);
+    assert_eq!(new_conversation, ["TransactWriteItems", "TransactWriteItems", "TransactWriteItems"]);
 }
 
 #[tokio::test]

@@ -29,11 +29,19 @@ async fn unrouted_method_not_allowed() -> Response {
 }
 
 pub fn wrap(routes: Router, ctx: &AppContext) -> Router {
+    wrap_deferring_global(routes, ctx, &[])
+}
+
+/// [`wrap`], with the global limit of `deferred` paths charged by the route's first limit check,
+/// in the same DynamoDB call. Only for routes that authenticate and check their per-user limit
+/// before any side effect (see [`rate_limit::global_limit`]).
+pub fn wrap_deferring_global(routes: Router, ctx: &AppContext, deferred: &'static [&'static str]) -> Router {
+    let global = rate_limit::GlobalLimit { limiter: ctx.limiter.clone(), deferred };
     routes
         .fallback(unrouted_not_found)
         .method_not_allowed_fallback(unrouted_method_not_allowed)
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn_with_state(ctx.limiter.clone(), rate_limit::global_limit))
+        .layer(middleware::from_fn_with_state(global, rate_limit::global_limit))
         .layer(cors::cors_layer(&ctx.config))
         .layer(middleware::from_fn(security_headers::security_headers_layer))
         .layer(middleware::from_fn(request_id::request_id_layer))

@@ -167,8 +167,13 @@ pub fn router_with(state: ChatState, ctx: &AppContext) -> Router {
         Guard::Admin => r.route_layer(require_role(ctx, &[Role::Admin])),
     };
     let (routes, _) = routes(&guard).split_for_parts();
-    request_path::wrap(routes.with_state(state), ctx)
+    request_path::wrap_deferring_global(routes.with_state(state), ctx, &PER_USER_LIMITED)
 }
+
+/// The paths whose routes begin with `route_limit` (authentication, then the per-user limit,
+/// before any side effect): their global per-IP check is made in the same DynamoDB call.
+const PER_USER_LIMITED: [&str; 4] =
+    ["/api/v1/chat/completions", "/api/v1/chat/regenerate", "/api/v1/chat/transcribe", "/api/v1/conversations/search"];
 
 /// The models this deployment offers (public)
 #[utoipa::path(get, path = "/api/v1/chat/models", tag = "chat", operation_id = "listModels",

@@ -1,7 +1,8 @@
 //! Distributed rate limiting: GCRA token buckets in DynamoDB, exact across every Lambda instance.
 //!
 //! - [`gcra`]: the arithmetic. [`policy`]: the spec's limits, their configuration and bucket keys.
-//! - [`store`]: one conditional UpdateItem per decision. [`deny_cache`]: answers 429 for buckets
+//! - [`store`]: one conditional UpdateItem per decision, or one transaction for the global and a
+//!   per-user bucket together (see [`layer::global_limit`]). [`deny_cache`]: answers 429 for buckets
 //!   this instance knows are empty, without calling DynamoDB. [`fallback`]: in-memory buckets while
 //!   DynamoDB is unreachable (the limiter then reports itself degraded).
 //! - [`headers`]: `RateLimit-Policy` / `RateLimit`. [`layer`]: the global per-IP limit of the
@@ -38,7 +39,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub use clock::{Clock, SystemClock};
 pub use headers::{RateLimitStatus, Source, with_rate_limit};
-pub use layer::{UNLIMITED_PATHS, global_limit};
+pub use layer::{GlobalLimit, UNLIMITED_PATHS, global_limit};
 pub use policy::{Policies, Policy, Settings, Subject};
 
 use crate::error::{ApiError, error_chain};
@@ -122,6 +123,16 @@ impl std::fmt::Debug for Limiter {
     }
 }
 
+/// How a deferred global check was made together with a per-user one.
+enum Joint {
+    /// One transaction decided both.
+    Both(RateLimitStatus, RateLimitStatus),
+    /// The global bucket refused; the per-user one was not charged.
+    GlobalRefused(RateLimitStatus),
+    /// Not together: the global check, then the per-user check.
+    OneByOne,
+}
+
 /// Key of the bucket `/health` exercises to see whether a degraded limiter's store is back.
 const PROBE_KEY: &str = "health#probe";
 
@@ -160,17 +171,116 @@ impl Limiter {
     /// Admitted: the policy's status (the request path writes it into the `RateLimit` fields).
     /// Refused: `ApiError::QuotaExceeded` (429 problem+json with `Retry-After`). A cost above the
     /// policy's capacity can never be admitted: 400. Never fails because DynamoDB is down.
+    ///
+    /// On a path whose global check the request path deferred, the first check also charges the
+    /// client IP's global bucket, in the same DynamoDB call when it can.
     pub async fn check<'a>(
         &self,
         policy: Policy,
         subject: impl Into<Subject<'a>>,
         cost: u32,
     ) -> Result<RateLimitStatus, ApiError> {
-        let status = self.decide(policy, &subject.into(), cost).await?;
+        let subject = subject.into();
+        match layer::take_pending_global() {
+            Some(ip) if policy != Policy::Global => self.check_with_global(ip, policy, &subject, cost).await,
+            _ => self.check_alone(policy, &subject, cost).await,
+        }
+    }
+
+    async fn check_alone(&self, policy: Policy, subject: &Subject<'_>, cost: u32) -> Result<RateLimitStatus, ApiError> {
+        let status = self.decide(policy, subject, cost).await?;
         layer::record(&status);
         match status.error() {
             Some(e) => Err(e),
             None => Ok(status),
+        }
+    }
+
+    /// The global check of `ip` and `policy`'s check of `subject`, in one transaction when the
+    /// store can decide both; otherwise one after the other (global first), as two checks.
+    async fn check_with_global(
+        &self,
+        ip: IpAddr,
+        policy: Policy,
+        subject: &Subject<'_>,
+        cost: u32,
+    ) -> Result<RateLimitStatus, ApiError> {
+        match self.decide_with_global(ip, policy, subject, cost).await {
+            Joint::Both(global, status) => {
+                layer::record(&global);
+                layer::record(&status);
+                match status.error() {
+                    Some(e) => Err(e),
+                    None => Ok(status),
+                }
+            }
+            Joint::GlobalRefused(global) => {
+                layer::record(&global);
+                Err(global.error().unwrap_or(ApiError::QuotaExceeded { policy: "global".into(), retry_after_secs: 1 }))
+            }
+            Joint::OneByOne => {
+                self.check_alone(Policy::Global, &Subject::Ip(ip), 1).await?;
+                self.check_alone(policy, subject, cost).await
+            }
+        }
+    }
+
+    async fn decide_with_global(&self, ip: IpAddr, policy: Policy, subject: &Subject<'_>, cost: u32) -> Joint {
+        let (g_rate, rate) = (self.rate(Policy::Global), self.rate(policy));
+        let cost = u64::from(cost);
+        if cost == 0 || cost > rate.capacity() {
+            return Joint::OneByOne; // the errors of a single check, after the global one
+        }
+        let (g_key, key) = (Policy::Global.key(&Subject::Ip(ip)), policy.key(subject));
+        let now = self.clock.now_us();
+        let (g_known, known) = (self.cache.known(&g_key), self.cache.known(&key));
+        let cached_empty =
+            |rate: &Rate, tat: Option<u64>, cost| tat.is_some_and(|t| !gcra::could_admit(rate, t, now, cost));
+        // A bucket known empty, or no store: the single checks answer from the cache or fallback.
+        if cached_empty(&g_rate, g_known, 1) || cached_empty(&rate, known, cost) || !self.breaker.store_allowed(now) {
+            return Joint::OneByOne;
+        }
+        let takes = [
+            // The global bucket of an address is shared by all its requests: extend it without
+            // conflicts (its new TAT is then a lower bound, enough for the deny cache).
+            store::Take { key: &g_key, rate: &g_rate, cost: 1, known: g_known, exact: false },
+            store::Take { key: &key, rate: &rate, cost, known, exact: true },
+        ];
+        match self.store.acquire_together(takes, now).await {
+            Ok(store::Together::Allowed([g_tat, tat])) => {
+                if self.breaker.succeeded() {
+                    tracing::info!("rate-limit store reachable again; decisions are exact across instances");
+                }
+                self.cache.observe(&g_key, g_tat, now);
+                self.cache.observe(&key, tat, now);
+                self.counters.store_decisions.fetch_add(2, Ordering::Relaxed);
+                let global =
+                    self.status(Policy::Global, &g_rate, Outcome::Allowed { tat: g_tat }, now, 1, Source::Store);
+                Joint::Both(global, self.status(policy, &rate, Outcome::Allowed { tat }, now, cost, Source::Store))
+            }
+            Ok(store::Together::Denied { index: 0, tat }) => {
+                self.cache.observe(&g_key, tat, now);
+                self.counters.store_decisions.fetch_add(1, Ordering::Relaxed);
+                Joint::GlobalRefused(self.status(
+                    Policy::Global,
+                    &g_rate,
+                    Outcome::Denied { tat },
+                    now,
+                    1,
+                    Source::Store,
+                ))
+            }
+            // The per-user bucket is empty and nothing was charged: the global check alone, then
+            // this refusal again from the deny cache.
+            Ok(store::Together::Denied { tat, .. }) => {
+                self.cache.observe(&key, tat, now);
+                Joint::OneByOne
+            }
+            Err(store::StoreError::Contention) => Joint::OneByOne,
+            Err(e) => {
+                self.store_failed(policy, &e, now);
+                Joint::OneByOne
+            }
         }
     }
 
@@ -268,16 +378,25 @@ impl Limiter {
     /// Another instance that has not seen this IP's failures lets the request through to
     /// verification, where a further failure is counted (and refused) by step 2.
     pub fn auth_precheck(&self, ip: IpAddr) -> Result<(), ApiError> {
-        let rate = self.rate(Policy::Auth);
-        let key = Policy::Auth.key(&Subject::Ip(ip));
+        self.precheck(Policy::Auth, ip, 1)
+    }
+
+    /// Refuses (429, recorded for the response) when this instance already knows `policy`'s
+    /// bucket for `subject` cannot admit `cost`, from its deny cache or fallback bucket; no
+    /// DynamoDB call. `Ok` says nothing was known against the request.
+    pub fn precheck<'a>(&self, policy: Policy, subject: impl Into<Subject<'a>>, cost: u64) -> Result<(), ApiError> {
+        let rate = self.rate(policy);
+        let key = policy.key(&subject.into());
         let now = self.clock.now_us();
         let known = [self.cache.known(&key), self.fallback.known(&key)].into_iter().flatten().max();
         match known {
-            Some(tat) if !gcra::could_admit(&rate, tat, now, 1) => {
+            Some(tat) if !gcra::could_admit(&rate, tat, now, cost) => {
                 self.counters.deny_cache_hits.fetch_add(1, Ordering::Relaxed);
-                let status = self.status(Policy::Auth, &rate, Outcome::Denied { tat }, now, 1, Source::DenyCache);
+                let status = self.status(policy, &rate, Outcome::Denied { tat }, now, cost, Source::DenyCache);
                 layer::record(&status);
-                Err(status.error().unwrap_or(ApiError::QuotaExceeded { policy: "auth".into(), retry_after_secs: 1 }))
+                Err(status
+                    .error()
+                    .unwrap_or(ApiError::QuotaExceeded { policy: policy.name().into(), retry_after_secs: 1 }))
             }
             _ => Ok(()),
         }

@@ -20,8 +20,11 @@
 //! bucket holds.
 
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -37,12 +40,22 @@ const TTL_MARGIN_SECS: u64 = 60;
 /// covers a bucket that changed between them.
 const MAX_ATTEMPTS: usize = 3;
 
+const EXTEND_UPDATE: &str = "SET #tat = if_not_exists(#tat, :now) + :inc, #exp = :exp";
+const EXTEND_CONDITION: &str = "attribute_not_exists(#tat) OR (#tat > :now AND #tat <= :max)";
+const SET_UPDATE: &str = "SET #tat = :tat, #exp = :exp";
+const REFILL_CONDITION: &str = "attribute_not_exists(#tat) OR #tat <= :now";
+const SWAP_CONDITION: &str = "#tat = :old";
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("the rate-limit store did not answer within {0:?}")]
     Timeout(Duration),
     #[error("the rate-limit store failed an update")]
     Update(#[source] Box<SdkError<UpdateItemError>>),
+    #[error("the rate-limit store failed a transaction")]
+    Transaction(#[source] Box<SdkError<TransactWriteItemsError>>),
+    #[error("the rate-limit store could not build a request")]
+    Build(#[source] aws_sdk_dynamodb::error::BuildError),
     #[error("the rate-limit item has no readable {TAT} attribute")]
     Corrupt,
     #[error("the rate-limit item kept changing under {MAX_ATTEMPTS} conditional updates")]
@@ -53,6 +66,32 @@ pub enum StoreError {
 enum Shape {
     Extend,
     Refill,
+    /// Compare and set: `SET tat = :tat` if `tat = :old` (transactions only, where the new TAT
+    /// is not returned and must therefore be known beforehand).
+    Swap(u64),
+}
+
+/// One bucket of a [`DynamoStore::acquire_together`] decision.
+#[derive(Debug, Clone, Copy)]
+pub struct Take<'a> {
+    pub key: &'a str,
+    pub rate: &'a Rate,
+    pub cost: u64,
+    /// The TAT this instance last saw for the key.
+    pub known: Option<u64>,
+    /// Whether the new TAT must be known exactly (compare-and-set on a bucket in use); otherwise
+    /// a bucket in use is extended without conflicts and its new TAT is a lower bound.
+    pub exact: bool,
+}
+
+/// The verdict on buckets taken together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Together {
+    /// Every bucket admitted the request; their TATs now (exact, or a lower bound for a bucket
+    /// taken with `exact: false` that was in use).
+    Allowed([u64; 2]),
+    /// Bucket `index` is empty (its stored TAT given); nothing was taken from any bucket.
+    Denied { index: usize, tat: u64 },
 }
 
 enum Attempt {
@@ -113,6 +152,112 @@ impl DynamoStore {
         tokio::time::timeout(self.timeout, fut).await.map_err(|_| StoreError::Timeout(self.timeout))?
     }
 
+    /// Takes from two buckets in one round trip (TransactWriteItems): both admit the request
+    /// or neither is charged. Each bucket keeps the conditions of [`Self::acquire`], so a
+    /// concurrent writer on either key cancels the transaction instead of overdrawing it.
+    /// `Contention` when the buckets kept changing: the caller then decides them one by one.
+    pub async fn acquire_together(&self, takes: [Take<'_>; 2], now: u64) -> Result<Together, StoreError> {
+        let mut max = [0u64; 2];
+        for (m, t) in max.iter_mut().zip(&takes) {
+            *m = t.rate.max_tat_admitting(now, t.cost).ok_or(StoreError::Contention)?;
+        }
+        let fut = async {
+            let mut seen = [takes[0].known, takes[1].known];
+            for _ in 0..MAX_ATTEMPTS {
+                let mut shapes = [Shape::Refill; 2];
+                for i in 0..2 {
+                    // TATs only grow, so a TAT seen above the bound proves the bucket empty.
+                    match seen[i] {
+                        Some(tat) if tat > max[i] => return Ok(Together::Denied { index: i, tat }),
+                        Some(tat) if tat > now => {
+                            shapes[i] = if takes[i].exact { Shape::Swap(tat) } else { Shape::Extend }
+                        }
+                        // Unknown: assume full (an exact bucket must not extend blindly).
+                        None if !takes[i].exact => shapes[i] = Shape::Extend,
+                        _ => {}
+                    }
+                }
+                let mut items = Vec::with_capacity(2);
+                for i in 0..2 {
+                    items.push(self.transact_item(&takes[i], now, max[i], shapes[i])?);
+                }
+                self.calls.fetch_add(1, Ordering::Relaxed);
+                let res = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+                let e = match res {
+                    Ok(_) => {
+                        let mut tats = [0u64; 2];
+                        for i in 0..2 {
+                            let inc = takes[i].rate.increment_us(takes[i].cost);
+                            tats[i] = match shapes[i] {
+                                Shape::Refill => now + inc,
+                                Shape::Swap(old) => old + inc,
+                                Shape::Extend => seen[i].unwrap_or(now).max(now) + inc,
+                            };
+                        }
+                        return Ok(Together::Allowed(tats));
+                    }
+                    Err(e) => e,
+                };
+                let Some(TransactWriteItemsError::TransactionCanceledException(c)) = e.as_service_error() else {
+                    return Err(StoreError::Transaction(Box::new(e)));
+                };
+                for (i, reason) in c.cancellation_reasons().iter().enumerate().take(2) {
+                    match reason.code() {
+                        Some("ConditionalCheckFailed") => match (reason.item().and_then(read_tat), shapes[i]) {
+                            (Some(tat), _) => seen[i] = Some(tat),
+                            // A swap fails on a missing item (it expired): start afresh.
+                            (None, Shape::Swap(_)) => seen[i] = None,
+                            (None, _) => return Err(StoreError::Corrupt),
+                        },
+                        // Another transaction held the item; the next attempt may pass.
+                        None | Some("None") | Some("TransactionConflict") => {}
+                        Some(_) => return Err(StoreError::Transaction(Box::new(e))),
+                    }
+                }
+            }
+            Err(StoreError::Contention)
+        };
+        tokio::time::timeout(self.timeout, fut).await.map_err(|_| StoreError::Timeout(self.timeout))?
+    }
+
+    fn transact_item(
+        &self,
+        take: &Take<'_>,
+        now: u64,
+        max: u64,
+        shape: Shape,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let n = |v: u64| AttributeValue::N(v.to_string());
+        let inc = take.rate.increment_us(take.cost);
+        let expires_at = (now + take.rate.tolerance_us()).div_ceil(MICROS_PER_SEC) + TTL_MARGIN_SECS;
+        let u = Update::builder()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(take.key.to_string()))
+            .expression_attribute_names("#tat", TAT)
+            .expression_attribute_names("#exp", EXPIRES_AT)
+            .expression_attribute_values(":exp", n(expires_at))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let u = match shape {
+            Shape::Extend => u
+                .update_expression(EXTEND_UPDATE)
+                .condition_expression(EXTEND_CONDITION)
+                .expression_attribute_values(":now", n(now))
+                .expression_attribute_values(":inc", n(inc))
+                .expression_attribute_values(":max", n(max)),
+            Shape::Refill => u
+                .update_expression(SET_UPDATE)
+                .condition_expression(REFILL_CONDITION)
+                .expression_attribute_values(":now", n(now))
+                .expression_attribute_values(":tat", n(now + inc)),
+            Shape::Swap(old) => u
+                .update_expression(SET_UPDATE)
+                .condition_expression(SWAP_CONDITION)
+                .expression_attribute_values(":old", n(old))
+                .expression_attribute_values(":tat", n(old + inc)),
+        };
+        Ok(TransactWriteItem::builder().update(u.build().map_err(StoreError::Build)?).build())
+    }
+
     async fn update(
         &self,
         key: &str,
@@ -131,7 +276,6 @@ impl DynamoStore {
             .key("pk", AttributeValue::S(key.to_string()))
             .expression_attribute_names("#tat", TAT)
             .expression_attribute_names("#exp", EXPIRES_AT)
-            .expression_attribute_values(":now", n(now))
             .return_values(ReturnValue::UpdatedNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         // The item may expire once its TAT has passed: at most now + tau after this update.
@@ -139,14 +283,21 @@ impl DynamoStore {
         req = req.expression_attribute_values(":exp", n(expires_at));
         req = match shape {
             Shape::Extend => req
-                .update_expression("SET #tat = if_not_exists(#tat, :now) + :inc, #exp = :exp")
-                .condition_expression("attribute_not_exists(#tat) OR (#tat > :now AND #tat <= :max)")
+                .update_expression(EXTEND_UPDATE)
+                .condition_expression(EXTEND_CONDITION)
+                .expression_attribute_values(":now", n(now))
                 .expression_attribute_values(":inc", n(inc))
                 .expression_attribute_values(":max", n(max)),
             Shape::Refill => req
-                .update_expression("SET #tat = :tat, #exp = :exp")
-                .condition_expression("attribute_not_exists(#tat) OR #tat <= :now")
+                .update_expression(SET_UPDATE)
+                .condition_expression(REFILL_CONDITION)
+                .expression_attribute_values(":now", n(now))
                 .expression_attribute_values(":tat", n(now + inc)),
+            Shape::Swap(old) => req
+                .update_expression(SET_UPDATE)
+                .condition_expression(SWAP_CONDITION)
+                .expression_attribute_values(":old", n(old))
+                .expression_attribute_values(":tat", n(old + inc)),
         };
         self.calls.fetch_add(1, Ordering::Relaxed);
         match req.send().await {
