@@ -1,5 +1,5 @@
 # BaatCheet API. `make dev` runs the whole API locally; `make test` runs every test.
-.PHONY: dev test lint fmt ci token bench bench-limits smoke lint-deploy lambda-build lambda-zip-sizes
+.PHONY: dev test lint fmt ci token bench bench-limits smoke lint-deploy lambda-build lambda-zip-sizes audit
 
 PORT ?= 5001
 AWS_PORT ?= 5002
@@ -37,6 +37,9 @@ smoke: ## Post-deploy checks against API_URL (TOKEN optional): make smoke API_UR
 
 lint-deploy: ## actionlint on the workflows, cfn-lint and sam validate --lint on template.yaml
 	scripts/lint-deploy.sh
+
+audit: ## cargo-deny with deny.toml: bans, licenses, sources offline; AUDIT_ADVISORIES=1 adds RustSec advisories (network)
+	scripts/audit.sh
 
 LAMBDA_FUNCTIONS = $(shell sed -n 's/^ *Binary: *//p' template.yaml)
 
