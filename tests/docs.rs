@@ -58,7 +58,7 @@ async fn document_server_is_the_stage_the_request_came_in_under() {
     // SAFETY: template.yaml sets this for every function; the same value as every other test.
     unsafe { std::env::set_var("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true") };
     let stack = TestStack::new().await;
-    let router = docs::router(&stack.config(), docs::Settings::default());
+    let router = docs::router(&stack.config(), docs::Settings::default(), stack.context().await.limiter.clone());
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events/docs-json.json");
     let event = std::fs::read_to_string(path).unwrap();
     let req = lambda_http::request::from_str(&event).expect("event parses");
@@ -69,4 +69,24 @@ async fn document_server_is_the_stage_the_request_came_in_under() {
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
     let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(doc["servers"], serde_json::json!([{ "url": "/staging" }]));
+}
+
+/// The docs routes are under the global per-IP limit like every route but the probes and the
+/// webhook.
+#[tokio::test]
+async fn docs_are_under_the_global_limit() {
+    let mut stack = TestStack::new().await;
+    stack.env.insert("RATE_LIMIT_GLOBAL".into(), "2/1h".into());
+    let base = spawn_gateway(&stack.context().await).await;
+    for left in ["1", "0"] {
+        let res = http().get(format!("{base}/api/docs.json")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["ratelimit-policy"], "\"global\";q=2;w=3600");
+        let field = res.headers()["ratelimit"].to_str().unwrap().to_string();
+        assert!(field.starts_with(&format!("\"global\";r={left};")), "{field}");
+    }
+    let res = http().get(format!("{base}/api/docs")).send().await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
 }

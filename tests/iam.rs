@@ -38,7 +38,8 @@ struct Driver {
 const DRIVERS: &[Driver] = &[
     Driver { function: "HealthFunction", stack: standard_stack, flows: health_flows },
     Driver { function: "WebhookFunction", stack: webhook_stack, flows: webhook_flows },
-    // Serves embedded documents only: its fixtures are all there is, and it must call nothing.
+    // Serves embedded documents only: its fixtures are all there is, and all it calls is the
+    // global rate limit.
     Driver { function: "DocsFunction", stack: standard_stack, flows: no_flows },
     Driver { function: "ChatFunction", stack: chat_stack, flows: chat_flows },
 ];

@@ -17,7 +17,7 @@ pub fn router_for(logical_id: &str, ctx: &AppContext) -> Option<Router> {
                 None
             }
         },
-        "DocsFunction" => Some(docs::router(&ctx.config, docs_settings())),
+        "DocsFunction" => Some(docs::router(&ctx.config, docs_settings(), ctx.limiter.clone())),
         _ => None,
     }
 }

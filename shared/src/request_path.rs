@@ -7,8 +7,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use std::any::Any;
+use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::rate_limit::Limiter;
 use crate::{config::Config, context::AppContext, cors, error, rate_limit, request_id, security_headers};
 
 /// Response extension set by a function's fallbacks: no route of the function matched the
@@ -28,6 +30,7 @@ async fn unrouted_method_not_allowed() -> Response {
     res
 }
 
+/// A function's routes behind the shared request path.
 pub fn wrap(routes: Router, ctx: &AppContext) -> Router {
     wrap_deferring_global(routes, ctx, &[])
 }
@@ -36,24 +39,21 @@ pub fn wrap(routes: Router, ctx: &AppContext) -> Router {
 /// in the same DynamoDB call. Only for routes that authenticate and check their per-user limit
 /// before any side effect (see [`rate_limit::global_limit`]).
 pub fn wrap_deferring_global(routes: Router, ctx: &AppContext, deferred: &'static [&'static str]) -> Router {
-    let global = rate_limit::GlobalLimit { limiter: ctx.limiter.clone(), deferred };
+    layered(routes, &ctx.config, rate_limit::GlobalLimit { limiter: ctx.limiter.clone(), deferred })
+}
+
+/// The request path of a function that needs no AWS client but the limiter's (docs): the same
+/// layers as [`wrap`], the global limit included.
+pub fn wrap_limited(routes: Router, config: &Config, limiter: Arc<Limiter>) -> Router {
+    layered(routes, config, rate_limit::GlobalLimit { limiter, deferred: &[] })
+}
+
+fn layered(routes: Router, config: &Config, global: rate_limit::GlobalLimit) -> Router {
     routes
         .fallback(unrouted_not_found)
         .method_not_allowed_fallback(unrouted_method_not_allowed)
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn_with_state(global, rate_limit::global_limit))
-        .layer(cors::cors_layer(&ctx.config))
-        .layer(middleware::from_fn(security_headers::security_headers_layer))
-        .layer(middleware::from_fn(request_id::request_id_layer))
-}
-
-/// The request path of a function that serves only static content and needs no AWS client
-/// (docs): the same layers as [`wrap`] minus those that need an [`AppContext`].
-pub fn wrap_static(routes: Router, config: &Config) -> Router {
-    routes
-        .fallback(unrouted_not_found)
-        .method_not_allowed_fallback(unrouted_method_not_allowed)
-        .layer(CatchPanicLayer::custom(panic_response))
         .layer(cors::cors_layer(config))
         .layer(middleware::from_fn(security_headers::security_headers_layer))
         .layer(middleware::from_fn(request_id::request_id_layer))

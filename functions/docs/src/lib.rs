@@ -4,7 +4,8 @@
 //! The document is generated from every function's code (`make openapi` writes `openapi.json`
 //! beside this crate's manifest) and embedded here, so this Lambda links none of the other
 //! functions; the contract test fails when the embedded copy differs from what the code
-//! generates. It needs no AWS access: no clients, no secret, no IAM statement.
+//! generates. Its only AWS access is the global per-IP rate limit (conditional updates of the
+//! rate-limits table): no secret, no other table.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use axum::{
     extract::{Path, Request, State},
     response::{Html, IntoResponse, Response},
 };
+use baatcheet_shared::rate_limit::Limiter;
 use baatcheet_shared::{ApiError, Config, openapi::NotFound, request_path};
 use http::{HeaderValue, header};
 use lambda_http::{RequestExt, request::RequestContext};
@@ -79,13 +81,18 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The function's routes behind the shared request path (security headers with the CSP, CORS,
-/// request ids, problem+json fallbacks).
-pub fn router(config: &Config, settings: Settings) -> Router {
+/// request ids, the global per-IP limit, problem+json fallbacks).
+pub fn router(config: &Config, settings: Settings, limiter: Arc<Limiter>) -> Router {
+    request_path::wrap_limited(service(settings), config, limiter)
+}
+
+/// The routes with their state, without the request path.
+fn service(settings: Settings) -> Router {
     // The embedded document is checked by the tests; an unparsable one is a build defect.
     let document = serde_json::from_str(DOCUMENT).expect("openapi.json is valid JSON (checked by the tests)");
     let state = DocsState { document: Arc::new(document), public_api_url: settings.public_api_url.map(Arc::from) };
     let (routes, _) = routes().split_for_parts();
-    request_path::wrap_static(routes.with_state(state), config)
+    routes.with_state(state)
 }
 
 /// The public prefix the request came in under: API Gateway's request context keeps the path as
@@ -187,17 +194,6 @@ mod tests {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
-    fn config() -> Config {
-        Config::from_lookup(|k| {
-            Some(match k {
-                "USERS_TABLE" | "CONVERSATIONS_TABLE" | "RATE_LIMITS_TABLE" | "WEBHOOK_DELIVERIES_TABLE" => "t".into(),
-                "SECRET_ID" => "s".into(),
-                _ => return None,
-            })
-        })
-        .unwrap()
-    }
-
     async fn get(router: &Router, path: &str) -> (u16, http::HeaderMap, bytes::Bytes) {
         let res = router.clone().oneshot(http::Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
         let status = res.status().as_u16();
@@ -205,13 +201,13 @@ mod tests {
         (status, headers, res.into_body().collect().await.unwrap().to_bytes())
     }
 
+    // The request path's headers (the CSP included) are checked through the gateway (tests/docs.rs).
     #[tokio::test]
     async fn page_loads_only_files_this_function_serves() {
-        let router = router(&config(), Settings::default());
+        let router = service(Settings::default());
         let (status, headers, body) = get(&router, "/api/docs").await;
         assert_eq!(status, 200);
         assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
-        assert!(headers["content-security-policy"].to_str().unwrap().contains("script-src 'self'"));
         let html = String::from_utf8(body.to_vec()).unwrap();
         assert!(!html.contains("<script>") && !html.contains("<script >"), "no inline script");
         let links: Vec<&str> =
@@ -228,7 +224,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_assets_are_problem_json() {
-        let router = router(&config(), Settings::default());
+        let router = service(Settings::default());
         for path in ["/api/docs/index.html", "/api/docs/..%2F..%2Fetc%2Fpasswd", "/api/docs/oauth2-redirect.html"] {
             let (status, headers, _) = get(&router, path).await;
             assert_eq!(status, 404, "{path}");
@@ -238,12 +234,12 @@ mod tests {
 
     #[tokio::test]
     async fn servers_follow_configuration_or_the_request() {
-        let (_, _, body) = get(&router(&config(), Settings::default()), "/api/docs.json").await;
+        let (_, _, body) = get(&service(Settings::default()), "/api/docs.json").await;
         let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(doc["servers"], serde_json::json!([{ "url": "/" }]));
 
         let settings = Settings { public_api_url: Some("https://api.baatcheet.test/v1".into()) };
-        let (_, _, body) = get(&router(&config(), settings), "/api/docs.json").await;
+        let (_, _, body) = get(&service(settings), "/api/docs.json").await;
         let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(doc["servers"][0]["url"], "https://api.baatcheet.test/v1");
     }
