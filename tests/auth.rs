@@ -132,8 +132,9 @@ async fn jwks_is_fetched_once_with_the_secret_key_and_cached() {
 async fn rotation_picks_up_a_new_kid() {
     let jwks = JwksServer::start(&[&keys()[0]]).await;
     let stack = stack(&jwks).await;
-    // Shorten the unknown-kid interval (1 min in production) so the test need not wait a minute.
-    let ctx = context(&stack, |c| c.clerk.jwks.unknown_kid_refetch = Duration::from_millis(400)).await;
+    // Shorten the unknown-kid interval (1 min in production) so the test need not wait a minute,
+    // but keep it well above what the first call can take on a loaded CI machine.
+    let ctx = context(&stack, |c| c.clerk.jwks.unknown_kid_refetch = Duration::from_secs(3)).await;
     let router = app(&ctx);
     let sub = unique_user();
     assert_eq!(call(&router, "/me", Some(&token(&keys()[0], &sub))).await.0, 200);
@@ -145,7 +146,7 @@ async fn rotation_picks_up_a_new_kid() {
     assert_eq!((status, body["reason"].as_str()), (401, Some("unknown_key")), "refetch too soon after the last");
     assert_eq!(jwks.fetches(), 1);
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let (status, _, body) = call(&router, "/me", Some(&token(&keys()[1], &sub))).await;
     assert_eq!(status, 200, "new kid picked up: {body}");
     assert_eq!(jwks.fetches(), 2);
