@@ -13,15 +13,8 @@ start_moto; pids+=("$MOTO_PID")
 # Chat providers: PROVIDERS_JSON or PROVIDERS_FILE (a real OpenAI-compatible API), else the fake one,
 # which answers offline by echoing the message word by word.
 if [ -z "${PROVIDERS_JSON:-}" ] && [ -z "${PROVIDERS_FILE:-}" ]; then
-  FAKE_UPSTREAM_PORT="${FAKE_UPSTREAM_PORT:-$(free_port)}"
-  export PROVIDERS_FILE="$LOCAL_DIR/fake-providers-$PORT.json"
-  rm -f "$PROVIDERS_FILE"
-  FAKE_UPSTREAM_PORT="$FAKE_UPSTREAM_PORT" FAKE_UPSTREAM_PROVIDERS_FILE="$PROVIDERS_FILE" \
-    "$ROOT/target/debug/fake-upstream" >"$LOCAL_DIR/fake-upstream-$PORT.log" 2>&1 &
-  pids+=("$!")
-  for _ in $(seq 300); do [ -s "$PROVIDERS_FILE" ] && break; sleep 0.1; done
-  [ -s "$PROVIDERS_FILE" ] || { echo "the fake provider did not start (log: .local/fake-upstream-$PORT.log)" >&2; exit 1; }
-  log "chat provider: the fake one on http://127.0.0.1:$FAKE_UPSTREAM_PORT/v1 (PROVIDERS_FILE or PROVIDERS_JSON for a real one)"
+  start_fake_upstream "$PORT"
+  log "chat provider: the fake one on $FAKE_UPSTREAM_URL (PROVIDERS_FILE or PROVIDERS_JSON for a real one)"
 else
   log "chat providers from ${PROVIDERS_JSON:+PROVIDERS_JSON}${PROVIDERS_FILE:+PROVIDERS_FILE=$PROVIDERS_FILE}"
 fi

@@ -63,6 +63,23 @@ start_moto() {
   log "local AWS endpoint (DynamoDB, Secrets Manager): $AWS_ENDPOINT_URL"
 }
 
+# Starts the fake OpenAI-compatible provider (tests/support/bin/fake_upstream.rs, built as
+# target/debug/fake-upstream) on a free port and exports PROVIDERS_FILE, the `providers` list the
+# gateway puts into its local secret. $1 names its files in .local/ (fake-upstream-$1.log).
+# FAKE_UPSTREAM_TOKEN_DELAY_MS / FAKE_UPSTREAM_FIRST_TOKEN_MS pace its answers.
+start_fake_upstream() {
+  local name=$1 port
+  port="${FAKE_UPSTREAM_PORT:-$(free_port)}"
+  export PROVIDERS_FILE="$LOCAL_DIR/fake-providers-$name.json"
+  rm -f "$PROVIDERS_FILE"
+  FAKE_UPSTREAM_PORT="$port" FAKE_UPSTREAM_PROVIDERS_FILE="$PROVIDERS_FILE" \
+    "$ROOT/target/debug/fake-upstream" >"$LOCAL_DIR/fake-upstream-$name.log" 2>&1 &
+  pids+=("$!")
+  for _ in $(seq 300); do [ -s "$PROVIDERS_FILE" ] && break; sleep 0.1; done
+  [ -s "$PROVIDERS_FILE" ] || { echo "the fake provider did not start (log: .local/fake-upstream-$name.log)" >&2; exit 1; }
+  FAKE_UPSTREAM_URL="http://127.0.0.1:$port/v1"
+}
+
 # The API docs checked from outside (scripts/docs-check.sh): schemathesis (PyPI) in a virtualenv
 # of its own, Debian's chromium, and playwright-core (npm) to drive it.
 SCHEMATHESIS_VERSION="${SCHEMATHESIS_VERSION:-4.32.5}"

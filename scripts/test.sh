@@ -15,8 +15,13 @@ cargo test --workspace --all-targets --no-fail-fast "$@"
 cargo test --workspace --doc
 
 log "smoke checks (chat included, with a dev token) and the API docs checked from outside, against one local gateway"
-cargo build --quiet -p baatcheet-local --bin gateway --bin dev-token
+cargo build --quiet -p baatcheet-local -p baatcheet-tests --bin gateway --bin dev-token --bin fake-upstream
 GW_PORT=$(free_port)
+# Chat through the fake provider, answering at once: the documented request schemas let
+# schemathesis send completions the API accepts, and their answers are checked against the
+# documented responses (without a provider every valid completion would be a 503).
+unset PROVIDERS_JSON
+FAKE_UPSTREAM_TOKEN_DELAY_MS=0 FAKE_UPSTREAM_FIRST_TOKEN_MS=0 start_fake_upstream smoke
 # One client (this machine) sends schemathesis's hundreds of generated requests: the per-IP
 # global limit is raised here (limits have their own tests); per-user limits stay as configured.
 RATE_LIMIT_GLOBAL="100000/1h" PORT="$GW_PORT" TABLE_PREFIX="smoke-" AWS_LAMBDA_LOG_LEVEL=warn "$ROOT/target/debug/gateway" >"$LOCAL_DIR/smoke-gateway.log" 2>&1 &

@@ -19,12 +19,17 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// `PATCH` body: the fields to change (at least one).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1, example = json!({"tier": "pro"}))]
 pub struct UserPatch {
+    /// The user's new role.
     #[serde(default)]
+    #[schema(nullable = false)]
     pub role: Option<Role>,
+    /// The user's new tier.
     #[serde(default)]
+    #[schema(nullable = false)]
     pub tier: Option<Tier>,
 }
 
@@ -37,17 +42,26 @@ impl Validate for UserPatch {
 }
 
 /// A user as an operator sees them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AdminUser {
+    /// The Clerk user id.
+    #[schema(example = "user_2abcDEF123")]
     pub clerk_id: String,
+    /// BaatCheet's own id of the user (`usr_` and 32 hex digits), set once.
+    #[schema(example = "usr_0190b8a45b7e70008000000000000001")]
     pub user_id: String,
+    #[schema(required = true, example = "ayesha@example.com")]
     pub email: Option<String>,
+    #[schema(required = true, example = "Ayesha")]
     pub first_name: Option<String>,
+    #[schema(required = true, example = "Khan")]
     pub last_name: Option<String>,
+    #[schema(required = true)]
     pub image_url: Option<String>,
     pub role: Role,
     pub tier: Tier,
-    /// Clerk's `updated_at` (ms) of the data held; absent until Clerk's data reached the table.
+    /// Clerk's `updated_at` (ms) of the data held; `null` until Clerk's data reached the table.
+    #[schema(required = true, example = 1768469400123_i64)]
     pub updated_at: Option<i64>,
 }
 

@@ -7,6 +7,9 @@
 use baatcheet_shared::validation::{ModelId, Report, Validate, text, validate};
 use baatcheet_shared::{ApiError, FieldError};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use crate::modes::Mode;
 use crate::providers::catalog::ModelInfo;
@@ -32,12 +35,48 @@ fn yes() -> bool {
 /// An image given with a message: an `https://` URL or a `data:image/...;base64,` URL, as a string
 /// or as `{ "url": ... }`. Here only its form is checked; the attachment pipeline checks the URL
 /// (SSRF guard), fetches it, and verifies every file by its magic number.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum AttachmentInput {
+    #[schema(value_type = AttachmentUrl)]
     Url(String),
-    Object { url: String },
+    Object {
+        #[schema(value_type = AttachmentUrl)]
+        url: String,
+    },
 }
+
+/// Documentation only: the URL of an attachment, as `check_attachment_url` checks its form.
+pub struct AttachmentUrl;
+
+impl PartialSchema for AttachmentUrl {
+    fn schema() -> RefOr<Schema> {
+        let web = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "An image on the web: an `http(s)://` URL (the scheme in any case). It is fetched only when it \
+                 resolves to a public address, and the file must be an image by its magic number.",
+            ))
+            .pattern(Some("^[Hh][Tt][Tt][Pp][Ss]?://"))
+            .max_length(Some(MAX_URL_CHARS))
+            .examples(["https://example.com/photo.png"]);
+        let data = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "An inline image: a `data:image/...;base64,` URL (PNG, JPEG, GIF or WebP, verified by its magic \
+                 number; bounded by the image size limit and the request body limit).",
+            ))
+            .pattern(Some("^[Dd][Aa][Tt][Aa]:"))
+            .examples(["data:image/png;base64,iVBORw0KGgo="]);
+        OneOfBuilder::new()
+            .item(web)
+            .item(data)
+            .description(Some("An image URL: `https://...` or `data:image/...;base64,...`."))
+            .into()
+    }
+}
+
+impl ToSchema for AttachmentUrl {}
 
 fn starts_with_ci(s: &str, prefix: &str) -> bool {
     s.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix))
@@ -102,26 +141,65 @@ fn check_sampling(r: &mut Report, temperature: Option<f64>, max_tokens: Option<u
     }
 }
 
-/// `POST /api/v1/chat/completions`.
-#[derive(Debug, Clone, Deserialize)]
+// The text rules of `baatcheet_shared::validation::text` as ECMA-262 patterns (Rust's `regex`
+// reads them alike; the tests check them against the validation code). Character classes:
+// - free text: anything but control characters other than tab, LF and CR:
+//   [^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]
+// - a character that makes text not blank (no whitespace, no control character):
+//   [^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]
+// - whitespace (what `str::trim` removes):
+//   [\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]
+
+/// A message to answer (`POST /api/v1/chat/completions`), in a new conversation or one of the
+/// caller's.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"message": "Assalam-o-alaikum! Chai kaise banate hain?", "mode": "chat", "stream": false}))]
 pub struct CompletionRequest {
+    /// The user's message, kept byte-exact: 1-32,000 characters, not blank, no control characters
+    /// other than tab, line feed and carriage return.
+    #[schema(
+        min_length = 1,
+        max_length = 32000,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$",
+        example = "Assalam-o-alaikum! Chai kaise banate hain?"
+    )]
     pub message: String,
+    /// The caller's conversation to continue; absent, a new conversation is created.
     #[serde(default)]
     pub conversation_id: Option<ConversationId>,
+    /// One of the ids `GET /api/v1/chat/models` lists (chat-capable); absent, the conversation's
+    /// model or the default one.
     #[serde(default)]
+    #[schema(value_type = Option<ModelId>)]
     pub model: Option<String>,
+    /// The assistant's mode (absent: the conversation's, `chat` for a new one).
     #[serde(default)]
     pub mode: Option<Mode>,
+    /// Extra instructions for a new conversation: at most 4,000 characters, no control characters
+    /// other than tab, line feed and carriage return. A blank one means none.
     #[serde(default)]
+    #[schema(
+        max_length = 4000,
+        pattern = r"^(?:[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*|[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*)$",
+        example = "Answer in Roman Urdu."
+    )]
     pub system_prompt: Option<String>,
+    /// Sampling temperature, 0-2 (absent: the mode's default).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 2, example = 0.7)]
     pub temperature: Option<f64>,
+    /// Most tokens to generate, 1-8,192.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 8192, example = 1024)]
     pub max_tokens: Option<u32>,
+    /// `true` (the default): the answer as server-sent events; `false`: one JSON object.
     #[serde(default = "yes")]
+    #[schema(default = true)]
     pub stream: bool,
+    /// Images for a vision-capable model: at most 5 (`MAX_IMAGES_PER_MESSAGE`; more is a 413).
     #[serde(default)]
+    #[schema(max_items = 5)]
     pub attachments: Vec<AttachmentInput>,
 }
 
@@ -205,20 +283,32 @@ impl CompletionInput {
     }
 }
 
-/// `POST /api/v1/chat/regenerate`.
-#[derive(Debug, Clone, Deserialize)]
+/// Answer a conversation's last message again (`POST /api/v1/chat/regenerate`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegenerateRequest {
+    /// The caller's conversation whose last answer is replaced (or whose unanswered last message
+    /// is answered).
     pub conversation_id: ConversationId,
+    /// `true` (the default): the answer as server-sent events; `false`: one JSON object.
     #[serde(default = "yes")]
+    #[schema(default = true)]
     pub stream: bool,
+    /// One of the ids `GET /api/v1/chat/models` lists (chat-capable); absent, the conversation's
+    /// model or the default one.
     #[serde(default)]
+    #[schema(value_type = Option<ModelId>)]
     pub model: Option<String>,
+    /// The assistant's mode for this answer (absent: the conversation's).
     #[serde(default)]
     pub mode: Option<Mode>,
+    /// Sampling temperature, 0-2 (absent: the mode's default).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 2, example = 0.7)]
     pub temperature: Option<f64>,
+    /// Most tokens to generate, 1-8,192.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 8192, example = 1024)]
     pub max_tokens: Option<u32>,
 }
 
@@ -272,10 +362,18 @@ impl RegenerateRequest {
     }
 }
 
-/// `PATCH /api/v1/conversations/{id}`.
-#[derive(Debug, Clone, Deserialize)]
+/// A conversation's new title (`PATCH /api/v1/conversations/{id}`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameRequest {
+    /// The new title: NFC-normalised and trimmed, then 1-80 characters on one line, without control
+    /// or bidirectional-override characters.
+    #[schema(
+        min_length = 1,
+        max_length = 80,
+        pattern = r"^[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u202A-\u202E\u2066-\u2069](?:[^\u0000-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u202A-\u202E\u2066-\u2069])?[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
+        example = "Chai recipes"
+    )]
     pub title: String,
 }
 
@@ -287,12 +385,17 @@ impl Validate for RenameRequest {
 }
 
 /// Query of the list endpoints (`?limit=&cursor=`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Items per page, 1-100 (default: 20 conversations, 50 messages).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 100, example = 20)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page (opaque).
     #[serde(default)]
+    #[param(value_type = Option<String>, min_length = 1, max_length = 200, pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<Cursor>,
 }
 
@@ -325,13 +428,26 @@ impl PageRequest {
 }
 
 /// `GET /api/v1/conversations/search?q=&limit=&cursor=`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
+    /// The text to find (case-insensitive) in titles, then in messages: trimmed, then
+    /// 1-200 characters without control characters other than tab, line feed and carriage return.
+    #[param(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000](?:[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
+        example = "chai"
+    )]
     pub q: String,
+    /// Results per page, 1-50 (default 20).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 50, example = 20)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous search page (opaque).
     #[serde(default)]
+    #[param(value_type = Option<String>, min_length = 1, max_length = 200, pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<Cursor>,
 }
 
@@ -380,13 +496,31 @@ impl SearchQuery {
 }
 
 /// `POST /api/v1/chat/transcribe?language=&model=` (the audio is the multipart body's `file`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TranscribeQuery {
+    /// The language of the audio: an ISO 639-1 (or 639-2) code, lowercase.
     #[serde(default)]
+    #[param(min_length = 2, max_length = 3, pattern = "^[a-z]{2,3}$", example = "ur")]
     pub language: Option<String>,
+    /// A transcription model `GET /api/v1/chat/models` lists with the `audio` capability (absent:
+    /// the first one).
     #[serde(default)]
+    #[param(value_type = Option<ModelId>)]
     pub model: Option<String>,
+}
+
+// Documentation only: the shared `AudioUpload` extractor reads the body.
+/// The multipart body of `POST /api/v1/chat/transcribe`: exactly one field, `file`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct TranscribeUpload {
+    /// The audio file (MP3, MP4/M4A, OGG/Opus, WAV, FLAC or WebM, verified by its magic number;
+    /// at most `MAX_AUDIO_BYTES`, 4 MiB by default).
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
 }
 
 /// An ISO 639-1 (or 639-2) code such as `ur` or `en`, lowercase.
@@ -412,36 +546,51 @@ pub fn field_error(pointer: &str, detail: impl Into<String>) -> ApiError {
 
 // ---- responses ----
 
-#[derive(Debug, Clone, Serialize)]
+/// The models this deployment offers.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ModelsResponse {
     pub models: Vec<ModelInfo>,
+    /// The model a completion uses when it names none (absent when no model can chat).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, example = "llama-3.1-8b-instant")]
     pub default_model: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A page of the caller's conversations, newest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConversationList {
     pub conversations: Vec<Conversation>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A conversation and a page of its messages.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConversationDetail {
     pub conversation: Conversation,
     /// One page, oldest first within the page; `next_cursor` leads to older messages.
     pub messages: Vec<Message>,
+    /// Pass as `cursor` for the page of older messages; `null` when there are none.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A page of search results: title matches first, then message matches, newest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SearchResults {
     pub results: Vec<SearchHit>,
+    /// Pass as `cursor` to search on (older data, or the rest of a page cut short by the work
+    /// bound); `null` when everything was searched.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
     /// Items read for this page (the work per request is bounded).
+    #[schema(minimum = 0)]
     pub scanned: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The stored answer.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct AnswerMessage {
     pub id: MessageId,
     pub role: Role,
@@ -449,44 +598,59 @@ pub struct AnswerMessage {
 }
 
 /// The non-streamed completion.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct CompletionResponse {
+    /// The conversation (new or continued) the answer was stored in.
     pub conversation_id: ConversationId,
     pub message: AnswerMessage,
+    /// The model that answered.
+    #[schema(example = "llama-3.1-8b-instant")]
     pub model: String,
+    /// The provider that served it.
+    #[schema(example = "groq")]
     pub provider: String,
     pub usage: Usage,
 }
 
 /// `event: conversation`, first on every stream.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct StreamStart {
     pub conversation_id: ConversationId,
     /// The user message being answered.
     pub user_message_id: MessageId,
     /// The id the answer will be stored under (also in `done`).
     pub message_id: MessageId,
+    /// The conversation's title.
+    #[schema(max_length = 80)]
     pub title: String,
     /// A new conversation was created for this request.
     pub created: bool,
+    /// Regenerate: the answer this one replaces.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub replaces: Option<MessageId>,
 }
 
-/// `event: done`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// `event: done`, last on a stream that completed.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct StreamDone {
     pub message_id: MessageId,
     pub model: String,
     pub provider: String,
     pub usage: Usage,
+    /// The upstream's reason to stop (`stop`, `length`, ...), when it gave one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, example = "stop")]
     pub finish_reason: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The text of an audio file.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Transcription {
+    #[schema(example = "Aap kaise hain?")]
     pub text: String,
+    /// The language the provider detected or was told, when known.
+    #[schema(required = true, example = "ur")]
     pub language: Option<String>,
 }
 
@@ -494,6 +658,7 @@ pub struct Transcription {
 mod tests {
     use super::*;
     use baatcheet_shared::validation::parse_query;
+    use proptest::prelude::*;
     use serde_json::json;
 
     fn req(v: serde_json::Value) -> Result<CompletionRequest, serde_json::Error> {
@@ -598,6 +763,163 @@ mod tests {
         assert!(valid_language("ur") && valid_language("en") && valid_language("urd"));
         for bad in ["", "u", "UR", "urdu", "e n", "ü"] {
             assert!(!valid_language(bad), "{bad}");
+        }
+    }
+
+    // ---- the documented schemas say what the validation enforces ----
+
+    fn schema_json<T: PartialSchema>() -> serde_json::Value {
+        serde_json::to_value(T::schema()).unwrap()
+    }
+
+    fn params_json<T: IntoParams>() -> serde_json::Value {
+        serde_json::to_value(T::into_params(|| None)).unwrap()
+    }
+
+    fn param<'a>(params: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+        let p = params.as_array().unwrap().iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("{name}"));
+        &p["schema"]
+    }
+
+    /// Whether `s` meets a string schema: its pattern and its lengths (in characters).
+    fn meets(schema: &serde_json::Value, s: &str) -> bool {
+        let re = regex::Regex::new(schema["pattern"].as_str().expect("a pattern")).expect("the pattern compiles");
+        let n = s.chars().count() as u64;
+        re.is_match(s)
+            && schema["minLength"].as_u64().is_none_or(|min| n >= min)
+            && schema["maxLength"].as_u64().is_none_or(|max| n <= max)
+    }
+
+    #[test]
+    fn schemas_state_the_limits_the_validation_enforces() {
+        let c = schema_json::<CompletionRequest>();
+        let p = &c["properties"];
+        assert_eq!(c["additionalProperties"], false, "deny_unknown_fields");
+        assert_eq!(c["required"], json!(["message"]));
+        assert_eq!(p["message"]["maxLength"], MAX_MESSAGE_CHARS);
+        assert_eq!(p["message"]["minLength"], 1);
+        assert_eq!(p["system_prompt"]["maxLength"], MAX_SYSTEM_PROMPT_CHARS);
+        assert_eq!(
+            (p["temperature"]["minimum"].as_f64(), p["temperature"]["maximum"].as_f64()),
+            (Some(0.0), Some(2.0))
+        );
+        assert_eq!((&p["max_tokens"]["minimum"], &p["max_tokens"]["maximum"]), (&json!(1), &json!(MAX_TOKENS)));
+        let images = baatcheet_shared::upload::UploadLimits::default().max_images_per_message;
+        assert_eq!(p["attachments"]["maxItems"], images);
+        assert_eq!(p["stream"]["default"], true);
+        let r = schema_json::<RegenerateRequest>();
+        assert_eq!(r["additionalProperties"], false);
+        assert_eq!(r["required"], json!(["conversation_id"]));
+        assert_eq!(r["properties"]["max_tokens"]["maximum"], MAX_TOKENS);
+        assert_eq!(r["properties"]["temperature"]["maximum"].as_f64(), Some(2.0));
+        let t = schema_json::<RenameRequest>();
+        assert_eq!(t["additionalProperties"], false);
+        assert_eq!(t["properties"]["title"]["maxLength"], title::MAX_TITLE);
+        let page = params_json::<PageQuery>();
+        assert_eq!(param(&page, "limit")["maximum"], MAX_PAGE);
+        assert_eq!(param(&page, "cursor")["maxLength"], crate::store::cursor::MAX_CURSOR_LEN);
+        let search = params_json::<SearchQuery>();
+        assert_eq!(param(&search, "limit")["maximum"], MAX_SEARCH_PAGE);
+        assert_eq!(param(&search, "q")["maxLength"], MAX_QUERY_CHARS);
+        assert_eq!(param(&search, "cursor")["maxLength"], crate::store::cursor::MAX_CURSOR_LEN);
+        let web = &schema_json::<AttachmentUrl>()["oneOf"][0];
+        assert_eq!(web["maxLength"], MAX_URL_CHARS);
+        let modes: Vec<&str> = Mode::ALL.iter().map(|m| m.as_str()).collect();
+        assert_eq!(schema_json::<Mode>()["enum"], json!(modes));
+        // A real cursor meets the documented form.
+        let cursor = crate::store::cursor::Cursor::SearchContent(ConversationId::new(), MessageId::new()).encode();
+        assert!(meets(param(&search, "cursor"), &cursor), "{cursor}");
+    }
+
+    /// Characters the text rules treat specially, and ordinary ones.
+    fn tricky_char() -> impl Strategy<Value = char> {
+        prop_oneof![
+            prop::sample::select(vec![
+                ' ', '\t', '\n', '\r', '\u{b}', '\u{c}', '\0', '\u{7}', '\u{1c}', '\u{1f}', '\u{7f}', '\u{85}',
+                '\u{9f}', '\u{a0}', '\u{1680}', '\u{2000}', '\u{200a}', '\u{200b}', '\u{200f}', '\u{2028}', '\u{2029}',
+                '\u{202a}', '\u{202e}', '\u{202f}', '\u{205f}', '\u{2066}', '\u{2069}', '\u{3000}', '\u{feff}', 'a',
+                'Z', '5', '<', '\u{628}', '\u{301}',
+            ]),
+            any::<char>(),
+        ]
+    }
+
+    fn tricky_string() -> impl Strategy<Value = String> {
+        prop::collection::vec(tricky_char(), 0..12).prop_map(|v| v.into_iter().collect())
+    }
+
+    /// What the schema of each text field accepts, the field's validation accepts, and the other
+    /// way round (so generated requests are valid, and the document refuses nothing valid).
+    fn text_rules_agree(s: &str) {
+        let c = schema_json::<CompletionRequest>();
+        let message = validate(CompletionRequest { message: s.into(), ..req(json!({"message": "x"})).unwrap() }, "");
+        assert_eq!(meets(&c["properties"]["message"], s), message.is_ok(), "message {s:?}");
+        let prompt = req(json!({"message": "x", "system_prompt": s})).unwrap();
+        assert_eq!(meets(&c["properties"]["system_prompt"], s), validate(prompt, "").is_ok(), "system_prompt {s:?}");
+        let t = schema_json::<RenameRequest>();
+        let title = validate(RenameRequest { title: s.into() }, "");
+        assert_eq!(meets(&t["properties"]["title"], s), title.is_ok(), "title {s:?}");
+        let search = params_json::<SearchQuery>();
+        let q = validate(SearchQuery { q: s.into(), limit: None, cursor: None }, "/query");
+        assert_eq!(meets(param(&search, "q"), s), q.is_ok(), "q {s:?}");
+        let transcribe = params_json::<TranscribeQuery>();
+        assert_eq!(meets(param(&transcribe, "language"), s), valid_language(s), "language {s:?}");
+    }
+
+    #[test]
+    fn text_schemas_state_the_text_rules() {
+        for s in [
+            "",
+            " ",
+            "a",
+            " a ",
+            "\ta\n",
+            "a\u{7}",
+            "\u{85}",
+            "a\u{85}",
+            "\u{a0}x\u{a0}",
+            "\u{202e}",
+            "a\u{202e}b",
+            "a\nb",
+            "a\tb",
+            "\u{200f}\u{628}",
+            "\u{feff}",
+            "\u{3000}",
+            "<script>alert(1)</script>",
+            "ur",
+            "urd",
+            "urdu",
+            "UR",
+            "chai  pani",
+            "\r\n",
+            "Cafe\u{301}",
+        ] {
+            text_rules_agree(s);
+        }
+        // The length bounds, at and past them.
+        let c = schema_json::<CompletionRequest>();
+        for n in [MAX_MESSAGE_CHARS, MAX_MESSAGE_CHARS + 1] {
+            let s = "\u{628}".repeat(n);
+            let ok = validate(req(json!({ "message": s })).unwrap(), "").is_ok();
+            assert_eq!(meets(&c["properties"]["message"], &s), ok, "{n}");
+        }
+        for n in [MAX_SYSTEM_PROMPT_CHARS, MAX_SYSTEM_PROMPT_CHARS + 1] {
+            let s = "p".repeat(n);
+            let ok = validate(req(json!({"message": "x", "system_prompt": s})).unwrap(), "").is_ok();
+            assert_eq!(meets(&c["properties"]["system_prompt"], &s), ok, "{n}");
+        }
+        for n in [title::MAX_TITLE, title::MAX_TITLE + 1] {
+            text_rules_agree(&"y".repeat(n));
+        }
+        for n in [MAX_QUERY_CHARS, MAX_QUERY_CHARS + 1] {
+            text_rules_agree(&"q".repeat(n));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn text_schemas_agree_with_the_validation(s in tricky_string()) {
+            text_rules_agree(&s);
         }
     }
 }

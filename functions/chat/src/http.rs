@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json, Router};
 use baatcheet_shared::auth::{AuthUser, Role, require_role};
 use baatcheet_shared::openapi::{
-    BadGateway, BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests, Unauthorized,
-    UnsupportedMediaType, ValidationFailed,
+    BadGateway, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests,
+    Unauthorized, UnsupportedMediaType, ValidationFailed,
 };
 use baatcheet_shared::rate_limit::Policy;
 use baatcheet_shared::ssrf::Resolver;
@@ -24,13 +24,13 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::admin::{Admin, AdminUser, UserPatch};
 use crate::api::{
-    CompletionRequest, ConversationDetail, ConversationList, ModelsResponse, PageQuery, RegenerateRequest,
-    RenameRequest, SearchQuery, SearchResults, TranscribeQuery, Transcription,
+    CompletionRequest, CompletionResponse, ConversationDetail, ConversationList, ModelsResponse, PageQuery,
+    RegenerateRequest, RenameRequest, SearchQuery, SearchResults, TranscribeQuery, TranscribeUpload, Transcription,
 };
 use crate::config::ChatConfig;
 use crate::providers::client::AudioFile;
 use crate::service::{ChatService, ChatStream, TranscriptionInput};
-use crate::sse;
+use crate::sse::{self, StreamEvent};
 use crate::store::ids::ConversationId;
 use crate::store::model::Conversation;
 
@@ -153,6 +153,25 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     baatcheet_shared::openapi::document(routes(&|r, _| r).into_openapi())
 }
 
+/// What completions and regenerate stream (`text/event-stream`), for the document.
+const SSE_DESCRIPTION: &str = "The answer. With `stream` (the default): server-sent events, each `data` one line of \
+JSON: first `event: conversation` (`StreamStart`: the conversation, the user message answered, the id the answer \
+is stored under, `created`, and for regenerate `replaces`), then `event: delta` (`StreamDelta`: `{content}`, the \
+next piece of the answer) any number of times, then either `event: done` (`StreamDone`: model, provider, usage, \
+`finish_reason`) or `event: error` (a `ProblemDetails`; the answer is stored as `incomplete`); comment lines \
+(`: keep-alive`) keep an idle connection open. The `text/event-stream` schema describes one event (`StreamEvent`); \
+its example shows the wire format. With `\"stream\": false`: one JSON `CompletionResponse`.";
+
+/// An example of the event stream.
+const SSE_EXAMPLE: &str = "event: conversation\n\
+data: {\"conversation_id\":\"0190b8a4-5b7e-7000-8000-000000000001\",\"user_message_id\":\"0190b8a4-5b7f-7000-8000-000000000002\",\"message_id\":\"0190b8a4-5b80-7000-8000-000000000003\",\"title\":\"Chai kaise banate hain?\",\"created\":true}\n\n\
+event: delta\n\
+data: {\"content\":\"Chai \"}\n\n\
+event: delta\n\
+data: {\"content\":\"banane ke liye...\"}\n\n\
+event: done\n\
+data: {\"message_id\":\"0190b8a4-5b80-7000-8000-000000000003\",\"model\":\"llama-3.1-8b-instant\",\"provider\":\"groq\",\"usage\":{\"prompt_tokens\":42,\"completion_tokens\":5,\"total_tokens\":47},\"finish_reason\":\"stop\"}\n\n";
+
 /// Every route of the chat function, with the shared request path around them.
 pub fn router_with(state: ChatState, ctx: &AppContext) -> Router {
     let limited = |limit| middleware::from_fn_with_state((ctx.clone(), limit), route_limit);
@@ -178,7 +197,7 @@ const PER_USER_LIMITED: [&str; 4] =
 /// The models this deployment offers (public)
 #[utoipa::path(get, path = "/api/v1/chat/models", tag = "chat", operation_id = "listModels",
     responses(
-        (status = 200, description = "The models and the default one.", body = Value),
+        (status = 200, description = "The models and the default one.", body = ModelsResponse),
         TooManyRequests, ServiceUnavailable,
     ))]
 pub async fn models(State(state): State<ChatState>) -> Result<Json<ModelsResponse>, ApiError> {
@@ -194,10 +213,10 @@ fn sse_response(state: &ChatState, stream: ChatStream) -> Response {
 /// The reply as server-sent events when `stream` (the default), else as one JSON answer.
 #[utoipa::path(post, path = "/api/v1/chat/completions", tag = "chat", operation_id = "createCompletion",
     security(("clerk" = [])),
-    request_body = Value,
+    request_body = CompletionRequest,
     responses(
-        (status = 200, description = "The reply: server-sent events when `stream`, else JSON.",
-            content((String = "text/event-stream"), (Value = "application/json"))),
+        (status = 200, description = SSE_DESCRIPTION,
+            content((StreamEvent = "text/event-stream", example = json!(SSE_EXAMPLE)), (CompletionResponse = "application/json"))),
         BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed,
         TooManyRequests, BadGateway, ServiceUnavailable,
     ))]
@@ -219,12 +238,12 @@ pub async fn completions(
 /// The same contract as completions: server-sent events when `stream` (the default), else JSON.
 #[utoipa::path(post, path = "/api/v1/chat/regenerate", tag = "chat", operation_id = "regenerateCompletion",
     security(("clerk" = [])),
-    request_body = Value,
+    request_body = RegenerateRequest,
     responses(
-        (status = 200, description = "The new answer: server-sent events when `stream`, else JSON.",
-            content((String = "text/event-stream"), (Value = "application/json"))),
-        BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed,
-        TooManyRequests, BadGateway, ServiceUnavailable,
+        (status = 200, description = SSE_DESCRIPTION,
+            content((StreamEvent = "text/event-stream", example = json!(SSE_EXAMPLE)), (CompletionResponse = "application/json"))),
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType,
+        ValidationFailed, TooManyRequests, BadGateway, ServiceUnavailable,
     ))]
 pub async fn regenerate(
     State(state): State<ChatState>,
@@ -244,13 +263,13 @@ pub async fn regenerate(
 /// One audio file (multipart field `file`), verified by its magic number.
 #[utoipa::path(post, path = "/api/v1/chat/transcribe", tag = "chat", operation_id = "transcribeAudio",
     security(("clerk" = [])),
-    params(
-        ("language" = Option<String>, Query, description = "ISO-639-1 language of the audio."),
-        ("model" = Option<String>, Query, description = "The transcription model."),
-    ),
-    request_body(content = Value, content_type = "multipart/form-data", description = "Multipart field `file`."),
+    params(TranscribeQuery),
+    request_body(
+        content((TranscribeUpload = "multipart/form-data",
+            encoding(("file" = (content_type = "audio/mpeg, audio/wav, audio/ogg, audio/flac, audio/webm, audio/mp4"))))),
+        description = "Exactly one multipart field, `file`: the audio, its declared Content-Type matching its bytes."),
     responses(
-        (status = 200, description = "The text.", body = Value),
+        (status = 200, description = "The text.", body = Transcription),
         BadRequest, Unauthorized, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, TooManyRequests,
         BadGateway, ServiceUnavailable,
     ))]
@@ -272,9 +291,9 @@ pub async fn transcribe(
 /// The caller's conversations, newest first
 #[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations", operation_id = "listConversations",
     security(("clerk" = [])),
-    params(("limit" = Option<u32>, Query, description = "Page size."), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page.")),
+    params(PageQuery),
     responses(
-        (status = 200, description = "A page of conversations.", body = Value),
+        (status = 200, description = "A page of conversations.", body = ConversationList),
         BadRequest, Unauthorized, ValidationFailed, TooManyRequests, ServiceUnavailable,
     ))]
 pub async fn list_conversations(
@@ -288,9 +307,9 @@ pub async fn list_conversations(
 /// One conversation with a page of its messages
 #[utoipa::path(get, path = "/api/v1/conversations/{id}", tag = "conversations", operation_id = "getConversation",
     security(("clerk" = [])),
-    params(("id" = String, Path, description = "The conversation id."), ("limit" = Option<u32>, Query, description = "Page size."), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page.")),
+    params(("id" = inline(ConversationId), Path, description = "The conversation id."), PageQuery),
     responses(
-        (status = 200, description = "The conversation and a page of messages.", body = Value),
+        (status = 200, description = "The conversation and a page of messages.", body = ConversationDetail),
         BadRequest, Unauthorized, NotFound, ValidationFailed, TooManyRequests, ServiceUnavailable,
     ))]
 pub async fn get_conversation(
@@ -305,10 +324,10 @@ pub async fn get_conversation(
 /// Rename a conversation
 #[utoipa::path(patch, path = "/api/v1/conversations/{id}", tag = "conversations", operation_id = "renameConversation",
     security(("clerk" = [])),
-    params(("id" = String, Path, description = "The conversation id.")),
-    request_body = Value,
+    params(("id" = inline(ConversationId), Path, description = "The conversation id.")),
+    request_body = RenameRequest,
     responses(
-        (status = 200, description = "The renamed conversation.", body = Value),
+        (status = 200, description = "The renamed conversation.", body = Conversation),
         BadRequest, Unauthorized, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, TooManyRequests,
         ServiceUnavailable,
     ))]
@@ -324,7 +343,7 @@ pub async fn rename_conversation(
 /// Delete a conversation and its messages
 #[utoipa::path(delete, path = "/api/v1/conversations/{id}", tag = "conversations", operation_id = "deleteConversation",
     security(("clerk" = [])),
-    params(("id" = String, Path, description = "The conversation id.")),
+    params(("id" = inline(ConversationId), Path, description = "The conversation id.")),
     responses(
         (status = 204, description = "Deleted."),
         Unauthorized, NotFound, ValidationFailed, TooManyRequests, ServiceUnavailable,
@@ -341,9 +360,9 @@ pub async fn delete_conversation(
 /// Search the caller's messages
 #[utoipa::path(get, path = "/api/v1/conversations/search", tag = "conversations", operation_id = "searchConversations",
     security(("clerk" = [])),
-    params(("q" = String, Query, description = "The text to find."), ("limit" = Option<u32>, Query, description = "Page size."), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page.")),
+    params(SearchQuery),
     responses(
-        (status = 200, description = "A page of matching messages.", body = Value),
+        (status = 200, description = "A page of matching conversations and messages.", body = SearchResults),
         BadRequest, Unauthorized, ValidationFailed, TooManyRequests, ServiceUnavailable,
     ))]
 pub async fn search(
@@ -357,9 +376,9 @@ pub async fn search(
 /// A user's role and tier (admins)
 #[utoipa::path(get, path = "/api/v1/admin/users/{id}", tag = "admin", operation_id = "adminGetUser",
     security(("clerk" = [])),
-    params(("id" = String, Path, description = "The Clerk user id (`user_...`).")),
+    params(("id" = inline(ClerkUserId), Path, description = "The Clerk user id (`user_...`).")),
     responses(
-        (status = 200, description = "The user.", body = Value),
+        (status = 200, description = "The user.", body = AdminUser),
         Unauthorized, Forbidden, NotFound, ValidationFailed, TooManyRequests, BadGateway, ServiceUnavailable,
     ))]
 pub async fn admin_get_user(
@@ -374,10 +393,10 @@ pub async fn admin_get_user(
 /// `{role?, tier?}` through Clerk's Backend API, then the users table at once.
 #[utoipa::path(patch, path = "/api/v1/admin/users/{id}", tag = "admin", operation_id = "adminUpdateUser",
     security(("clerk" = [])),
-    params(("id" = String, Path, description = "The Clerk user id (`user_...`).")),
-    request_body = Value,
+    params(("id" = inline(ClerkUserId), Path, description = "The Clerk user id (`user_...`).")),
+    request_body = UserPatch,
     responses(
-        (status = 200, description = "The user as changed.", body = Value),
+        (status = 200, description = "The user as changed.", body = AdminUser),
         BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed,
         TooManyRequests, BadGateway, ServiceUnavailable,
     ))]

@@ -4,7 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+/// How the assistant answers: `chat` (conversation), `code` (programming), `tutor` (step by
+/// step), `creative` (stories and poetry), `math` (worked solutions), `translate` (Urdu, Roman
+/// Urdu and English), `summarize`. Every mode answers in the language and script the user wrote in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     #[default]

@@ -13,6 +13,10 @@ use std::convert::Infallible;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
+
 use crate::api::{StreamDone, StreamStart};
 
 #[derive(Debug, Clone)]
@@ -23,12 +27,68 @@ pub enum ChatEvent {
     Error(Box<Problem>),
 }
 
-#[derive(serde::Serialize)]
-struct Delta<'a> {
-    content: &'a str,
+/// `event: delta`: the next piece of the answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = StreamDelta)]
+pub struct Delta<'a> {
+    pub content: &'a str,
 }
 
 pub const HEARTBEAT: &[u8] = b": keep-alive\n\n";
+
+/// Documentation only: the schema of one event of the stream, for the `text/event-stream`
+/// responses (OpenAPI 3.1 has no `itemSchema`; by the convention tools such as schemathesis
+/// follow, a stream's `schema` describes each event). An event is `{event, data}`, its `data` one
+/// line of JSON whose schema depends on `event`.
+pub struct StreamEvent;
+
+impl StreamEvent {
+    /// Each event name with the schema of its `data`, in stream order.
+    fn kinds() -> [(&'static str, String); 4] {
+        [
+            ("conversation", StreamStart::name().into_owned()),
+            ("delta", Delta::name().into_owned()),
+            ("done", StreamDone::name().into_owned()),
+            ("error", baatcheet_shared::openapi::ProblemDetails::name().into_owned()),
+        ]
+    }
+}
+
+impl PartialSchema for StreamEvent {
+    fn schema() -> RefOr<Schema> {
+        let mut events = OneOfBuilder::new().description(Some(
+            "One server-sent event: `conversation` first, `delta` any number of times, then `done` or `error`. \
+             `data` is one line of JSON (`contentSchema`); comment lines (`: keep-alive`) are heartbeats.",
+        ));
+        for (event, data) in Self::kinds() {
+            events = events.item(
+                ObjectBuilder::new()
+                    .property("event", ObjectBuilder::new().schema_type(Type::String).enum_values(Some([event])))
+                    .required("event")
+                    .property(
+                        "data",
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .content_media_type("application/json")
+                            .content_schema(Some(Ref::from_schema_name(data))),
+                    )
+                    .required("data"),
+            );
+        }
+        events.into()
+    }
+}
+
+impl ToSchema for StreamEvent {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((StreamStart::name().into_owned(), StreamStart::schema()));
+        StreamStart::schemas(schemas);
+        schemas.push((Delta::name().into_owned(), Delta::schema()));
+        schemas.push((StreamDone::name().into_owned(), StreamDone::schema()));
+        StreamDone::schemas(schemas);
+        // ProblemDetails is one of the shared components every document has.
+    }
+}
 
 fn frame(event: &str, data: &impl serde::Serialize) -> Bytes {
     let json = serde_json::to_string(data).unwrap_or_else(|_| "{}".into());
@@ -125,6 +185,61 @@ mod tests {
             replaces: None,
         }));
         assert!(t.starts_with("event: conversation\n") && t.contains(&c.to_string()));
+    }
+
+    /// Every event the stream sends is one `StreamEvent` documents: its name, and a `data` with
+    /// every required field of the documented schema and no field the schema lacks.
+    #[test]
+    fn the_documented_events_are_the_events_sent() {
+        let (c, m) = (ConversationId::new(), MessageId::new());
+        let usage = Usage { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3, estimated: true };
+        let sent = [
+            ChatEvent::Conversation(StreamStart {
+                conversation_id: c,
+                user_message_id: m,
+                message_id: m,
+                title: "t".into(),
+                created: false,
+                replaces: Some(m),
+            }),
+            ChatEvent::Delta("hi".into()),
+            ChatEvent::Done(StreamDone {
+                message_id: m,
+                model: "m".into(),
+                provider: "p".into(),
+                usage,
+                finish_reason: Some("stop".into()),
+            }),
+            ChatEvent::Error(Box::new(baatcheet_shared::ApiError::BadGateway("x".into()).problem())),
+        ];
+        let schemas: std::collections::BTreeMap<String, serde_json::Value> = {
+            let mut all = vec![(
+                baatcheet_shared::openapi::ProblemDetails::name().into_owned(),
+                baatcheet_shared::openapi::ProblemDetails::schema(),
+            )];
+            StreamEvent::schemas(&mut all);
+            all.into_iter().map(|(n, s)| (n, serde_json::to_value(s).unwrap())).collect()
+        };
+        let kinds = StreamEvent::kinds();
+        assert_eq!(kinds.len(), sent.len());
+        for ev in sent {
+            let t = text(ev);
+            let mut lines = t.lines();
+            let name = lines.next().unwrap().strip_prefix("event: ").unwrap();
+            let data: serde_json::Value =
+                serde_json::from_str(lines.next().unwrap().strip_prefix("data: ").unwrap()).unwrap();
+            let (_, schema_name) = kinds.iter().find(|(e, _)| *e == name).unwrap_or_else(|| panic!("{name}"));
+            let schema = &schemas[schema_name];
+            let props = schema["properties"].as_object().unwrap();
+            for key in data.as_object().unwrap().keys() {
+                assert!(props.contains_key(key), "{name}: {key} is not in {schema_name}");
+            }
+            for req in schema["required"].as_array().into_iter().flatten() {
+                assert!(data.get(req.as_str().unwrap()).is_some(), "{name}: required {req} not sent");
+            }
+        }
+        let doc = serde_json::to_value(StreamEvent::schema()).unwrap();
+        assert_eq!(doc["oneOf"].as_array().unwrap().len(), kinds.len());
     }
 
     #[tokio::test(start_paused = true)]

@@ -83,21 +83,31 @@ pub struct Model {
     pub audio: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// What a model can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = ModelCapabilities)]
 pub struct Capabilities {
+    /// Completions (`model` of completions and regenerate).
     pub chat: bool,
+    /// Images in completions (`attachments`).
     pub vision: bool,
+    /// Transcription (`model` of transcribe).
     pub audio: bool,
 }
 
 /// A model as `GET /api/v1/chat/models` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ModelInfo {
+    /// The id to pass as `model`.
+    #[schema(example = "llama-3.1-8b-instant")]
     pub id: String,
     /// The primary provider (first in the list) serving it.
+    #[schema(example = "groq")]
     pub provider: String,
     /// Every provider serving it, in failover order.
     pub providers: Vec<String>,
+    /// Its context window, in tokens.
+    #[schema(example = 131072)]
     pub context_length: u32,
     pub capabilities: Capabilities,
 }

@@ -3,6 +3,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 use std::collections::HashMap;
+use utoipa::ToSchema;
 
 use super::StoreError;
 use super::ids::{ConversationId, MessageId};
@@ -11,8 +12,10 @@ use crate::modes::Mode;
 
 pub type Item = HashMap<String, AttributeValue>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = MessageRole)]
 pub enum Role {
     User,
     Assistant,
@@ -27,7 +30,9 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// `incomplete`: the answer stopped early (upstream failure, or the client went away after
+/// streaming began).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageStatus {
     Complete,
@@ -36,53 +41,82 @@ pub enum MessageStatus {
 }
 
 /// Token counts of one answer; `estimated` when the upstream did not report them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Usage {
+    #[schema(minimum = 0, example = 42)]
     pub prompt_tokens: u64,
+    #[schema(minimum = 0, example = 128)]
     pub completion_tokens: u64,
+    #[schema(minimum = 0, example = 170)]
     pub total_tokens: u64,
+    /// Present (and `true`) only when the counts are estimates.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub estimated: bool,
 }
 
 /// An image a user message carried. Inline (data URL) images are not stored, only noted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct AttachmentRef {
+    /// The image's URL (web images only).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, example = "https://example.com/photo.png")]
     pub url: Option<String>,
+    /// The image was sent inline (a data URL, not stored).
     pub inline: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A message of a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Message {
     pub id: MessageId,
     pub role: Role,
     pub content: String,
     pub status: MessageStatus,
+    /// When it was written (RFC 3339).
+    #[schema(format = DateTime, example = "2026-01-15T09:30:00.123Z")]
     pub created_at: String,
+    /// The model that wrote an answer.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, example = "llama-3.1-8b-instant")]
     pub model: Option<String>,
+    /// The provider that served an answer.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, example = "groq")]
     pub provider: Option<String>,
+    /// Token counts of an answer.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub usage: Option<Usage>,
+    /// Images a user message carried (absent when none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<AttachmentRef>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A conversation of the caller's.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Conversation {
     pub id: ConversationId,
     #[serde(skip)]
     pub user_id: String,
+    /// Made from the first message, or set by a rename: at most 80 characters.
+    #[schema(max_length = 80, example = "Chai recipes")]
     pub title: String,
     pub mode: Mode,
+    /// The model it last used.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, example = "llama-3.1-8b-instant")]
     pub model: Option<String>,
+    /// The system prompt it was started with.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub system_prompt: Option<String>,
+    /// When it was created (RFC 3339).
+    #[schema(format = DateTime, example = "2026-01-15T09:30:00.123Z")]
     pub created_at: String,
+    /// When it last changed (RFC 3339).
+    #[schema(format = DateTime, example = "2026-01-15T09:31:02.456Z")]
     pub updated_at: String,
+    #[schema(minimum = 0, example = 4)]
     pub message_count: u64,
     #[serde(skip)]
     pub deleted: bool,

@@ -21,20 +21,24 @@ const PAGE: usize = 100;
 /// Characters of context on each side of a match in a snippet.
 const SNIPPET_SIDE: usize = 60;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Where a search matched: the conversation's title or one of its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Matched {
     Title,
     Content,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One search result.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SearchHit {
     pub conversation: Conversation,
     pub matched: Matched,
     /// Text around the first match (the title itself for title matches).
     pub snippet: String,
+    /// The matching message (`content` matches).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub message_id: Option<MessageId>,
 }
 
