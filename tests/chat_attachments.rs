@@ -184,3 +184,37 @@ async fn files_that_are_not_what_they_claim_are_refused_before_anything_is_store
     nothing_stored(&h, &alice).await;
     assert_eq!(fake.request_count(), 0);
 }
+
+/// An attachment is a URL string or `{"url": ...}` and nothing else: no array spelling of the
+/// object, no extra keys, no other JSON type; and a body is an object, not its fields in a row.
+#[tokio::test]
+async fn attachments_and_bodies_have_one_spelling_each() {
+    let fake = FakeUpstream::start().await;
+    let (h, alice) = harness(&fake, &[]).await;
+    let png = data_url("image/png", &file("tiny.png"));
+    for (attachments, pointer) in [
+        (json!([[png.clone()]]), "/attachments/0"),
+        (json!([{"url": png.clone(), "detail": "high"}]), "/attachments/0/detail"),
+        (json!([{}]), "/attachments/0/url"),
+        (json!([5]), "/attachments/0"),
+        (json!([null]), "/attachments/0"),
+    ] {
+        let (status, body) = post(&h, &alice, attachments.clone(), "eyes").await;
+        assert_eq!(status, 422, "{attachments}: {body}");
+        assert_eq!(body["errors"][0]["pointer"], pointer, "{attachments}: {body}");
+    }
+    let res = h
+        .post("/api/v1/chat/completions", &alice)
+        .json(&json!(["salaam", null, null, null, null, null, null, false]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["errors"][0]["pointer"], "", "{body}");
+    nothing_stored(&h, &alice).await;
+    assert_eq!(fake.request_count(), 0);
+    // Both accepted spellings still work.
+    assert_eq!(post(&h, &alice, json!([png.clone()]), "eyes").await.0, 200);
+    assert_eq!(post(&h, &alice, json!([{"url": png}]), "eyes").await.0, 200);
+}

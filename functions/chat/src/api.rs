@@ -35,7 +35,7 @@ fn yes() -> bool {
 /// An image given with a message: an `https://` URL or a `data:image/...;base64,` URL, as a string
 /// or as `{ "url": ... }`. Here only its form is checked; the attachment pipeline checks the URL
 /// (SSRF guard), fetches it, and verifies every file by its magic number.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum AttachmentInput {
     #[schema(value_type = AttachmentUrl)]
@@ -80,6 +80,43 @@ impl ToSchema for AttachmentUrl {}
 
 fn starts_with_ci(s: &str, prefix: &str) -> bool {
     s.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+}
+
+/// By hand rather than `#[serde(untagged)]`: untagged buffers the value and would take an array
+/// (`["https://..."]`) for the object form and ignore unknown keys in it. Exactly a string, or an
+/// object with `url` and nothing else.
+impl<'de> Deserialize<'de> for AttachmentInput {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = AttachmentInput;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a URL string or an object {\"url\": ...}")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(AttachmentInput::Url(v.to_string()))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(AttachmentInput::Url(v))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut url = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "url" if url.is_some() => return Err(serde::de::Error::duplicate_field("url")),
+                        "url" => url = Some(map.next_value::<String>()?),
+                        other => return Err(serde::de::Error::unknown_field(other, &["url"])),
+                    }
+                }
+                url.map(|url| AttachmentInput::Object { url }).ok_or_else(|| serde::de::Error::missing_field("url"))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 impl AttachmentInput {

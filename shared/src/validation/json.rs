@@ -29,6 +29,7 @@ where
         let (parts, body) = req.into_parts();
         let bytes = body::read_limited(&parts.headers, body, limit).await?;
         let value = parse_json::<T>(&bytes)?;
+        require_object(&bytes)?;
         validate(value, "").map(ValidJson)
     }
 }
@@ -69,6 +70,16 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 _ => Err(syntax_error(inner)),
             }
         }
+    }
+}
+
+/// Every request body of this API is a JSON object. serde's derived structs also accept an array
+/// of their fields in order (`["hello", null, 0.5]`), a second spelling no client is told about:
+/// refused here, once the document is known to be valid JSON.
+fn require_object(bytes: &[u8]) -> Result<(), ApiError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(()),
+        _ => Err(ApiError::Validation(vec![FieldError::new("", "must be a JSON object")])),
     }
 }
 
@@ -172,6 +183,16 @@ mod tests {
         assert_eq!(pointers, ["/admin", "/messages/0/x~0~1y"]);
         let e = errors(parse_json::<Strict>(br#"{"a":1,"b":2}"#));
         assert_eq!(e, [("/b".to_string(), "is not a known field".to_string())]);
+    }
+
+    #[test]
+    fn only_an_object_is_a_body() {
+        assert!(require_object(b" \n\t{\"a\":1}").is_ok());
+        for bad in [&b"[1]"[..], b"\"x\"", b"5", b"null", b"true"] {
+            assert_eq!(errors(require_object(bad)), [(String::new(), "must be a JSON object".to_string())]);
+        }
+        // serde's derived structs take the array spelling: the reason for the check.
+        assert!(parse_json::<Strict>(b"[7]").is_ok());
     }
 
     #[test]
