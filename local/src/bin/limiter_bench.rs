@@ -76,6 +76,16 @@ async fn timed(l: &Limiter, policy: Policy, subject: &str, cost: u32, row: &mut 
     assert_eq!(st.is_allowed(), want_allowed, "unexpected decision {st:?}");
 }
 
+async fn timed_joint(l: &Limiter, ip: std::net::IpAddr, subject: &str, row: &mut Row) {
+    let before = l.store_calls();
+    let started = Instant::now();
+    let st = l.check_with_global(ip, Policy::Search, &Subject::User(subject), 1).await.expect("admitted");
+    row.latencies_us.push(started.elapsed().as_micros() as u64);
+    row.calls += l.store_calls() - before;
+    row.decisions += 1;
+    row.sources.push(st.source);
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
@@ -94,6 +104,8 @@ async fn main() -> Result<(), BoxError> {
     // under this bench's traffic stays busy (its TAT ahead of now). Images: 20 per hour.
     settings.policies.search = Rate::new(1_000_000, 7 * 24 * 3600).ok_or("rate")?;
     settings.policies.images = Rate::new(20, 3600).ok_or("rate")?;
+    // The joint rows send every request from one address.
+    settings.policies.global = Rate::new(1_000_000, 3600).ok_or("rate")?;
     let b = Bench {
         client: client.clone(),
         table: table.clone(),
@@ -128,6 +140,20 @@ async fn main() -> Result<(), BoxError> {
         timed(&warm, Policy::Search, &format!("u_new_{i}"), 1, &mut row, true).await;
     }
     row.print("allowed: first request of a new key");
+
+    // A chat completion's limits: the address's global bucket and the user's chat bucket in one
+    // TransactWriteItems (what a route with a deferred global check pays).
+    let ip: std::net::IpAddr = "198.51.100.7".parse()?;
+    let mut row = Row::default();
+    for _ in 0..n {
+        timed_joint(&warm, ip, "u_joint_steady", &mut row).await;
+    }
+    row.print("allowed: global + search together, warm instance");
+    let mut row = Row::default();
+    for i in 0..n {
+        timed_joint(&warm, ip, &format!("u_joint_new_{i}"), &mut row).await;
+    }
+    row.print("allowed: global + search together, new user key");
 
     let mut row = Row::default();
     for _ in 0..n {

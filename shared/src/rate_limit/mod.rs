@@ -198,7 +198,8 @@ impl Limiter {
 
     /// The global check of `ip` and `policy`'s check of `subject`, in one transaction when the
     /// store can decide both; otherwise one after the other (global first), as two checks.
-    async fn check_with_global(
+    /// [`Self::check`] calls it on paths whose global check was deferred.
+    pub async fn check_with_global(
         &self,
         ip: IpAddr,
         policy: Policy,
