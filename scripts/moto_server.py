@@ -11,6 +11,9 @@ on two shortcuts for sustained load; what the endpoint answers does not change:
 - TransactWriteItems snapshots just the items it names for its rollback. moto's own rollback
   deep-copies every table the transaction touches, so with a few thousand conversations stored
   each transaction took hundreds of milliseconds, growing with the table. The rollback is moto's.
+- Query reads only the candidate items: the partition for a table query, the items whose index
+  hash key matches for an index query. moto itself sorts every item of the table on every Query
+  (20 ms a query at 2,000 items, growing), then filters; the filters and the order are still moto's.
 - HTTP/1.1 keep-alive: the SDK's pooled connections are kept instead of a new connection and
   thread per request (about a tenth of moto's time per call).
 
@@ -83,6 +86,50 @@ def fast_transactions() -> None:
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
+def _has(item, name, value) -> bool:  # type: ignore[no-untyped-def]
+    found = item.attrs.get(name)
+    if found is None:
+        return False
+    if found.type == "S" and value.type == "S":  # strings: moto's == without its casting
+        return found.value == value.value
+    return found == value
+
+
+def fast_queries() -> None:
+    """Query with moto's item scan narrowed to the candidates (see the module doc).
+
+    moto's Table.query starts from `self.all_items()` (every item, sorted) and keeps those whose
+    keys match; for the length of the call that method returns just the items that can match.
+    moto's own matching, sorting, paging and filtering then run on them unchanged.
+    """
+    from moto.dynamodb.models.table import Table
+
+    original = Table.query
+
+    def query(self, hash_key, *args, **kwargs):  # type: ignore[no-untyped-def]
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        conditions = kwargs.get("hash_key_conditions")
+        ranged = self.range_key_attr is not None
+        if index_name:
+            if not conditions:
+                return original(self, hash_key, *args, **kwargs)
+            parts = self.items.values()
+            items = (i for part in parts for i in part.values()) if ranged else iter(parts)
+            candidates = [i for i in items if all(_has(i, n, v) for n, v in conditions)]
+        else:
+            if hash_key is None:
+                return original(self, hash_key, *args, **kwargs)
+            part = self.items.get(hash_key)
+            candidates = [] if part is None else list(part.values()) if ranged else [part]
+        self.all_items = lambda: candidates
+        try:
+            return original(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    Table.query = query  # type: ignore[method-assign]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -91,6 +138,7 @@ def main() -> None:
     os.environ.setdefault("MOTO_PORT", str(args.port))  # as moto_server does
     if os.environ.get("MOTO_FAST") == "1":
         fast_transactions()
+        fast_queries()
         WSGIRequestHandler.protocol_version = "HTTP/1.1"
 
     app = DomainDispatcherApplication(create_backend_app)
