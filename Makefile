@@ -1,5 +1,5 @@
 # BaatCheet API. `make dev` runs the whole API locally; `make test` runs every test.
-.PHONY: dev test lint fmt ci token bench bench-limits smoke lint-deploy lambda-build lambda-zip-sizes audit
+.PHONY: dev test lint fmt ci token bench bench-limits load stress smoke lint-deploy lambda-build lambda-zip-sizes audit
 
 PORT ?= 5001
 AWS_PORT ?= 5002
@@ -29,8 +29,14 @@ bench-limits: ## DynamoDB calls and latency per rate-limit decision, against a l
 
 ci: lint test
 
-bench: ## Release builds, then cold start, RSS, sizes and gateway throughput for this machine
+bench: ## Release builds, then cold start, RSS, sizes, DynamoDB calls and gateway throughput for this machine
 	scripts/bench.sh
+
+load: ## Artillery: the seed's chat load test against the local stack (LOAD_SCALE=0.1 for a quick run)
+	scripts/load.sh tests/load/chat-load-test.yml
+
+stress: ## Artillery: 100 -> 500 req/s against the local stack (LOAD_SCALE=0.1 for a quick run; 1000 users)
+	LOAD_USERS="$${LOAD_USERS:-1000}" scripts/load.sh tests/load/stress-test.yml
 
 smoke: ## Post-deploy checks against API_URL (TOKEN optional): make smoke API_URL=https://...
 	API_URL=$(API_URL) TOKEN=$(TOKEN) scripts/smoke.sh

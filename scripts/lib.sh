@@ -122,3 +122,23 @@ ensure_playwright_core() {
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --silent --no-audit --no-fund --prefix "$LOCAL_DIR/npm" \
     "playwright-core@$PLAYWRIGHT_CORE_VERSION" >/dev/null
 }
+
+# Artillery (npm) for the load tests (scripts/load.sh), pinned, into .local/artillery; no global
+# install. 2.0.21 is the last release that runs on Node 18/20 (later ones need Node >= 22.13).
+# Telemetry off, here and in every run; no browser download for its Playwright engine (unused).
+ARTILLERY_VERSION="${ARTILLERY_VERSION:-2.0.21}"
+ARTILLERY_DIR="$LOCAL_DIR/artillery"
+export ARTILLERY_DIR ARTILLERY_DISABLE_TELEMETRY=true
+
+ensure_artillery() {
+  ARTILLERY="$ARTILLERY_DIR/node_modules/.bin/artillery"
+  if [ -x "$ARTILLERY" ] \
+    && grep -q "\"version\": \"$ARTILLERY_VERSION\"" "$ARTILLERY_DIR/node_modules/artillery/package.json"; then
+    return
+  fi
+  log "installing artillery@$ARTILLERY_VERSION (npm) into .local/artillery (about 600 MB)"
+  mkdir -p "$ARTILLERY_DIR"
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --loglevel=error --no-audit --no-fund --prefix "$ARTILLERY_DIR" \
+    "artillery@$ARTILLERY_VERSION" >/dev/null
+  [ -x "$ARTILLERY" ] || { echo "artillery was not installed into $ARTILLERY_DIR" >&2; return 1; }
+}

@@ -1,11 +1,23 @@
-//! Runs a function's release binary as Lambda runs it (under `support::runtime_api`) and prints,
-//! per function: cold start (exec to first answered invocation, secret read included) as the
-//! median of several runs, warm invocation median, peak RSS after N invocations, and binary size.
+//! Runs every function of template.yaml as Lambda runs it — its release binary exec'd under a
+//! local Lambda Runtime API (`support::runtime_api`) — and prints one table, a row per kind of
+//! request: cold start (exec to the first answered invocation, config and secret read included)
+//! as the median of several runs, the warm invocation median, peak RSS after N invocations, the
+//! binary's size, and the AWS calls each request makes (counted by `support::aws_proxy`'s
+//! recording proxy in front of the local endpoint, in a separate pass so the timings go straight
+//! to the endpoint).
 //!
-//! Usage (make bench runs it): `lambda-coldstart [--runs 15] [--invocations 1000] FUNCTION=EVENT...`
-//! e.g. `health=events/live.json`. Needs AWS_ENDPOINT_URL (the local endpoint) like the tests.
+//! Usage (make bench runs it): `lambda-coldstart [--runs 15] [--invocations 1000]`.
+//! Needs AWS_ENDPOINT_URL (the local endpoint) like the tests, and the release binaries.
+//!
+//! The rows (fixtures from `events/`) are listed in [`rows`]; a function of template.yaml without
+//! a row fails the run, so a new function is measured as soon as it is added.
 
-use baatcheet_tests::{TestStack, runtime_api::RuntimeApi};
+use baatcheet_tests::aws_proxy::{AwsCall, RecordingProxy, Service};
+use baatcheet_tests::clerk::{self, Delivery, keys};
+use baatcheet_tests::fake_upstream::{Behavior, FakeUpstream};
+use baatcheet_tests::{TestStack, runtime_api::RuntimeApi, template};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -26,87 +38,349 @@ fn peak_rss_kb(pid: u32) -> Option<u64> {
     s.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.split_whitespace().next()?.parse().ok()
 }
 
-struct Spec {
-    function: String,
-    event: String,
+/// How a row's fixture is made fit to send.
+#[derive(Clone, Copy)]
+enum Prep {
+    AsIs,
+    /// A fresh Svix id, timestamp and signature with the bench secret's webhook secret (the
+    /// fixture's own signature is from its recorded time, so it would be refused as stale).
+    Resign,
+    /// `Authorization: Bearer` a session token of this user (RS256, the bench's Clerk key).
+    Bearer(&'static str),
 }
 
-async fn spawn(bin: &PathBuf, stack: &TestStack, api: &RuntimeApi) -> Result<tokio::process::Child, BoxError> {
-    let mut cmd = tokio::process::Command::new(bin);
-    cmd.envs(&stack.env)
-        .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
-        .env("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true")
-        .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        .env("AWS_LAMBDA_LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    Ok(cmd.spawn()?)
+/// One kind of request to one function.
+struct Row {
+    binary: &'static str,
+    request: &'static str,
+    event: &'static str,
+    prep: Prep,
+    /// Function environment beside the stack's.
+    env: &'static [(&'static str, &'static str)],
+    /// Sent once by a short-lived instance before the row is measured (e.g. to use up a limit).
+    before: Option<Prep>,
+    status: u16,
+}
+
+fn rows() -> Vec<Row> {
+    const CHAT_USER: &str = "user_bench_chat";
+    const DENIED_USER: &str = "user_bench_denied";
+    vec![
+        Row {
+            binary: "health",
+            request: "`GET /live` (live.json)",
+            event: "events/live.json",
+            prep: Prep::AsIs,
+            env: &[],
+            before: None,
+            status: 200,
+        },
+        Row {
+            binary: "health",
+            request: "`GET /health`: every table and the secret probed (health.json)",
+            event: "events/health.json",
+            prep: Prep::AsIs,
+            env: &[],
+            before: None,
+            status: 200,
+        },
+        Row {
+            binary: "webhook",
+            request: "`POST /api/v1/clerk/webhook` `user.updated` (clerk-webhook.json, re-signed)",
+            event: "events/clerk-webhook.json",
+            prep: Prep::Resign,
+            env: &[],
+            before: None,
+            status: 200,
+        },
+        Row {
+            binary: "docs",
+            request: "`GET /api/docs.json` (docs-json.json)",
+            event: "events/docs-json.json",
+            prep: Prep::AsIs,
+            env: &[],
+            before: None,
+            status: 200,
+        },
+        Row {
+            binary: "chat",
+            request: "`GET /api/v1/chat/models` (chat-models.json)",
+            event: "events/chat-models.json",
+            prep: Prep::AsIs,
+            env: &[],
+            before: None,
+            status: 200,
+        },
+        Row {
+            binary: "chat",
+            request: "chat completion, streamed, new conversation (chat-completions.json + token)",
+            event: "events/chat-completions.json",
+            prep: Prep::Bearer(CHAT_USER),
+            // One user sends every invocation of the row: their chat limit must not answer them.
+            env: &[("RATE_LIMIT_CHAT_FREE", "1000000/1h")],
+            before: None,
+            status: 200,
+        },
+        Row {
+            binary: "chat",
+            request: "denied: chat completion of a user past the chat limit (429)",
+            event: "events/chat-completions.json",
+            prep: Prep::Bearer(DENIED_USER),
+            env: &[("RATE_LIMIT_CHAT_FREE", "1/1h")],
+            before: Some(Prep::Bearer(DENIED_USER)),
+            status: 429,
+        },
+    ]
+}
+
+fn set_header(event: &mut Value, name: &str, value: &str) {
+    event["headers"][name] = json!(value);
+    event["multiValueHeaders"][name] = json!([value]);
+}
+
+/// The event to send, made fresh for each invocation where it must be (signatures).
+fn event_for(template: &Value, prep: Prep) -> Vec<u8> {
+    let mut event = template.clone();
+    match prep {
+        Prep::AsIs => {}
+        Prep::Resign => {
+            let d = Delivery {
+                id: format!("msg_bench_{}", uuid::Uuid::new_v4().simple()),
+                timestamp: clerk::now(),
+                body: event["body"].as_str().unwrap_or_default().to_string(),
+            };
+            set_header(&mut event, "svix-id", &d.id);
+            set_header(&mut event, "svix-timestamp", &d.timestamp.to_string());
+            set_header(&mut event, "svix-signature", &d.signature(clerk::WEBHOOK_SECRET));
+        }
+        Prep::Bearer(user) => {
+            // Valid for an hour: the warm invocations of a row take longer than a test token's minute.
+            let mut claims = clerk::claims(user);
+            claims["exp"] = json!(clerk::now() + 3600);
+            let token = clerk::sign_as(&keys()[0], &keys()[0].kid, &claims);
+            set_header(&mut event, "Authorization", &format!("Bearer {token}"));
+        }
+    }
+    event.to_string().into_bytes()
+}
+
+/// The HTTP status of a Lambda answer: the response object, or the prelude of a streamed one
+/// (JSON, then eight NUL bytes, then the body).
+fn status_of(body: &[u8]) -> Option<u16> {
+    let end = body.iter().position(|b| *b == 0).unwrap_or(body.len());
+    let v: Value = serde_json::from_slice(&body[..end]).ok()?;
+    v["statusCode"].as_u64().and_then(|s| u16::try_from(s).ok())
+}
+
+struct Bench {
+    stack: TestStack,
+    proxy: RecordingProxy,
+}
+
+impl Bench {
+    async fn spawn(
+        &self,
+        bin: &PathBuf,
+        api: &RuntimeApi,
+        row: &Row,
+        counted: bool,
+    ) -> Result<tokio::process::Child, BoxError> {
+        let mut cmd = tokio::process::Command::new(bin);
+        cmd.envs(&self.stack.env)
+            .envs(row.env.iter().copied())
+            .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
+            .env("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true")
+            .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        if counted {
+            cmd.env("AWS_ENDPOINT_URL", &self.proxy.url);
+        }
+        Ok(cmd.spawn()?)
+    }
+
+    async fn invoke(api: &RuntimeApi, event: Vec<u8>, row: &Row) -> Result<Instant, BoxError> {
+        let a = tokio::time::timeout(Duration::from_secs(30), api.invoke(event)).await??;
+        if a.error {
+            return Err(format!("{}: invocation error: {}", row.binary, String::from_utf8_lossy(&a.body)).into());
+        }
+        match status_of(&a.body) {
+            Some(s) if s == row.status => Ok(a.at),
+            other => Err(format!(
+                "{} {}: answered {other:?}, expected {}: {}",
+                row.binary,
+                row.request,
+                row.status,
+                String::from_utf8_lossy(&a.body[..a.body.len().min(600)])
+            )
+            .into()),
+        }
+    }
+
+    fn calls_since(&self, from: usize) -> Vec<AwsCall> {
+        self.proxy.calls().split_off(from)
+    }
+}
+
+/// `3: UpdateItem×2, GetItem` — the count, then each operation once with its number.
+fn describe(calls: &[AwsCall]) -> String {
+    if calls.is_empty() {
+        return "0".into();
+    }
+    let mut order: Vec<&str> = Vec::new();
+    let mut n: BTreeMap<&str, usize> = BTreeMap::new();
+    for c in calls {
+        if !n.contains_key(c.operation.as_str()) {
+            order.push(&c.operation);
+        }
+        *n.entry(&c.operation).or_default() += 1;
+    }
+    let ops: Vec<String> =
+        order.iter().map(|op| if n[op] > 1 { format!("{op}×{}", n[op]) } else { op.to_string() }).collect();
+    format!("{}: {}", calls.len(), ops.join(", "))
+}
+
+fn is_dynamodb(c: &AwsCall) -> bool {
+    c.service == Service::DynamoDb
 }
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let mut runs = 15usize;
     let mut invocations = 1000usize;
-    let mut specs = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--runs" => runs = args.next().ok_or("--runs N")?.parse()?,
             "--invocations" => invocations = args.next().ok_or("--invocations N")?.parse()?,
-            spec => {
-                let (f, e) = spec.split_once('=').ok_or("FUNCTION=EVENT")?;
-                specs.push(Spec { function: f.into(), event: e.into() });
+            other => {
+                return Err(
+                    format!("unknown argument {other} (usage: lambda-coldstart [--runs N] [--invocations N])").into()
+                );
             }
         }
     }
-    let stack = TestStack::new().await;
+    let rows = rows();
+    for (logical_id, binary) in &template().binaries {
+        if !rows.iter().any(|r| r.binary == binary.as_str()) {
+            return Err(format!(
+                "template.yaml's {logical_id} (binary {binary}) has no row in tests/bench/lambda_coldstart.rs: add one"
+            )
+            .into());
+        }
+    }
+    if let Some(r) = rows.iter().find(|r| !template().binaries.values().any(|b| b == r.binary)) {
+        return Err(format!("{} is not a function of template.yaml", r.binary).into());
+    }
+
+    // One stack for every row: the secret has what each function reads (a fake provider for
+    // chat, the Clerk key that verifies the bench's tokens, the webhook secret). The per-IP global
+    // limit is out of the way (every event comes from one address); per-user limits are the defaults.
+    let fake = FakeUpstream::start().await;
+    fake.set_default(Behavior::ok().chunks(5));
+    let providers = json!([fake.provider("fake", &["k"], json!([{"id": "fake-chat", "context_length": 32768}]))]);
+    let mut stack = TestStack::with_secret(json!({
+        "providers": providers,
+        "CLERK_JWT_KEY": keys()[0].public_pem,
+        "CLERK_WEBHOOK_SECRET": clerk::WEBHOOK_SECRET,
+    }))
+    .await;
+    for (k, v) in [("CLERK_ISSUER", clerk::ISSUER), ("RATE_LIMIT_GLOBAL", "1000000/1h")] {
+        stack.env.insert(k.into(), v.into());
+    }
+    let proxy = RecordingProxy::to(&baatcheet_tests::endpoint()).await;
+    let bench = Bench { stack, proxy };
+
     println!(
-        "| function | binary (stripped) | cold start median | cold start min..max | warm invocation median | peak RSS after {invocations} |"
+        "| function | request | answer | binary (stripped) | cold start median | min..max | warm median | peak RSS after {invocations} | AWS calls, cold (init + 1st request) | DynamoDB calls per warm request |"
     );
-    println!("|---|---|---|---|---|---|");
-    for spec in specs {
-        let bin = root().join("target/release").join(&spec.function);
-        let event = std::fs::read(root().join(&spec.event))?;
-        let size = std::fs::metadata(&bin)?.len();
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for row in &rows {
+        let bin = root().join("target/release").join(row.binary);
+        let size =
+            std::fs::metadata(&bin).map_err(|e| format!("{}: {e} (build it with --release)", bin.display()))?.len();
+        let fixture: Value = serde_json::from_slice(&std::fs::read(root().join(row.event))?)?;
+
+        if let Some(prep) = row.before {
+            let api = RuntimeApi::start().await?;
+            let answer = api.invoke(event_for(&fixture, prep));
+            let _child = bench.spawn(&bin, &api, row, false).await?;
+            tokio::time::timeout(Duration::from_secs(30), answer).await??;
+        }
+
+        // Calls, through the recording proxy: a cold instance's first request, then warm ones.
+        let api = RuntimeApi::start().await?;
+        let from = bench.proxy.calls().len();
+        let child = bench.spawn(&bin, &api, row, true).await?;
+        Bench::invoke(&api, event_for(&fixture, row.prep), row).await?;
+        let cold_calls = bench.calls_since(from);
+        let mut warm_calls = Vec::new();
+        for _ in 0..5 {
+            let from = bench.proxy.calls().len();
+            Bench::invoke(&api, event_for(&fixture, row.prep), row).await?;
+            warm_calls = bench.calls_since(from);
+        }
+        drop(child);
+        let secrets = cold_calls.iter().filter(|c| !is_dynamodb(c)).cloned().collect::<Vec<_>>();
+        let dynamo = cold_calls.iter().filter(|c| is_dynamodb(c)).cloned().collect::<Vec<_>>();
+        let cold_desc = match (secrets.is_empty(), dynamo.is_empty()) {
+            (true, true) => "0".to_string(),
+            (false, true) => describe(&secrets),
+            (true, false) => describe(&dynamo),
+            (false, false) => format!("{} + {}", describe(&secrets), describe(&dynamo)),
+        };
+        let warm_dynamo: Vec<AwsCall> = warm_calls.iter().filter(|c| is_dynamodb(c)).cloned().collect();
+        let warm_other = warm_calls.len() - warm_dynamo.len();
+        let warm_desc = if warm_other > 0 {
+            format!("{} (+{warm_other} other)", describe(&warm_dynamo))
+        } else {
+            describe(&warm_dynamo)
+        };
+
+        // Cold starts, straight to the local endpoint.
         let mut colds = Vec::new();
         for _ in 0..runs {
             let api = RuntimeApi::start().await?;
-            let answer = api.invoke(event.clone());
+            let event = event_for(&fixture, row.prep);
             let t0 = Instant::now();
-            let mut child = spawn(&bin, &stack, &api).await?;
-            let a = tokio::time::timeout(Duration::from_secs(10), answer).await??;
-            if a.error {
-                return Err(format!("{}: invocation error: {}", spec.function, String::from_utf8_lossy(&a.body)).into());
-            }
-            colds.push((a.at - t0).as_secs_f64() * 1000.0);
+            let mut child = bench.spawn(&bin, &api, row, false).await?;
+            let at = Bench::invoke(&api, event, row).await?;
+            colds.push((at - t0).as_secs_f64() * 1000.0);
             child.kill().await?;
         }
         let (min, max) = colds.iter().fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
         let cold = median(&mut colds);
 
+        // Warm invocations and the peak RSS after them.
         let api = RuntimeApi::start().await?;
-        let child = spawn(&bin, &stack, &api).await?;
+        let child = bench.spawn(&bin, &api, row, false).await?;
         let pid = child.id().ok_or("no pid")?;
         let mut warm = Vec::with_capacity(invocations);
         for _ in 0..invocations {
+            let event = event_for(&fixture, row.prep);
             let t = Instant::now();
-            let a = tokio::time::timeout(Duration::from_secs(10), api.invoke(event.clone())).await??;
-            warm.push((a.at - t).as_secs_f64() * 1000.0);
+            let at = Bench::invoke(&api, event, row).await?;
+            warm.push((at - t).as_secs_f64() * 1000.0);
         }
         let rss = peak_rss_kb(pid).unwrap_or(0);
         drop(child);
         println!(
-            "| {} | {:.1} MB | {:.1} ms | {:.1}..{:.1} ms | {:.3} ms | {:.1} MB |",
-            spec.function,
+            "| {} | {} | {} | {:.1} MB | {:.1} ms | {:.1}..{:.1} ms | {:.3} ms | {:.1} MB | {} | {} |",
+            row.binary,
+            row.request,
+            row.status,
             size as f64 / 1e6,
             cold,
             min,
             max,
             median(&mut warm),
-            rss as f64 / 1024.0
+            rss as f64 / 1024.0,
+            cold_desc,
+            warm_desc,
         );
     }
     Ok(())

@@ -5,7 +5,9 @@
 //!
 //! `FAKE_UPSTREAM_PORT` (default 5003), `FAKE_UPSTREAM_TOKEN_DELAY_MS` (default 40: about 25 tokens
 //! a second), `FAKE_UPSTREAM_FIRST_TOKEN_MS` (default 250: time to the first token),
-//! `FAKE_UPSTREAM_PROVIDERS_FILE` (write the `providers` list there, for `PROVIDERS_FILE`).
+//! `FAKE_UPSTREAM_CHUNKS` (when set: answer with exactly that many chunks, `tok0 tok1 ...`, instead of
+//! the echo, so every answer of a load test costs the same), `FAKE_UPSTREAM_PROVIDERS_FILE` (write
+//! the `providers` list there, for `PROVIDERS_FILE`).
 
 use baatcheet_tests::fake_upstream::{Behavior, FakeUpstream};
 use std::net::SocketAddr;
@@ -21,7 +23,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let delay = Duration::from_millis(env_num("FAKE_UPSTREAM_TOKEN_DELAY_MS", 40));
     let first = Duration::from_millis(env_num("FAKE_UPSTREAM_FIRST_TOKEN_MS", 250));
     let fake = FakeUpstream::start_on(SocketAddr::from(([127, 0, 0, 1], port))).await;
-    fake.set_default(Behavior::ok().echo().first_delay(first).token_delay(delay));
+    let answer = match std::env::var("FAKE_UPSTREAM_CHUNKS").ok().and_then(|n| n.parse().ok()) {
+        Some(n) => Behavior::ok().chunks(n),
+        None => Behavior::ok().echo(),
+    };
+    fake.set_default(answer.first_delay(first).token_delay(delay));
     let providers = serde_json::json!([fake.provider(
         "fake",
         &["fake-key"],
