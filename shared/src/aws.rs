@@ -14,6 +14,7 @@ pub async fn sdk_config() -> SdkConfig {
         Duration::from_millis(std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default))
     };
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_millis(1000))
@@ -24,6 +25,21 @@ pub async fn sdk_config() -> SdkConfig {
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .load()
         .await
+}
+
+/// The SDK's default https client (rustls with aws-lc, Nagle off) on the process's shared root
+/// certificates, so they are read once for the SDK and every other client (shared/src/tls.rs).
+fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    let context = tls::TlsContext::builder().with_trust_store(crate::tls::sdk_trust_store()).build();
+    let builder = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc));
+    match context {
+        Ok(context) => builder.tls_context(context).build_https(),
+        // Cannot happen in this version (build() only wraps the store); the default reads the
+        // platform's roots itself.
+        Err(_) => builder.build_https(),
+    }
 }
 
 pub fn dynamodb(sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {

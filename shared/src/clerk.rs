@@ -116,7 +116,7 @@ pub const BACKEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl BackendApi {
     pub fn new(api_url: impl Into<String>, secrets: Arc<SecretsCache>) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+        let http = crate::tls::client_builder()
             .timeout(BACKEND_TIMEOUT)
             .connect_timeout(Duration::from_secs(2))
             .redirect(reqwest::redirect::Policy::none())

@@ -17,6 +17,7 @@ pub mod secrets;
 pub mod security_headers;
 pub mod ssrf;
 pub mod telemetry;
+pub mod tls;
 pub mod upload;
 pub mod users;
 pub mod validation;

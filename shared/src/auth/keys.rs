@@ -217,7 +217,7 @@ impl JwksCache {
         if let Some(c) = self.http.get() {
             return Ok(c);
         }
-        let client = reqwest::Client::builder()
+        let client = crate::tls::client_builder()
             .timeout(self.policy.fetch_timeout)
             .connect_timeout(self.policy.fetch_timeout)
             // A redirect could carry the secret key elsewhere; a JWKS endpoint has no reason to.

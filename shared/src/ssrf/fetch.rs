@@ -72,7 +72,7 @@ impl reqwest::dns::Resolve for NoResolution {
 
 pub async fn fetch(checked: &CheckedUrl, limits: &FetchLimits) -> Result<Fetched, FetchError> {
     let url = checked.url();
-    let mut builder = reqwest::Client::builder()
+    let mut builder = crate::tls::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .referer(false)
