@@ -23,7 +23,7 @@ static ROOTS: OnceLock<Roots> = OnceLock::new();
 
 fn roots() -> &'static Roots {
     ROOTS.get_or_init(|| {
-        let loaded = rustls_native_certs::load_native_certs();
+        let loaded = platform_roots();
         for e in &loaded.errors {
             tracing::warn!(error = %e, "a platform root certificate could not be read");
         }
@@ -40,6 +40,22 @@ fn roots() -> &'static Roots {
         }
         Roots { certs, reqwest: reqwest_config(store) }
     })
+}
+
+/// The platform's roots: its bundle file alone when it has one and no `SSL_CERT_FILE` or
+/// `SSL_CERT_DIR` says otherwise, else everything rustls-native-certs finds (file and
+/// directory). Debian keeps every root twice, in the hashed directory and in the bundle
+/// `update-ca-certificates` builds from it; reading both doubled the parsing in every cold start.
+fn platform_roots() -> rustls_native_certs::CertificateResult {
+    if !openssl_probe::has_ssl_cert_env_vars()
+        && let Some(file) = openssl_probe::probe().cert_file
+    {
+        let bundle = rustls_native_certs::load_certs_from_paths(Some(&file), None);
+        if !bundle.certs.is_empty() {
+            return bundle;
+        }
+    }
+    rustls_native_certs::load_native_certs()
 }
 
 fn reqwest_config(store: rustls::RootCertStore) -> Option<rustls::ClientConfig> {
@@ -102,6 +118,17 @@ mod tests {
         let config = first.reqwest.as_ref().expect("config builds here");
         assert_eq!(config.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
         assert!(client_builder().build().is_ok());
+    }
+
+    #[test]
+    fn the_bundle_holds_the_platforms_roots() {
+        // Read as rustls-native-certs would (file and directory) and as we do (the bundle).
+        let ours: Vec<Vec<u8>> = platform_roots().certs.iter().map(|c| c.to_vec()).collect();
+        let all: Vec<Vec<u8>> = rustls_native_certs::load_native_certs().certs.iter().map(|c| c.to_vec()).collect();
+        assert!(ours.iter().all(|c| all.contains(c)), "nothing outside the platform's store");
+        let missing = all.iter().filter(|c| !ours.contains(c)).count();
+        // The directory may hold a local certificate that is no CA (Debian's snakeoil); no more.
+        assert!(missing <= 1 && ours.len() > 100, "bundle {} of {} roots", ours.len(), all.len());
     }
 
     #[test]
