@@ -171,25 +171,22 @@ pub enum AssetName {
     ))]
 async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
     const VENDORED: &str = "public, max-age=86400";
+    static BUNDLE: OnceLock<Bytes> = OnceLock::new();
+    static STYLESHEET: OnceLock<Bytes> = OnceLock::new();
     match name.as_str() {
         "swagger-initializer.js" => Ok(with_type(INITIALIZER_JS, "text/javascript; charset=utf-8", "no-cache")),
-        "swagger-ui-bundle.js" => vendored(&name).map(|b| with_type(b, "text/javascript; charset=utf-8", VENDORED)),
-        "swagger-ui.css" => vendored(&name).map(|b| with_type(b, "text/css; charset=utf-8", VENDORED)),
+        "swagger-ui-bundle.js" => {
+            vendored(&name, &BUNDLE).map(|b| with_type(b, "text/javascript; charset=utf-8", VENDORED))
+        }
+        "swagger-ui.css" => vendored(&name, &STYLESHEET).map(|b| with_type(b, "text/css; charset=utf-8", VENDORED)),
         _ => Err(ApiError::NotFound("No such Swagger UI asset.".into())),
     }
 }
 
 /// A file of the Swagger UI distribution embedded by utoipa-swagger-ui (`vendored`), stored
 /// gzipped (its `gzip` feature: 4.3 MB of files become 1.2 MB of binary) and inflated once per
-/// instance, on the first request for it.
-fn vendored(name: &str) -> Result<Bytes, ApiError> {
-    static BUNDLE: OnceLock<Bytes> = OnceLock::new();
-    static STYLESHEET: OnceLock<Bytes> = OnceLock::new();
-    let cell = match name {
-        "swagger-ui-bundle.js" => &BUNDLE,
-        "swagger-ui.css" => &STYLESHEET,
-        _ => return Err(ApiError::NotFound("No such Swagger UI asset.".into())),
-    };
+/// instance, on the first request for it (kept in `cell`).
+fn vendored(name: &str, cell: &'static OnceLock<Bytes>) -> Result<Bytes, ApiError> {
     if let Some(bytes) = cell.get() {
         return Ok(bytes.clone());
     }
