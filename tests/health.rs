@@ -3,7 +3,8 @@
 
 use baatcheet_shared::AppContext;
 use baatcheet_tests::{
-    Switch, TestStack, assert_security_headers, blackhole, dead_endpoint, dynamodb_at, http, secrets_manager_at, serve,
+    Switch, TestStack, assert_security_headers, aws_proxy::RecordingProxy, blackhole, dead_endpoint, dynamodb_at, http,
+    secrets_manager_at, serve,
 };
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -132,6 +133,36 @@ async fn database_outage_and_recovery_are_reported() {
     assert_eq!(get(&base, "/ready").await.0, 503);
     switch.restore();
     assert_eq!(get(&base, "/ready").await.0, 200);
+}
+
+#[tokio::test]
+async fn one_probe_run_answers_health_and_ready_within_the_ttl() {
+    let stack = TestStack::new().await;
+    let proxy = RecordingProxy::to(&baatcheet_tests::endpoint()).await;
+    let mut config = stack.config();
+    config.health_probe_ttl = Duration::from_millis(1500);
+    let tables = config.tables.all().len();
+    let ctx = AppContext::with_clients(config, dynamodb_at(&proxy.url).await, secrets_manager_at(&proxy.url).await);
+    let base = serve_health(ctx).await;
+    let probe_calls = || proxy.calls().iter().filter(|c| c.operation == "GetItem").count();
+
+    // A burst on a fresh instance: one run, every answer carrying its time.
+    let burst = futures::future::join_all((0..8).map(|_| get(&base, "/health"))).await;
+    assert_eq!(probe_calls(), tables, "one key read per table for the whole burst");
+    let checked_at = &burst[0].1["checked_at"];
+    assert!(checked_at.is_string(), "{}", burst[0].1);
+    for (status, body) in &burst {
+        assert_eq!((*status, body["status"].as_str()), (200, Some("healthy")), "{body}");
+        assert_eq!(&body["checked_at"], checked_at);
+    }
+    assert_eq!(get(&base, "/ready").await.0, 200);
+    assert_eq!(probe_calls(), tables, "/ready shares the run");
+
+    // After the TTL, the next request probes again.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let (_, body) = get(&base, "/health").await;
+    assert_eq!(probe_calls(), 2 * tables);
+    assert_ne!(&body["checked_at"], checked_at);
 }
 
 #[tokio::test]

@@ -60,6 +60,9 @@ pub struct Config {
     pub cors_origins: Vec<HeaderValue>,
     /// Per-dependency timeout of health and readiness checks.
     pub dependency_timeout: Duration,
+    /// How long one run of the health probes answers `/health` and `/ready` on an instance
+    /// (`HEALTH_PROBE_TTL_MS`, default 1000; 0 probes on every request).
+    pub health_probe_ttl: Duration,
     /// Rate-limit policies and store behaviour (`RATE_LIMIT_*`).
     pub rate_limits: crate::rate_limit::Settings,
     /// Clerk authentication settings (CLERK_* variables).
@@ -100,6 +103,7 @@ impl Config {
             secret_ttl: Duration::from_secs(parse_num(&get, "SECRET_TTL_SECONDS", 300)?),
             cors_origins,
             dependency_timeout: Duration::from_millis(parse_num(&get, "DEPENDENCY_TIMEOUT_MS", 1500)?),
+            health_probe_ttl: Duration::from_millis(parse_num(&get, "HEALTH_PROBE_TTL_MS", 1000)?),
             rate_limits: crate::rate_limit::Settings::from_lookup(&get)?,
             clerk: crate::auth::ClerkConfig::from_lookup(&get)?,
         })

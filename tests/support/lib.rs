@@ -73,6 +73,9 @@ impl TestStack {
         env.insert("SECRET_ID".into(), secret_id);
         env.insert("CORS_ALLOWED_ORIGINS".into(), "https://app.baatcheet.test".into());
         env.insert("DEPENDENCY_TIMEOUT_MS".into(), "800".into());
+        // Every health request probes afresh, so an outage a test makes shows on the next request
+        // (tests/health.rs checks the sharing of probe runs with its own TTL).
+        env.insert("HEALTH_PROBE_TTL_MS".into(), "0".into());
         // The local endpoint queues requests under a parallel test run: a slow answer there must
         // not send the rate limiter to its in-memory fallback (outage tests set their own).
         env.insert("RATE_LIMIT_STORE_TIMEOUT_MS".into(), "20000".into());

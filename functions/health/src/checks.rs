@@ -49,6 +49,7 @@ pub enum Criticality {
     NonCritical,
 }
 
+#[derive(Clone)]
 pub struct Outcome {
     pub name: &'static str,
     pub criticality: Criticality,

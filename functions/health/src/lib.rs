@@ -3,6 +3,7 @@
 
 pub mod checks;
 pub mod metrics;
+pub mod probe_cache;
 
 use axum::{
     Json, Router,
@@ -21,11 +22,13 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use checks::{Check, Status};
 use metrics::{Cpu, LambdaInfo, Memory};
+use probe_cache::ProbeCache;
 
 #[derive(Clone)]
 pub struct HealthState {
     ctx: AppContext,
     invocations: Arc<AtomicU64>,
+    probes: Arc<ProbeCache>,
 }
 
 /// The function's routes, each with its OpenAPI operation: the one source of both [`router`]
@@ -45,7 +48,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The function's routes with the shared request path around them.
 pub fn router(ctx: AppContext) -> Router {
-    let state = HealthState { ctx: ctx.clone(), invocations: Arc::new(AtomicU64::new(0)) };
+    let state = HealthState {
+        ctx: ctx.clone(),
+        invocations: Arc::new(AtomicU64::new(0)),
+        probes: Arc::new(ProbeCache::new(ctx.config.health_probe_ttl)),
+    };
     let (routes, _) = routes().split_for_parts();
     let routes = routes.layer(middleware::from_fn_with_state(state.clone(), count_invocation)).with_state(state);
     request_path::wrap(routes, &ctx)
@@ -62,8 +69,11 @@ async fn count_invocation(State(state): State<HealthState>, mut req: Request, ne
 struct Invocation(u64);
 
 fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 /// `GET /health` body.
@@ -80,6 +90,10 @@ pub struct HealthReport {
     /// Seconds since this instance started.
     #[schema(example = 3600)]
     pub uptime: u64,
+    /// When the probes behind `services` ran: one run answers this instance's `/health` and
+    /// `/ready` for `HEALTH_PROBE_TTL_MS` (default 1 s).
+    #[schema(format = DateTime, example = "2026-11-27T11:59:59.6Z")]
+    pub checked_at: String,
     /// One probe per dependency: `database` (a key read on every table) and `secrets` (a read
     /// of the app secret).
     #[schema(value_type = BTreeMap<String, Check>)]
@@ -153,22 +167,24 @@ pub struct ProcessMetrics {
 /// Probes every dependency concurrently, each with its own timeout (`DEPENDENCY_TIMEOUT_MS`):
 /// a key read on every DynamoDB table and a fresh read of the app secret. `degraded` when the
 /// secret is unreachable but cached; `unhealthy` (503) when DynamoDB is down or the secret was
-/// never loaded.
+/// never loaded. One probe run answers for `HEALTH_PROBE_TTL_MS` (default 1 s; `checked_at`
+/// says when it ran), so bursts of health requests do not become bursts of backend calls.
 #[utoipa::path(get, path = "/health", tag = "health", operation_id = "getHealth", responses(
     (status = 200, description = "Healthy or degraded.", body = HealthReport),
     (status = 503, description = "Unhealthy: a critical dependency failed.", body = HealthReport),
 ))]
 async fn health(State(state): State<HealthState>) -> Response {
     let ctx = &state.ctx;
-    let outcomes = checks::run_all(ctx).await;
-    let status = checks::overall(&outcomes);
+    let probed = state.probes.get(ctx).await;
+    let status = checks::overall(&probed.outcomes);
     let body = HealthReport {
         status,
         timestamp: now_rfc3339(),
         version: ctx.config.version.clone(),
         environment: ctx.config.environment.clone(),
         uptime: ctx.started.elapsed().as_secs(),
-        services: outcomes.into_iter().map(|o| (o.name, o.check)).collect(),
+        checked_at: rfc3339(probed.checked_at),
+        services: probed.outcomes.iter().map(|o| (o.name, o.check.clone())).collect(),
     };
     let code = if status == Status::Unhealthy { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (code, Json(body)).into_response()
@@ -176,14 +192,15 @@ async fn health(State(state): State<HealthState>) -> Response {
 
 /// Readiness
 ///
-/// Ready when every critical dependency answers (the probes of `/health`).
+/// Ready when every critical dependency answers (the probes of `/health`, shared with it).
 #[utoipa::path(get, path = "/ready", tag = "health", operation_id = "getReadiness", responses(
     (status = 200, description = "Ready to serve.", body = Ready),
     (status = 503, description = "A critical dependency failed.", body = NotReady),
 ))]
 async fn ready(State(state): State<HealthState>) -> Response {
-    let outcomes = checks::run_all(&state.ctx).await;
-    let failed: Vec<_> = outcomes
+    let probed = state.probes.get(&state.ctx).await;
+    let failed: Vec<_> = probed
+        .outcomes
         .iter()
         .filter(|o| o.criticality == checks::Criticality::Critical && o.check.status != Status::Healthy)
         .map(|o| o.name)
