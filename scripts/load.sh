@@ -124,6 +124,17 @@ if [ -s "$report" ]; then
   node "$ROOT/scripts/load.mjs" summary "$report"
 fi
 
+# The gateway's limiter over the run (local stack: one process serves every function), from the
+# health function's metrics route: DynamoDB calls per decision show compare-and-set conflicts.
+if [ -n "${PORT:-}" ]; then
+  node -e '
+    fetch(process.argv[1]).then((r) => r.json()).then(({ rate_limiter: l }) => console.log(
+      `rate limiter        ${l.store_calls} DynamoDB calls for ${l.store_decisions} store decisions, ` +
+      `${l.deny_cache_hits} deny-cache hits, ${l.fallback_decisions} fallback decisions, ${l.store_failures} store failures`))
+    .catch((e) => console.log(`rate limiter        (metrics unavailable: ${e.message})`));
+  ' "$API_URL/api/v1/health/metrics"
+fi
+
 # Artillery exits 1 when a strict ensure check fails and 21 when only some requests failed their
 # expectations (those count in the error-rate check, which passed).
 case "$rc" in
