@@ -59,16 +59,14 @@ mod tests {
     use crate::checks::{Check, Criticality, Status};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    fn counting(runs: &AtomicUsize) -> impl std::future::Future<Output = Vec<Outcome>> + '_ {
-        async move {
-            runs.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            vec![Outcome {
-                name: "database",
-                criticality: Criticality::Critical,
-                check: Check { status: Status::Healthy, latency: 20, error: None },
-            }]
-        }
+    async fn counting(runs: &AtomicUsize) -> Vec<Outcome> {
+        runs.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        vec![Outcome {
+            name: "database",
+            criticality: Criticality::Critical,
+            check: Check { status: Status::Healthy, latency: 20, error: None },
+        }]
     }
 
     #[tokio::test]
