@@ -7,9 +7,9 @@ DynamoDB's guarantee; connections are still accepted on threads, so a slow clien
 the others. moto is CPU-bound Python under the GIL, so throughput barely changes.
 
 MOTO_FAST=1 (set by scripts/load.sh and scripts/bench.sh only, not by make test or make dev) turns
-on shortcuts for sustained load; what the endpoint answers does not change (a differential run of
-DynamoDB and Secrets Manager requests, errors included, answers identically with and without,
-bar werkzeug's `Connection: close`).
+on shortcuts for sustained load; what the endpoint answers does not change: make test runs
+scripts/moto_fast_check/check.py, which sends the same DynamoDB and Secrets Manager requests
+(errors, 500s and index queries included) to this server with and without it and compares.
 Gains are per call on this 2-core machine; each shortcut's function says why it is safe.
 - TransactWriteItems snapshots just the items it names for its rollback. moto's own rollback
   deep-copies every table the transaction touches, so with a few thousand conversations stored

@@ -8,6 +8,8 @@ source "$(dirname "$0")/lib.sh"
 AWS_PORT="${AWS_PORT:-$(free_port)}"
 
 start_moto; pids+=("$MOTO_PID")
+log "MOTO_FAST (the local endpoint of make load and make bench) answers as stock moto: scripts/moto_fast_check"
+"$VENV/bin/python" "$ROOT/scripts/moto_fast_check/check.py"
 # moto answers one call at a time: a parallel suite must not mistake its queue for an outage.
 export AWS_SDK_ATTEMPT_TIMEOUT_MS="${AWS_SDK_ATTEMPT_TIMEOUT_MS:-15000}"
 export AWS_SDK_OPERATION_TIMEOUT_MS="${AWS_SDK_OPERATION_TIMEOUT_MS:-40000}"
