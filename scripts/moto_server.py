@@ -134,8 +134,7 @@ def fast_queries() -> None:
                 return original(self, hash_key, *args, **kwargs)
             items = _index_candidates(self, conditions[0])
             if items is None:  # not a string key: every item is a candidate
-                parts = self.items.values()
-                items = (i for part in parts for i in part.values()) if ranged else iter(parts)
+                items = _items(self)
             candidates = [i for i in items if all(_has(i, n, v) for n, v in conditions)]
         else:
             if hash_key is None:
@@ -169,6 +168,19 @@ def _item_key(item):  # type: ignore[no-untyped-def]
     return (item.hash_key, item.range_key)
 
 
+def _items(table):  # type: ignore[no-untyped-def]
+    """Every item of a table, in its own order (moto keeps {hash: item} or {hash: {range: item}})."""
+    for part in table.items.values():
+        yield from part.values() if table.range_key_attr else (part,)
+
+
+def _note_one(keys: dict, name: str, item) -> None:  # type: ignore[no-untyped-def]
+    found = item.attrs.get(name)
+    vk = None if found is None else _value_key(found)
+    if vk is not None:
+        keys.setdefault(vk, {})[_item_key(item)] = None
+
+
 def _note(table, item) -> None:  # type: ignore[no-untyped-def]
     by_attr = getattr(table, _INDEXED, None)
     if not by_attr or item is None:
@@ -186,9 +198,8 @@ def _index_candidates(table, condition):  # type: ignore[no-untyped-def]
     if name not in by_attr:  # first query on this attribute: index what the table holds
         keys: dict = {}
         by_attr[name] = keys
-        for part in table.items.values():
-            for item in part.values() if table.range_key_attr else (part,):
-                _note_one(keys, name, item)
+        for item in _items(table):
+            _note_one(keys, name, item)
     out = []
     for hash_key, range_key in by_attr[name].get(vk, {}):
         part = table.items.get(hash_key)
@@ -196,13 +207,6 @@ def _index_candidates(table, condition):  # type: ignore[no-untyped-def]
         if item is not None:
             out.append(item)
     return out
-
-
-def _note_one(keys: dict, name: str, item) -> None:  # type: ignore[no-untyped-def]
-    found = item.attrs.get(name)
-    vk = None if found is None else _value_key(found)
-    if vk is not None:
-        keys.setdefault(vk, {})[_item_key(item)] = None
 
 
 def _track_index_keys() -> None:
