@@ -246,7 +246,7 @@ async fn completions(State(shared): State<Shared>, headers: HeaderMap, Json(body
     }
     let pieces = b.pieces(&body);
     if body["stream"] != true {
-        tokio::time::sleep(b.first_delay).await;
+        pause(b.first_delay).await;
         let text: String = pieces.concat();
         let mut v = json!({
             "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": body["model"],
@@ -261,7 +261,7 @@ async fn completions(State(shared): State<Shared>, headers: HeaderMap, Json(body
     let usage = usage_for(&body, &pieces);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
-        tokio::time::sleep(b.first_delay).await;
+        pause(b.first_delay).await;
         // The usual first chunk: the role, no content.
         let role = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": "fake",
             "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]});
@@ -276,7 +276,7 @@ async fn completions(State(shared): State<Shared>, headers: HeaderMap, Json(body
                 return;
             }
             if i > 0 {
-                tokio::time::sleep(b.token_delay).await;
+                pause(b.token_delay).await;
             } else {
                 shared.first_chunk(index);
             }
@@ -322,7 +322,7 @@ async fn transcriptions(State(shared): State<Shared>, headers: HeaderMap, mut fo
     if b.status != 200 {
         return error_response(&b);
     }
-    tokio::time::sleep(b.first_delay).await;
+    pause(b.first_delay).await;
     let text = b.transcript.clone().unwrap_or_else(|| format!("transcribed {} bytes", fields["file_bytes"]));
     let language = match fields.get("language").and_then(Value::as_str) {
         Some("ur") => "urdu",
@@ -388,5 +388,13 @@ impl FakeUpstream {
     /// A provider entry for the secret's `providers` list serving `models` with `keys`.
     pub fn provider(&self, name: &str, keys: &[&str], models: Value) -> Value {
         json!({ "name": name, "base_url": self.base_url(), "api_keys": keys, "models": models })
+    }
+}
+
+/// Waits `d`; a zero delay does not wait at all (tokio's timer would still take ~1 ms to fire
+/// `sleep(0)`, which made "no delay" streams 1 ms per chunk).
+async fn pause(d: Duration) {
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
     }
 }
