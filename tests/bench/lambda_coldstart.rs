@@ -6,7 +6,7 @@
 //! recording proxy in front of the local endpoint, in a separate pass so the timings go straight
 //! to the endpoint).
 //!
-//! Usage (make bench runs it): `lambda-coldstart [--runs 15] [--invocations 1000]`.
+//! Usage (make bench runs it): `lambda-coldstart [--runs 15] [--invocations 1000] [--only TEXT]`.
 //! Needs AWS_ENDPOINT_URL (the local endpoint) like the tests, and the release binaries.
 //!
 //! The rows (fixtures from `events/`) are listed in [`rows`]; a function of template.yaml without
@@ -253,15 +253,18 @@ fn is_dynamodb(c: &AwsCall) -> bool {
 async fn main() -> Result<(), BoxError> {
     let mut runs = 15usize;
     let mut invocations = 1000usize;
+    let mut only: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--runs" => runs = args.next().ok_or("--runs N")?.parse()?,
             "--invocations" => invocations = args.next().ok_or("--invocations N")?.parse()?,
+            "--only" => only = Some(args.next().ok_or("--only TEXT")?),
             other => {
-                return Err(
-                    format!("unknown argument {other} (usage: lambda-coldstart [--runs N] [--invocations N])").into()
-                );
+                return Err(format!(
+                    "unknown argument {other} (usage: lambda-coldstart [--runs N] [--invocations N] [--only TEXT])"
+                )
+                .into());
             }
         }
     }
@@ -300,7 +303,8 @@ async fn main() -> Result<(), BoxError> {
         "| function | request | answer | binary (stripped) | cold start median | min..max | warm median | peak RSS after {invocations} | AWS calls, cold (init + 1st request) | DynamoDB calls per warm request |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    for row in &rows {
+    // --only: the rows whose function or request contains TEXT (to look at one closely).
+    for row in rows.iter().filter(|r| only.as_deref().is_none_or(|t| r.binary.contains(t) || r.request.contains(t))) {
         let bin = root().join("target/release").join(row.binary);
         let size =
             std::fs::metadata(&bin).map_err(|e| format!("{}: {e} (build it with --release)", bin.display()))?.len();
