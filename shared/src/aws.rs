@@ -2,6 +2,9 @@
 //! per-service variants), which is how the local stack points them at the local endpoint.
 
 use aws_config::{BehaviorVersion, SdkConfig, retry::RetryConfig, timeout::TimeoutConfig};
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use std::time::Duration;
 
 /// Loads the shared SDK configuration with timeouts short enough for a request path: a Lambda
@@ -28,17 +31,39 @@ pub async fn sdk_config() -> SdkConfig {
 }
 
 /// The SDK's default https client (rustls with aws-lc, Nagle off) on the process's shared root
-/// certificates, so they are read once for the SDK and every other client (shared/src/tls.rs).
-fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+/// certificates, so they are read once for the SDK and every other client (shared/src/tls.rs),
+/// and built when the first request needs it (see [`LazyConnector`]).
+fn https_client() -> SharedHttpClient {
     use aws_smithy_http_client::tls;
     let context = tls::TlsContext::builder().with_trust_store(crate::tls::sdk_trust_store()).build();
     let builder = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc));
-    match context {
+    let client = match context {
         Ok(context) => builder.tls_context(context).build_https(),
         // Cannot happen in this version (build() only wraps the store); the default reads the
         // platform's roots itself.
         Err(_) => builder.build_https(),
+    };
+    SharedHttpClient::new(LazyConnector(client))
+}
+
+/// The SDK's https client without its eager connector. aws-smithy-http-client builds a whole
+/// connector (decoding every root certificate of the trust store and building a rustls config)
+/// whenever a client using it is constructed, to fail early on unreadable native roots, and
+/// throws it away: aws-config's own credential clients, the DynamoDB client and the Secrets
+/// Manager client each paid ~1 ms of every cold start for it. Our roots are read and checked
+/// before (shared/src/tls.rs), so the one connector the process uses is built, as the SDK
+/// caches it, on the first request.
+#[derive(Debug)]
+struct LazyConnector(SharedHttpClient);
+
+impl HttpClient for LazyConnector {
+    fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
     }
 }
 
@@ -48,4 +73,58 @@ pub fn dynamodb(sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {
 
 pub fn secrets_manager(sdk: &SdkConfig) -> aws_sdk_secretsmanager::Client {
     aws_sdk_secretsmanager::Client::new(sdk)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::config::{ConfigBag, RuntimeComponentsBuilder};
+    use aws_smithy_runtime_api::box_error::BoxError;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The SDK's https client, counting the eager connector builds asked of it.
+    #[derive(Debug)]
+    struct Counting {
+        inner: SharedHttpClient,
+        validations: Arc<AtomicUsize>,
+    }
+
+    impl HttpClient for Counting {
+        fn http_connector(
+            &self,
+            settings: &HttpConnectorSettings,
+            components: &RuntimeComponents,
+        ) -> SharedHttpConnector {
+            self.inner.http_connector(settings, components)
+        }
+
+        fn validate_base_client_config(&self, c: &RuntimeComponentsBuilder, cfg: &ConfigBag) -> Result<(), BoxError> {
+            self.validations.fetch_add(1, Ordering::Relaxed);
+            self.inner.validate_base_client_config(c, cfg)
+        }
+    }
+
+    async fn validations_for_two_clients(lazy: bool) -> usize {
+        let validations = Arc::new(AtomicUsize::new(0));
+        let counting = Counting { inner: https_client(), validations: validations.clone() };
+        let http = if lazy {
+            SharedHttpClient::new(LazyConnector(SharedHttpClient::new(counting)))
+        } else {
+            SharedHttpClient::new(counting)
+        };
+        let sdk = aws_config::SdkConfig::builder()
+            .http_client(http)
+            .region(aws_config::Region::new("us-east-1"))
+            .behavior_version(BehaviorVersion::latest())
+            .build();
+        let _ = (dynamodb(&sdk), secrets_manager(&sdk));
+        validations.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn clients_do_not_build_a_connector_each() {
+        assert!(validations_for_two_clients(false).await >= 2, "the SDK builds one per client");
+        assert_eq!(validations_for_two_clients(true).await, 0);
+    }
 }
