@@ -32,7 +32,7 @@ pub struct Probe {
 
 impl Probe {
     /// Builds `function` on `stack` as its Lambda's cold start does (the secret read once if its
-    /// `main.rs` builds `AppContext::from_env`), with every AWS call it makes going through a new
+    /// `main.rs` builds `AppContext::from_env_with`), with every AWS call it makes going through a new
     /// recording proxy. Err if this build has no such function.
     pub async fn start(function: &str, stack: TestStack) -> Result<Self, String> {
         let proxy = RecordingProxy::to(&crate::endpoint()).await;
@@ -139,7 +139,7 @@ impl Probe {
     }
 }
 
-/// Whether the function's `main.rs` builds `AppContext::from_env`, which reads the secret once
+/// Whether the function's `main.rs` builds `AppContext::from_env_with`, which reads the secret once
 /// before the first request (what `AppContext::with_clients` + `secrets.fetch()` do here). A
 /// function that only builds its `Config` (docs) makes no AWS call at cold start.
 fn reads_secret_at_cold_start(function: &str) -> Result<bool, String> {
@@ -150,7 +150,7 @@ fn reads_secret_at_cold_start(function: &str) -> Result<bool, String> {
     let main = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../functions").join(binary).join("src/main.rs");
     let src = std::fs::read_to_string(&main)
         .map_err(|e| format!("{function}: cannot read {} to see its cold start: {e}", main.display()))?;
-    Ok(src.contains("AppContext::from_env"))
+    Ok(src.contains("AppContext::from_env_with"))
 }
 
 fn events_dir() -> PathBuf {

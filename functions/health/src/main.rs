@@ -4,6 +4,7 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     baatcheet_shared::telemetry::init();
-    let ctx = baatcheet_shared::AppContext::from_env().await?;
-    lambda_http::run(health::router(ctx)).await
+    let app = baatcheet_shared::AppContext::from_env_with(|ctx| Ok::<_, std::convert::Infallible>(health::router(ctx)))
+        .await?;
+    lambda_http::run(app).await
 }
