@@ -208,6 +208,34 @@ ddb("DeleteItem", {"TableName": "conv", "Key": {"pk": S("bw"), "sk": S("2")}, "C
     "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}, "DeleteItem cond fail ALL_OLD")
 ddb("DeleteItem", {"TableName": "conv", "Key": {"pk": S("bw"), "sk": S("404")}}, "DeleteItem missing")
 
+# --- one condition text with other values, names and placeholders (parsed trees are reused)
+ddb("PutItem", {"TableName": "conv", "Item": {"pk": S("cc"), "sk": S("cc"), "n": N(3), "s": S("abc")}}, "cc put")
+def cc(cond, names, values, label, update="SET #n = #n + :one"):
+    body = {"TableName": "conv", "Key": {"pk": S("cc"), "sk": S("cc")}, "UpdateExpression": update,
+            "ConditionExpression": cond, "ReturnValues": "ALL_NEW", "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+    if names is not None:
+        body["ExpressionAttributeNames"] = names
+    if values is not None:
+        body["ExpressionAttributeValues"] = values
+    ddb("UpdateItem", body, label)
+for lim in (5, 4, 10):
+    cc("#n < :lim", {"#n": "n"}, {":one": N(1), ":lim": N(lim)}, "cc lim %d" % lim)
+cc("#n < :lim", {"#n": "m"}, {":one": N(1), ":lim": N(99)}, "cc other name")
+cc("#n < :lim", {"#n": "n"}, {":one": N(1), ":lim": S("zzz")}, "cc value of another type")
+for i in range(2):
+    cc("#n < :lim", {"#n": "n"}, {":one": N(1)}, "cc missing placeholder %d" % i)
+    cc("#n < :lim", None, {":one": N(1), ":lim": N(99)}, "cc no names %d" % i)
+    cc("((attribute_exists(#n)))", {"#n": "n"}, {":one": N(1)}, "cc redundant parentheses %d" % i)
+    cc("#n < :lim", {"#n": "n"}, {":one": N(1), ":lim": N(99), ":unused": N(0)}, "cc unused value %d" % i)
+for a, b in ((6, 7), (1, 2), (8, 9)):
+    cc("#n IN (:a, :b) AND #n BETWEEN :a AND :b", {"#n": "n"}, {":one": N(1), ":a": N(a), ":b": N(b)}, "cc in between %d" % a)
+for t in ("N", "S"):
+    cc("attribute_type(#n, :t) AND begins_with(#s, :p) AND size(#s) > :z", {"#n": "n", "#s": "s"},
+       {":one": N(1), ":t": S(t), ":p": S("ab"), ":z": N(1)}, "cc attribute_type %s" % t)
+for v in (1, 100):
+    ddb("Scan", {"TableName": "conv", "FilterExpression": "n > :v AND NOT contains(#b, :w)", "ExpressionAttributeNames": {"#b": "body"},
+        "ExpressionAttributeValues": {":v": N(v), ":w": S("7")}}, "Scan same filter %d" % v)
+
 # --- malformed
 ddb("GetItem", None, "bad json", raw_body="{not json")
 ddb("GetItem", None, "empty body", raw_body="")
