@@ -236,6 +236,22 @@ for v in (1, 100):
     ddb("Scan", {"TableName": "conv", "FilterExpression": "n > :v AND NOT contains(#b, :w)", "ExpressionAttributeNames": {"#b": "body"},
         "ExpressionAttributeValues": {":v": N(v), ":w": S("7")}}, "Scan same filter %d" % v)
 
+# --- one update text with other names and tables (its key-independent checks are remembered)
+conv_cc, lim_cc = {"pk": S("cc"), "sk": S("cc")}, {"pk": S("cc")}
+for i, (table, key, target) in enumerate((("conv", conv_cc, "x"), ("conv", conv_cc, "pk"), ("lim", lim_cc, "sk"),
+                                          ("conv", conv_cc, "sk"), ("lim", lim_cc, "pk"), ("conv", conv_cc, "x"))):
+    ddb("UpdateItem", {"TableName": table, "Key": key, "UpdateExpression": "SET #a = :v", "ExpressionAttributeNames": {"#a": target},
+        "ExpressionAttributeValues": {":v": N(i)}, "ReturnValues": "ALL_NEW"}, "static %s %s" % (table, target))
+for i in range(2):
+    for label, expr in (("two SET", "SET a = :v SET b = :v"), ("overlap", "SET a = :v, a.b = :v"), ("overlap names", "SET #a = :v, #b = :v")):
+        body = {"TableName": "conv", "Key": {"pk": S("cc"), "sk": S("cc")}, "UpdateExpression": expr, "ExpressionAttributeValues": {":v": N(i)}}
+        if "#" in expr:
+            body["ExpressionAttributeNames"] = {"#a": "z", "#b": "z"}
+        ddb("UpdateItem", body, "static %s %d" % (label, i))
+    ddb("UpdateItem", {"TableName": "conv", "Key": {"pk": S("cc"), "sk": S("cc")}, "UpdateExpression": "SET #a = :v, #b = :v",
+        "ExpressionAttributeNames": {"#a": "z", "#b": "y"}, "ExpressionAttributeValues": {":v": N(i)}, "ReturnValues": "UPDATED_NEW"},
+        "static distinct names %d" % i)
+
 # --- malformed
 ddb("GetItem", None, "bad json", raw_body="{not json")
 ddb("GetItem", None, "empty body", raw_body="")
