@@ -5,6 +5,7 @@ use aws_config::{BehaviorVersion, SdkConfig, retry::RetryConfig, timeout::Timeou
 use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
 use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Loads the shared SDK configuration with timeouts short enough for a request path: a Lambda
@@ -30,40 +31,62 @@ pub async fn sdk_config() -> SdkConfig {
         .await
 }
 
-/// The SDK's default https client (rustls with aws-lc, Nagle off) on the process's shared root
-/// certificates, so they are read once for the SDK and every other client (shared/src/tls.rs),
-/// and built when the first request needs it (see [`LazyConnector`]).
+/// The SDK's https client, built when the first request needs it (see [`LazyConnector`]).
 fn https_client() -> SharedHttpClient {
+    SharedHttpClient::new(LazyConnector::new(build_https_client))
+}
+
+/// The SDK's default https client (rustls with aws-lc, Nagle off) on the process's shared root
+/// certificates, so they are read once for the SDK and every other client (shared/src/tls.rs).
+fn build_https_client() -> SharedHttpClient {
     use aws_smithy_http_client::tls;
     let context = tls::TlsContext::builder().with_trust_store(crate::tls::sdk_trust_store()).build();
     let builder = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc));
-    let client = match context {
+    match context {
         Ok(context) => builder.tls_context(context).build_https(),
         // Cannot happen in this version (build() only wraps the store); the default reads the
         // platform's roots itself.
         Err(_) => builder.build_https(),
-    };
-    SharedHttpClient::new(LazyConnector(client))
+    }
 }
 
-/// The SDK's https client without its eager connector. aws-smithy-http-client builds a whole
-/// connector (decoding every root certificate of the trust store and building a rustls config)
-/// whenever a client using it is constructed, to fail early on unreadable native roots, and
-/// throws it away: aws-config's own credential clients, the DynamoDB client and the Secrets
-/// Manager client each paid ~1 ms of every cold start for it. Our roots are read and checked
-/// before (shared/src/tls.rs), so the one connector the process uses is built, as the SDK
+/// The SDK's https client, made on the first request, without its eager connector.
+/// aws-smithy-http-client builds a whole connector (decoding every root certificate of the trust
+/// store and building a rustls config) whenever a client using it is constructed, to fail early
+/// on unreadable native roots, and throws it away: aws-config's own credential clients, the
+/// DynamoDB client and the Secrets Manager client each paid ~1 ms of every cold start for it.
+/// Our roots are read and checked by shared/src/tls.rs (ahead, on a thread of their own, when
+/// [`crate::tls::preload`] ran), so the one connector the process uses is built, as the SDK
 /// caches it, on the first request.
-#[derive(Debug)]
-struct LazyConnector(SharedHttpClient);
+struct LazyConnector {
+    client: OnceLock<SharedHttpClient>,
+    build: Box<dyn Fn() -> SharedHttpClient + Send + Sync>,
+}
+
+impl LazyConnector {
+    fn new(build: impl Fn() -> SharedHttpClient + Send + Sync + 'static) -> Self {
+        Self { client: OnceLock::new(), build: Box::new(build) }
+    }
+
+    fn client(&self) -> &SharedHttpClient {
+        self.client.get_or_init(|| (self.build)())
+    }
+}
+
+impl std::fmt::Debug for LazyConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyConnector").field("client", &self.client.get()).finish_non_exhaustive()
+    }
+}
 
 impl HttpClient for LazyConnector {
     fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
-        self.0.http_connector(settings, components)
+        self.client().http_connector(settings, components)
     }
 
     fn connector_metadata(&self) -> Option<ConnectorMetadata> {
-        self.0.connector_metadata()
+        self.client().connector_metadata()
     }
 }
 
@@ -107,12 +130,10 @@ mod tests {
 
     async fn validations_for_two_clients(lazy: bool) -> usize {
         let validations = Arc::new(AtomicUsize::new(0));
-        let counting = Counting { inner: https_client(), validations: validations.clone() };
-        let http = if lazy {
-            SharedHttpClient::new(LazyConnector(SharedHttpClient::new(counting)))
-        } else {
-            SharedHttpClient::new(counting)
-        };
+        let counted = validations.clone();
+        let counting =
+            move || SharedHttpClient::new(Counting { inner: build_https_client(), validations: counted.clone() });
+        let http = if lazy { SharedHttpClient::new(LazyConnector::new(counting)) } else { counting() };
         let sdk = aws_config::SdkConfig::builder()
             .http_client(http)
             .region(aws_config::Region::new("us-east-1"))
@@ -126,5 +147,18 @@ mod tests {
     async fn clients_do_not_build_a_connector_each() {
         assert!(validations_for_two_clients(false).await >= 2, "the SDK builds one per client");
         assert_eq!(validations_for_two_clients(true).await, 0);
+    }
+
+    #[test]
+    fn the_client_is_made_once_on_first_use() {
+        let made = Arc::new(AtomicUsize::new(0));
+        let counted = made.clone();
+        let lazy = LazyConnector::new(move || {
+            counted.fetch_add(1, Ordering::Relaxed);
+            build_https_client()
+        });
+        assert_eq!(made.load(Ordering::Relaxed), 0, "nothing built before a request");
+        let _ = (lazy.connector_metadata(), lazy.connector_metadata());
+        assert_eq!(made.load(Ordering::Relaxed), 1);
     }
 }

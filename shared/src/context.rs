@@ -55,11 +55,13 @@ impl AppContext {
     /// Cold start: config from the environment, SDK clients, and the secret read once, while
     /// `build` makes the function's router from the context: the request for the secret is in
     /// flight as the router is built (~1 ms of the chat function's cold start), and the function
-    /// still answers nothing before the secret is read.
+    /// still answers nothing before the secret is read. The root certificates are read on a
+    /// thread of their own from the start (`tls::preload`).
     pub async fn from_env_with<T, E>(build: impl FnOnce(AppContext) -> Result<T, E>) -> Result<T, StartupError>
     where
         E: std::error::Error + Send + Sync + 'static,
     {
+        crate::tls::preload();
         let config = Config::from_env()?;
         let sdk = crate::aws::sdk_config().await;
         let ctx = Self::new(config, &sdk);

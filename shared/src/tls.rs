@@ -43,6 +43,19 @@ fn roots() -> &'static Roots {
     })
 }
 
+/// Starts reading the platform's roots on a thread of their own, so that the rest of a cold
+/// start (configuration, SDK clients, the router) goes on meanwhile; whoever needs them first
+/// waits for that read instead of starting another (`OnceLock`).
+pub fn preload() {
+    let started = std::thread::Builder::new().name("tls-roots".into()).spawn(|| {
+        roots();
+    });
+    if let Err(e) = started {
+        // Nothing lost: the first client to need the roots reads them itself.
+        tracing::debug!(error = %e, "could not start reading the root certificates ahead");
+    }
+}
+
 /// The platform's roots, read as rustls-native-certs reads them (`SSL_CERT_FILE` and every
 /// directory of `SSL_CERT_DIR`, else the platform's file and directory) with one shortcut: a
 /// platform directory is read as the bundle `update-ca-certificates` (or `update-ca-trust`)
