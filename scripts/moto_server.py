@@ -358,41 +358,18 @@ _AV_MEMBERS = ("S", "N", "SS", "NS", "M", "L", "NULL", "BOOL")
 _AV_KEYS = frozenset(_AV_MEMBERS)
 
 
-def _serialized_av(value):  # type: ignore[no-untyped-def]
-    """What moto's JSON serializer makes of an AttributeValue dict, or _Slow."""
-    if type(value) is not dict or not _AV_KEYS.issuperset(value):
-        raise _Slow
-    out = {}
-    for key in _AV_MEMBERS:
-        v = value.get(key)
-        if v is None:
-            continue
-        if key == "M":
-            if type(v) is not dict:
-                raise _Slow
-            m = {}
-            for name, sub in v.items():
-                if not name or sub is None:  # moto merges / drops these: leave them to it
-                    raise _Slow
-                m[name] = _serialized_av(sub)
-            v = m
-        elif key == "L":
-            if type(v) is not list:
-                raise _Slow
-            v = [_serialized_av(sub) for sub in v]
-        elif key in ("SS", "NS"):
-            if type(v) is not list:
-                raise _Slow
-            v = list(v)
-        out[key] = v
-    return out
-
-
-def _parsed_av(value, map_type):  # type: ignore[no-untyped-def]
-    """What moto's JSON request parser makes of an AttributeValue, or _Slow."""
-    if value is None:
+def _converted_av(value, map_type, serializing):  # type: ignore[no-untyped-def]
+    """What moto's JSON request parser (or, `serializing`, its response serializer) makes of an
+    AttributeValue dict, or _Slow where moto's own walk must decide. The serializer drops or
+    merges unknown members, empty map keys and null map values: those take moto's path; the
+    parser keeps them, and passes a null value through."""
+    if value is None and not serializing:
         return None
     if type(value) is not dict:
+        raise _Slow
+    if serializing and not _AV_KEYS.issuperset(value):
+        raise _Slow
+    if value.get("B") is not None or value.get("BS") is not None:
         raise _Slow
     out = map_type()
     for key in _AV_MEMBERS:
@@ -404,19 +381,19 @@ def _parsed_av(value, map_type):  # type: ignore[no-untyped-def]
                 raise _Slow
             m = map_type()
             for name, sub in v.items():
-                m[name] = _parsed_av(sub, map_type)
+                if serializing and (not name or sub is None):
+                    raise _Slow
+                m[name] = _converted_av(sub, map_type, serializing)
             v = m
         elif key == "L":
             if type(v) is not list:
                 raise _Slow
-            v = [_parsed_av(sub, map_type) for sub in v]
+            v = [_converted_av(sub, map_type, serializing) for sub in v]
         elif key in ("SS", "NS"):
             if type(v) is not list:
                 raise _Slow
             v = list(v)
         out[key] = v
-    if value.get("B") is not None or value.get("BS") is not None:
-        raise _Slow
     return out
 
 
@@ -440,7 +417,7 @@ def fast_attribute_values() -> None:
     ):
         if key and shape.name == "AttributeValue" and self.service_model.service_name == "dynamodb":
             try:
-                wrapper = _serialized_av(value)
+                wrapper = _converted_av(value, dict, serializing=True)
             except _Slow:
                 pass
             else:
@@ -458,7 +435,7 @@ def fast_attribute_values() -> None:
         service = self.operation_model.service_model.service_name
         if shape.name == "AttributeValue" and service == "dynamodb":
             try:
-                return _parsed_av(value, self.MAP_TYPE)
+                return _converted_av(value, self.MAP_TYPE, serializing=False)
             except _Slow:
                 pass
         return parse_structure(self, shape, value)
