@@ -17,8 +17,6 @@ pub enum StartupError {
     Secrets(#[from] SecretsError),
     #[error("reading the secrets stopped before it finished")]
     SecretsTask(#[source] tokio::task::JoinError),
-    #[error("the function's router could not be built")]
-    Build(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 #[derive(Clone)]
@@ -57,10 +55,7 @@ impl AppContext {
     /// flight as the router is built (~1 ms of the chat function's cold start), and the function
     /// still answers nothing before the secret is read. The root certificates are read on a
     /// thread of their own from the start (`tls::preload`).
-    pub async fn from_env_with<T, E>(build: impl FnOnce(AppContext) -> Result<T, E>) -> Result<T, StartupError>
-    where
-        E: std::error::Error + Send + Sync + 'static,
-    {
+    pub async fn from_env_with<T>(build: impl FnOnce(AppContext) -> T) -> Result<T, StartupError> {
         crate::tls::preload();
         let config = Config::from_env()?;
         let sdk = crate::aws::sdk_config().await;
@@ -69,6 +64,6 @@ impl AppContext {
         let fetch = tokio::spawn(async move { secrets.fetch().await.map(drop) });
         let built = build(ctx);
         fetch.await.map_err(StartupError::SecretsTask)??;
-        built.map_err(|e| StartupError::Build(Box::new(e)))
+        Ok(built)
     }
 }

@@ -4,7 +4,6 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     baatcheet_shared::telemetry::init();
-    let app = baatcheet_shared::AppContext::from_env_with(|ctx| Ok::<_, std::convert::Infallible>(health::router(ctx)))
-        .await?;
+    let app = baatcheet_shared::AppContext::from_env_with(health::router).await?;
     lambda_http::run(app).await
 }
