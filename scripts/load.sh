@@ -38,7 +38,8 @@ if [ -z "${API_URL:-}" ]; then
   log "release build: gateway, dev-token, fake-upstream (fat LTO; minutes on a cold cache)"
   cargo build --quiet --release -p baatcheet-local -p baatcheet-tests --bin gateway --bin dev-token --bin fake-upstream
   # moto's TransactWriteItems copies whole tables for its rollback: MOTO_FAST (scripts/moto_server.py).
-  MOTO_FAST=1 start_moto; pids+=("$MOTO_PID")
+  # MOTO_STATS: moto's load and answer times per 10 s, summarised after the run.
+  MOTO_FAST=1 MOTO_STATS=1 start_moto; pids+=("$MOTO_PID")
 
   providers="$LOAD_DIR/providers-$PORT.json"
   rm -f "$providers"
@@ -133,6 +134,13 @@ if [ -n "${PORT:-}" ]; then
       `${l.deny_cache_hits} deny-cache hits, ${l.fallback_decisions} fallback decisions, ${l.store_failures} store failures`))
     .catch((e) => console.log(`rate limiter        (metrics unavailable: ${e.message})`));
   ' "$API_URL/api/v1/health/metrics"
+fi
+
+# Local DynamoDB (one thread): how busy it was, and its slowest answers, per 10 s period.
+if [ -n "${AWS_PORT:-}" ] && grep -q '^moto-stats' "$LOCAL_DIR/moto-$AWS_PORT.log"; then
+  grep '^moto-stats' "$LOCAL_DIR/moto-$AWS_PORT.log" | cut -d' ' -f2- >"$LOAD_DIR/moto-stats.log"
+  echo "local DynamoDB      busiest 10 s periods (all in .local/load/moto-stats.log):"
+  sort -t' ' -k5,5 -rn "$LOAD_DIR/moto-stats.log" | head -3 | sed 's/^/                    /'
 fi
 
 # Artillery exits 1 when a strict ensure check fails and 21 when only some requests failed their

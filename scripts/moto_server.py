@@ -38,7 +38,8 @@ Gains are per call on this 2-core machine; each shortcut's function says why it 
 Together, over HTTP, calls take 40% of the time they took or less (GetItem 3.1 -> 1.3 ms,
 conditional UpdateItem 6.4 -> 2.5 ms, TransactWriteItems 5.0 -> 2.2 ms, Query 7.8 -> 1.8 ms).
 
-Usage: python moto_server.py [-H host] [-p port]   (MOTO_PROFILE=file: cProfile into file on exit)
+Usage: python moto_server.py [-H host] [-p port]   (MOTO_PROFILE=file: cProfile into file on exit;
+MOTO_STATS=1 with MOTO_FAST: load and answer times per 10 s into the log)
 """
 
 import argparse
@@ -782,7 +783,48 @@ def fast_dispatch(dispatcher):  # type: ignore[no-untyped-def]
     return fast
 
 
-def serve_in_one_thread(app, host: str, port: int) -> None:  # type: ignore[no-untyped-def]
+class Stats:
+    """MOTO_STATS=1: one line per 10 s on stderr (the moto log) with the requests served, the
+    share of the period spent answering them (busy; near 100 % means requests queue), the median,
+    p99 and longest answer and the longest one's action. Tells a saturated server from one that
+    stalled (a few long answers), which is what a load test's tail is made of."""
+
+    PERIOD = 10.0
+
+    def __init__(self) -> None:
+        import time
+
+        self.clock = time.perf_counter
+        self.start = self.clock()
+        self.times: list = []
+        self.slowest = (0.0, "")
+
+    def record(self, seconds: float, action: str) -> None:
+        self.times.append(seconds)
+        if seconds > self.slowest[0]:
+            self.slowest = (seconds, action)
+        now = self.clock()
+        if now - self.start >= self.PERIOD:
+            self.flush(now)
+
+    def flush(self, now: float) -> None:
+        import sys
+        import time
+
+        times = sorted(self.times)
+        n = len(times)
+        busy = sum(times) / (now - self.start)
+        pick = lambda q: times[min(n - 1, int(q * n))] * 1000  # noqa: E731
+        print(
+            f"moto-stats {time.strftime('%H:%M:%S')} {n} requests busy {busy:.0%} "
+            f"p50 {pick(0.5):.1f} ms p99 {pick(0.99):.1f} ms max {self.slowest[0] * 1000:.1f} ms ({self.slowest[1]})",
+            file=sys.stderr,
+            flush=True,
+        )
+        self.start, self.times, self.slowest = now, [], (0.0, "")
+
+
+def serve_in_one_thread(app, host: str, port: int, stats: "Stats | None" = None) -> None:  # type: ignore[no-untyped-def]
     """HTTP/1.1 on one asyncio thread, each request answered to the end before the next starts.
 
     With werkzeug's threaded server every open connection has a thread parsing HTTP under the
@@ -892,7 +934,12 @@ def serve_in_one_thread(app, host: str, port: int) -> None:  # type: ignore[no-u
                     key = "HTTP_" + name.upper().replace("-", "_")
                     if key not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
                         environ[key] = f"{environ[key]},{value}" if key in environ else value
-                status, response_headers, out = respond(environ)
+                if stats is None:
+                    status, response_headers, out = respond(environ)
+                else:
+                    began = stats.clock()
+                    status, response_headers, out = respond(environ)
+                    stats.record(stats.clock() - began, lower.get("x-amz-target", path))
                 close = lower.get("connection", "").lower() == "close" or version == "HTTP/1.0"
                 hop = {"content-length", "transfer-encoding", "connection"}
                 lines_out = [f"HTTP/1.1 {status}", f"Server: {server_header}", f"Date: {formatdate(usegmt=True)}"]
@@ -994,7 +1041,8 @@ def main() -> None:
     app = make_app(fast)
     if fast:
         fast_gc()
-        serve_in_one_thread(app, args.host, args.port)
+        stats = Stats() if os.environ.get("MOTO_STATS") == "1" else None
+        serve_in_one_thread(app, args.host, args.port, stats)
     else:
         run_simple(args.host, args.port, app, threaded=True)
 

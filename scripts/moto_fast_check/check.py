@@ -42,6 +42,7 @@ def answers(fast: bool, workdir: str) -> dict:
     port = free_port()
     env = dict(os.environ)
     env.pop("MOTO_FAST", None)
+    env["PYTHONHASHSEED"] = "0"  # moto keeps sets as Python sets: the same member order in both
     if fast:
         env["MOTO_FAST"] = "1"
     log = open(os.path.join(workdir, f"moto-{'fast' if fast else 'stock'}.log"), "w")
