@@ -11,6 +11,7 @@
 # LOAD_USERS (default 500) distinct users get tokens from dev-token, tiers mixed 6:3:1
 # free/pro/enterprise; per-user limits stay at their defaults. Only the per-IP global limit is
 # raised (LOAD_GLOBAL_LIMIT): every virtual user comes from 127.0.0.1.
+# LOAD_SHARDS (default 1): the rate-limit table on a second moto (0: one moto for everything).
 # The fake upstream: LOAD_FIRST_TOKEN_MS (default 10) to the first token, then LOAD_CHUNKS
 # (default 20) chunks LOAD_TOKEN_DELAY_MS (default 5) apart.
 # API_URL=https://... runs the scenario against a deployed stage instead (no local stack; tokens
@@ -28,6 +29,7 @@ LOAD_FIRST_TOKEN_MS="${LOAD_FIRST_TOKEN_MS:-10}"
 LOAD_CHUNKS="${LOAD_CHUNKS:-20}"
 LOAD_TOKEN_DELAY_MS="${LOAD_TOKEN_DELAY_MS:-5}"
 LOAD_DIR="$LOCAL_DIR/load"
+moto_logs=()
 mkdir -p "$LOAD_DIR"
 
 ensure_artillery
@@ -36,10 +38,29 @@ if [ -z "${API_URL:-}" ]; then
   PORT="${PORT:-$(free_port)}"
   AWS_PORT="${AWS_PORT:-$(free_port)}"
   log "release build: gateway, dev-token, fake-upstream (fat LTO; minutes on a cold cache)"
-  cargo build --quiet --release -p baatcheet-local -p baatcheet-tests --bin gateway --bin dev-token --bin fake-upstream
+  cargo build --quiet --release -p baatcheet-local -p baatcheet-tests --bin gateway --bin dev-token --bin fake-upstream --bin aws-shards
   # moto's TransactWriteItems copies whole tables for its rollback: MOTO_FAST (scripts/moto_server.py).
   # MOTO_STATS: moto's load and answer times per 10 s, summarised after the run.
-  MOTO_FAST=1 MOTO_STATS=1 start_moto; pids+=("$MOTO_PID")
+  # moto serves one request at a time on one thread, and at the spike it is the one saturated
+  # process while the machine has idle CPU: unless LOAD_SHARDS=0, the rate-limit table (a call
+  # on nearly every request) has a moto of its own, behind aws-shards (tests/support/aws_shards.rs),
+  # as DynamoDB spreads tables over servers. The API sees one endpoint either way.
+  if [ "${LOAD_SHARDS:-1}" = 1 ]; then
+    other_port() { local p; while p="$(free_port)"; [ "$p" = "$AWS_PORT" ]; do :; done; echo "$p"; }
+    AWS_PORT="$(other_port)" MOTO_FAST=1 MOTO_STATS=1 start_moto; pids+=("$MOTO_PID"); main_url="$AWS_ENDPOINT_URL"
+    moto_logs+=("main:$LOCAL_DIR/moto-${main_url##*:}.log")
+    AWS_PORT="$(other_port)" MOTO_FAST=1 MOTO_STATS=1 start_moto; pids+=("$MOTO_PID"); limits_url="$AWS_ENDPOINT_URL"
+    moto_logs+=("limits:$LOCAL_DIR/moto-${limits_url##*:}.log")
+    limits_table="${TABLE_PREFIX:-local-}RateLimitsTable"
+    "$ROOT/target/release/aws-shards" "$AWS_PORT" "$main_url" "$limits_url=$limits_table" >"$LOAD_DIR/aws-shards.log" 2>&1 &
+    pids+=("$!")
+    wait_for_port "$AWS_PORT" "aws-shards (log: $LOAD_DIR/aws-shards.log)" 30
+    export AWS_ENDPOINT_URL="http://127.0.0.1:$AWS_PORT"
+    log "local DynamoDB in two: $limits_table on $limits_url, the rest and Secrets Manager on $main_url"
+  else
+    MOTO_FAST=1 MOTO_STATS=1 start_moto; pids+=("$MOTO_PID")
+    moto_logs+=("moto:$LOCAL_DIR/moto-$AWS_PORT.log")
+  fi
 
   providers="$LOAD_DIR/providers-$PORT.json"
   rm -f "$providers"
@@ -136,12 +157,14 @@ if [ -n "${PORT:-}" ]; then
   ' "$API_URL/api/v1/health/metrics"
 fi
 
-# Local DynamoDB (one thread): how busy it was, and its slowest answers, per 10 s period.
-if [ -n "${AWS_PORT:-}" ] && grep -q '^moto-stats' "$LOCAL_DIR/moto-$AWS_PORT.log"; then
-  grep '^moto-stats' "$LOCAL_DIR/moto-$AWS_PORT.log" | cut -d' ' -f2- >"$LOAD_DIR/moto-stats.log"
-  echo "local DynamoDB      busiest 10 s periods (all in .local/load/moto-stats.log):"
-  sort -t' ' -k5,5 -rn "$LOAD_DIR/moto-stats.log" | head -3 | sed 's/^/                    /'
-fi
+# Local DynamoDB (one thread per server): how busy it was, and its slowest answers, per 10 s.
+for entry in "${moto_logs[@]}"; do
+  name="${entry%%:*}" file="${entry#*:}"
+  grep -q '^moto-stats' "$file" 2>/dev/null || continue
+  grep '^moto-stats' "$file" | cut -d' ' -f2- >"$LOAD_DIR/moto-stats-$name.log"
+  echo "local DynamoDB ($name) busiest 10 s periods (all in .local/load/moto-stats-$name.log):"
+  sort -t' ' -k5,5 -rn "$LOAD_DIR/moto-stats-$name.log" | head -3 | sed 's/^/                    /'
+done
 
 # Artillery exits 1 when a strict ensure check fails and 21 when only some requests failed their
 # expectations (those count in the error-rate check, which passed).

@@ -2,6 +2,7 @@
 //! local gateway on an ephemeral port, and small HTTP helpers.
 
 pub mod aws_proxy;
+pub mod aws_shards;
 pub mod clerk;
 pub mod iam;
 pub mod probe;
