@@ -133,10 +133,16 @@ progress() {
   ' >&2
 }
 log "artillery run against $API_URL (full output: $out)"
+# CPU time the hypervisor gave to other guests while this one wanted it ("steal", /proc/stat): on
+# a shared host it slows every process here alike, and the spike's tail with it.
+steal() { awk '/^cpu /{print $9 + 0; exit}' /proc/stat 2>/dev/null || echo 0; }
+steal_before="$(steal)"
+started_at=$SECONDS
 set +e
 "$ARTILLERY" run --output "$report" "$scaled" 2>&1 | tee "$out" | progress
 rc=${PIPESTATUS[0]}
 set -e
+steal_ticks=$(($(steal) - steal_before))
 
 echo
 sed -n '/^All VUs finished/,$p' "$out"
@@ -155,6 +161,12 @@ if [ -n "${PORT:-}" ]; then
       `${l.deny_cache_hits} deny-cache hits, ${l.fallback_decisions} fallback decisions, ${l.store_failures} store failures`))
     .catch((e) => console.log(`rate limiter        (metrics unavailable: ${e.message})`));
   ' "$API_URL/api/v1/health/metrics"
+fi
+
+if [ -r /proc/stat ]; then
+  hz="$(getconf CLK_TCK)" cpus="$(nproc)" secs=$((SECONDS - started_at))
+  awk -v t="$steal_ticks" -v hz="$hz" -v n="$cpus" -v s="$secs" 'BEGIN {
+    printf "host steal          %.1f CPU-seconds over the %d s run (%.1f %% of %d CPUs)\n", t / hz, s, s ? 100 * t / hz / (s * n) : 0, n }'
 fi
 
 # Local DynamoDB (one thread per server): how busy it was, and its slowest answers, per 10 s.
