@@ -15,7 +15,7 @@ use serde_json::Value;
 use std::sync::{Arc, Mutex};
 
 /// Larger than any request DynamoDB or Secrets Manager accepts.
-const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Service {
@@ -129,21 +129,26 @@ async fn forward(State(proxy): State<Inner>, req: Request) -> Response {
     };
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok());
     proxy.calls.lock().unwrap_or_else(|e| e.into_inner()).push(AwsCall::parse(target, &body));
+    relay(&proxy.client, &proxy.upstream, parts, body).await
+}
 
+/// Sends a request on to `server` (`http://host:port`) unchanged and answers with the server's
+/// own status, headers and body; a server that cannot be reached is a 502.
+pub async fn relay(client: &reqwest::Client, server: &str, parts: http::request::Parts, body: Bytes) -> Response {
     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let mut out = proxy.client.request(parts.method, format!("{}{path}", proxy.upstream)).body(body);
+    let mut out = client.request(parts.method, format!("{server}{path}")).body(body);
     for (name, value) in parts.headers.iter().filter(|(n, _)| !hop_by_hop(n)) {
         out = out.header(name, value);
     }
     let res = match out.send().await {
         Ok(res) => res,
-        Err(e) => return (StatusCode::BAD_GATEWAY, format!("recording proxy: upstream failed: {e}")).into_response(),
+        Err(e) => return (StatusCode::BAD_GATEWAY, format!("proxy: {server} failed: {e}")).into_response(),
     };
     let status = res.status();
     let headers = res.headers().clone();
     let bytes: Bytes = match res.bytes().await {
         Ok(b) => b,
-        Err(e) => return (StatusCode::BAD_GATEWAY, format!("recording proxy: upstream body: {e}")).into_response(),
+        Err(e) => return (StatusCode::BAD_GATEWAY, format!("proxy: {server} body: {e}")).into_response(),
     };
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;

@@ -10,19 +10,15 @@
 //! PartiQL statements) is refused with a DynamoDB `ValidationException` rather than half-served:
 //! no such request is made by the API's functions (`make load` runs them through this proxy).
 
-use crate::aws_proxy::{AwsCall, Service};
+use crate::aws_proxy::{AwsCall, MAX_BODY_BYTES, Service, relay};
 use axum::{
     Router,
-    body::{Body, Bytes},
     extract::{Request, State},
-    http::{HeaderName, HeaderValue, StatusCode, header},
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// Larger than any request DynamoDB or Secrets Manager accepts.
-const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 /// DynamoDB operations that concern every table, so no single server can answer them.
 const ALL_TABLES: &[&str] = &["ListTables", "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"];
@@ -95,11 +91,6 @@ pub fn router(servers: Vec<String>, routes: Routes) -> Router {
     Router::new().fallback(forward).with_state(Inner { servers, routes: Arc::new(routes), client })
 }
 
-/// Connection-level headers: each hop sets its own (the body's length is unchanged).
-fn hop_by_hop(name: &HeaderName) -> bool {
-    matches!(name.as_str(), "connection" | "keep-alive" | "transfer-encoding" | "content-length" | "upgrade")
-}
-
 /// A DynamoDB error as the SDK reads it (`__type` names the error, `message` says why).
 fn validation_error(e: &RouteError) -> Response {
     let body = serde_json::json!({
@@ -124,27 +115,7 @@ async fn forward(State(proxy): State<Inner>, req: Request) -> Response {
         },
         Err(e) => return validation_error(&e),
     };
-    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let mut out = proxy.client.request(parts.method, format!("{server}{path}")).body(body);
-    for (name, value) in parts.headers.iter().filter(|(n, _)| !hop_by_hop(n)) {
-        out = out.header(name, value);
-    }
-    let res = match out.send().await {
-        Ok(res) => res,
-        Err(e) => return (StatusCode::BAD_GATEWAY, format!("shard proxy: {server} failed: {e}")).into_response(),
-    };
-    let status = res.status();
-    let headers = res.headers().clone();
-    let bytes: Bytes = match res.bytes().await {
-        Ok(b) => b,
-        Err(e) => return (StatusCode::BAD_GATEWAY, format!("shard proxy: {server} body: {e}")).into_response(),
-    };
-    let mut response = Response::new(Body::from(bytes));
-    *response.status_mut() = status;
-    for (name, value) in headers.iter().filter(|(n, _)| !hop_by_hop(n)) {
-        response.headers_mut().append(name, value.clone());
-    }
-    response
+    relay(&proxy.client, server, parts, body).await
 }
 
 #[cfg(test)]
