@@ -65,7 +65,8 @@ impl AwsCall {
     }
 }
 
-/// `TableName` (+ `IndexName`), each `TransactItems[*].{kind}.TableName`, each `RequestItems` key.
+/// `TableName` (+ `IndexName`), each `TransactItems[*].{kind}.TableName`, each `RequestItems` key,
+/// the table of a `ResourceArn`.
 fn dynamodb_names(json: &Value) -> Vec<Named> {
     let mut out = Vec::new();
     if let Some(table) = json["TableName"].as_str() {
@@ -80,6 +81,10 @@ fn dynamodb_names(json: &Value) -> Vec<Named> {
     }
     for table in json["RequestItems"].as_object().into_iter().flat_map(|m| m.keys()) {
         out.push(Named { item: None, name: table.clone(), index: None });
+    }
+    // Tagging and a few others name their table by ARN (`arn:aws:dynamodb:...:table/NAME[/index/I]`).
+    if let Some((_, rest)) = json["ResourceArn"].as_str().and_then(|arn| arn.split_once(":table/")) {
+        out.push(Named { item: None, name: rest.split('/').next().unwrap_or(rest).into(), index: None });
     }
     out
 }
@@ -206,6 +211,9 @@ mod tests {
         let c = parse("secretsmanager.GetSecretValue", json!({"SecretId": "t-secret"}));
         assert_eq!((c.service, c.operation.as_str()), (Service::SecretsManager, "GetSecretValue"));
         assert_eq!(c.names, [named(None, "t-secret", None)]);
+        let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/t-Limits/index/by-user";
+        let c = parse("DynamoDB_20120810.ListTagsOfResource", json!({"ResourceArn": arn}));
+        assert_eq!(c.names, [named(None, "t-Limits", None)]);
         let c = AwsCall::parse(None, b"Action=Publish");
         assert_eq!((c.service, c.names.len()), (Service::Other(String::new()), 0));
     }

@@ -60,13 +60,7 @@ impl Routes {
         if ALL_TABLES.contains(&call.operation.as_str()) {
             return Err(RouteError::AllTables(call.operation));
         }
-        let mut tables: Vec<&str> = call.names.iter().map(|n| n.name.as_str()).collect();
-        // Tagging and a few others name their table by ARN (`arn:aws:dynamodb:...:table/NAME`).
-        let arn = serde_json::from_slice::<serde_json::Value>(body).ok().and_then(|json| {
-            let arn = json["ResourceArn"].as_str()?;
-            arn.split_once(":table/").map(|(_, rest)| rest.split('/').next().unwrap_or(rest).to_string())
-        });
-        tables.extend(arn.as_deref());
+        let tables: Vec<&str> = call.names.iter().map(|n| n.name.as_str()).collect();
         let mut servers = tables.iter().map(|t| self.server_of(t));
         let first = servers.next().unwrap_or(0);
         if servers.any(|s| s != first) {
