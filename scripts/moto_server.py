@@ -786,8 +786,9 @@ def fast_dispatch(dispatcher):  # type: ignore[no-untyped-def]
 class Stats:
     """MOTO_STATS=1: one line per 10 s on stderr (the moto log) with the requests served, the
     share of the period spent answering them (busy; near 100 % means requests queue), the median,
-    p99 and longest answer and the longest one's action. Tells a saturated server from one that
-    stalled (a few long answers), which is what a load test's tail is made of."""
+    p99 and longest answer and the longest one's action, then the three actions that took most of
+    the busy time. Tells a saturated server from one that stalled (a few long answers), which is
+    what a load test's tail is made of, and which calls made it busy."""
 
     PERIOD = 10.0
 
@@ -798,9 +799,13 @@ class Stats:
         self.start = self.clock()
         self.times: list = []
         self.slowest = (0.0, "")
+        self.by_action: dict = {}  # action -> [calls, seconds]
 
     def record(self, seconds: float, action: str) -> None:
         self.times.append(seconds)
+        entry = self.by_action.setdefault(action, [0, 0.0])
+        entry[0] += 1
+        entry[1] += seconds
         if seconds > self.slowest[0]:
             self.slowest = (seconds, action)
         now = self.clock()
@@ -815,13 +820,21 @@ class Stats:
         n = len(times)
         busy = sum(times) / (now - self.start)
         pick = lambda q: times[min(n - 1, int(q * n))] * 1000  # noqa: E731
+        # Where the busy time went: the three actions that took most of it, with their calls and
+        # mean time (which kind of request to make cheaper or fewer).
+        total = sum(times) or 1.0
+        top = sorted(self.by_action.items(), key=lambda kv: -kv[1][1])[:3]
+        shares = ", ".join(
+            f"{a.rsplit('.', 1)[-1]} {c}x {t / c * 1000:.1f} ms {t / total:.0%}" for a, (c, t) in top
+        )
         print(
             f"moto-stats {time.strftime('%H:%M:%S')} {n} requests busy {busy:.0%} "
-            f"p50 {pick(0.5):.1f} ms p99 {pick(0.99):.1f} ms max {self.slowest[0] * 1000:.1f} ms ({self.slowest[1]})",
+            f"p50 {pick(0.5):.1f} ms p99 {pick(0.99):.1f} ms max {self.slowest[0] * 1000:.1f} ms ({self.slowest[1]})"
+            f" | {shares}",
             file=sys.stderr,
             flush=True,
         )
-        self.start, self.times, self.slowest = now, [], (0.0, "")
+        self.start, self.times, self.slowest, self.by_action = now, [], (0.0, ""), {}
 
 
 def serve_in_one_thread(app, host: str, port: int, stats: "Stats | None" = None) -> None:  # type: ignore[no-untyped-def]
