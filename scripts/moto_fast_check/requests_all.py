@@ -194,6 +194,32 @@ ddb("TransactWriteItems", {"TransactItems": [
      "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}},
     {"Update": {"TableName": "conv", "Key": {"pk": S("u1"), "sk": S("m001")}, "UpdateExpression": "SET body = :b", "ExpressionAttributeValues": {":b": S("changed")}}}]}, "Transact cond check fail")
 ddb("GetItem", {"TableName": "conv", "Key": {"pk": S("u1"), "sk": S("m001")}}, "GetItem after cond check fail")
+# A rollback puts back what each write changed: a new partition, a deleted item, an update in place.
+ddb("TransactWriteItems", {"TransactItems": [
+    {"Put": {"TableName": "conv", "Item": {"pk": S("rb-new"), "sk": S("1"), "v": N(1)}}},
+    {"Delete": {"TableName": "conv", "Key": {"pk": S("u1"), "sk": S("m002")}}},
+    {"Update": {"TableName": "conv", "Key": {"pk": S("u1"), "sk": S("m001")}, "UpdateExpression": "SET body = :b REMOVE gsk",
+                "ExpressionAttributeValues": {":b": S("rolled back")}}},
+    {"Update": {"TableName": "lim", "Key": {"pk": S("rb-lim")}, "UpdateExpression": "ADD n :one", "ExpressionAttributeValues": {":one": N(1)}}},
+    {"ConditionCheck": {"TableName": "lim", "Key": {"pk": S("cnt")}, "ConditionExpression": "attribute_not_exists(pk)"}}]}, "Transact rollback of every kind")
+ddb("Query", {"TableName": "conv", "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": S("u1")}}, "Query u1 after rollback")
+ddb("Query", {"TableName": "conv", "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": S("rb-new")}}, "Query new partition after rollback")
+ddb("GetItem", {"TableName": "lim", "Key": {"pk": S("rb-lim")}}, "GetItem lim after rollback")
+ddb("Scan", {"TableName": "conv"}, "Scan after rollback")
+ddb("DescribeTable", {"TableName": "conv"}, "DescribeTable after rollback")
+# An item naming two operations fails outside moto's rollback: the writes before it stay.
+ddb("TransactWriteItems", {"TransactItems": [
+    {"Put": {"TableName": "conv", "Item": {"pk": S("kept"), "sk": S("1")}}},
+    {"Put": {"TableName": "conv", "Item": {"pk": S("kept"), "sk": S("2")}},
+     "Delete": {"TableName": "conv", "Key": {"pk": S("kept"), "sk": S("1")}}}]}, "Transact two ops in one item")
+ddb("Query", {"TableName": "conv", "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": S("kept")}}, "Query after two ops in one item")
+# Two writes in one partition, one new item and one changed, then a failed condition.
+ddb("TransactWriteItems", {"TransactItems": [
+    {"Put": {"TableName": "conv", "Item": {"pk": S("u1"), "sk": S("m900"), "body": S("new")}}},
+    {"Update": {"TableName": "conv", "Key": {"pk": S("u1"), "sk": S("m001")}, "UpdateExpression": "SET body = :b",
+                "ExpressionAttributeValues": {":b": S("changed twice")}}},
+    {"ConditionCheck": {"TableName": "conv", "Key": {"pk": S("c"), "sk": S("c")}, "ConditionExpression": "attribute_not_exists(pk)"}}]}, "Transact one partition rolled back")
+ddb("Query", {"TableName": "conv", "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": S("u1")}}, "Query u1 after second rollback")
 ddb("TransactGetItems", {"TransactItems": [{"Get": {"TableName": "conv", "Key": {"pk": S("t"), "sk": S("1")}}},
                                            {"Get": {"TableName": "lim", "Key": {"pk": S("cnt")}}}]}, "TransactGet")
 
