@@ -1,8 +1,9 @@
 """MOTO_FAST answers as stock moto does (scripts/moto_server.py's shortcuts change speed only).
 
 Starts scripts/moto_server.py twice, without and with MOTO_FAST=1, sends each the same request
-sequences (requests_all.py, requests_index.py) and compares every status, header and body,
-with request ids, timestamps and random suffixes normalised. Exits 1 on any difference.
+sequences (requests_all.py, requests_index.py, requests_pages.py) and compares every status,
+header and body, with request ids, timestamps and random suffixes normalised. Exits 1 on any
+difference.
 Run by scripts/test.sh (make test) with the project's moto virtualenv:
 
     .local/venv/bin/python scripts/moto_fast_check/check.py
@@ -18,7 +19,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER = os.path.join(HERE, "..", "moto_server.py")
-SEQUENCES = ("requests_all.py", "requests_index.py")
+SEQUENCES = ("requests_all.py", "requests_index.py", "requests_pages.py")
 
 
 def free_port() -> int:
