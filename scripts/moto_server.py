@@ -148,8 +148,9 @@ def fast_queries() -> None:
 
     Two more per-result costs, which were most of a 100-item Query's time: an item's size (for
     the 1 MB page limit) is worked out once per call instead of twice, strings, numbers and
-    booleans sized directly, and the results are not deep-copied. That copy only guards the stored items against what follows it in the call:
-    index and expression projections build new items, filters and the response only read.
+    booleans sized directly, and the results are not deep-copied. That copy only guards the
+    stored items against what follows it in the call: index and expression projections build
+    new items, filters and the response only read.
     """
     import copy
 
