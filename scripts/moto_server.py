@@ -76,11 +76,10 @@ def fast_transactions() -> None:
         saved: dict = {}
         for hash_key, range_key in keys:
             if table.has_range_key:
-                part = saved.get(hash_key, absent)
-                if part is absent:
+                if hash_key not in saved:
                     live = table.items.get(hash_key, absent)
-                    part = absent if live is absent else dict(live)
-                    saved[hash_key] = part
+                    saved[hash_key] = absent if live is absent else dict(live)
+                part = saved[hash_key]
                 if part is not absent and range_key in part:
                     part[range_key] = copy.deepcopy(part[range_key])
             elif hash_key not in saved:
@@ -152,9 +151,6 @@ def fast_queries() -> None:
     stored items against what follows it in the call: index and expression projections build
     new items, filters and the response only read.
     """
-    import copy
-
-    from moto.dynamodb.models import table as table_module
     from moto.dynamodb.models.dynamo_type import Item
     from moto.dynamodb.models.table import Table
 
@@ -173,20 +169,10 @@ def fast_queries() -> None:
             return 1
         return value.size()
 
-    class CopyOfResultsShared:
-        """table.py's `copy` module for the length of a Query: its deepcopy of the result list
-        returns a new list of the same items; anything else is copied as before."""
+    item_deepcopy = Item.__deepcopy__
 
-        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-            return getattr(copy, name)
-
-        @staticmethod
-        def deepcopy(value, memo=None):  # type: ignore[no-untyped-def]
-            if type(value) is list and all(type(v) is Item for v in value):
-                return list(value)
-            return copy.deepcopy(value, memo)
-
-    results_shared = CopyOfResultsShared()
+    def shared(item, memo):  # type: ignore[no-untyped-def]
+        return item
 
     def query(self, hash_key, *args, **kwargs):  # type: ignore[no-untyped-def]
         index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
@@ -213,14 +199,16 @@ def fast_queries() -> None:
                 found = sizes[id(item)] = sum(len(k.encode("utf-8")) + value_size(v) for k, v in item.attrs.items())
             return found
 
+        # For the length of the call: the results' deep copy keeps the same items (nothing else
+        # in a Query copies an item).
         Item.size = size_once  # type: ignore[method-assign]
-        table_module.copy = results_shared  # type: ignore[assignment]
+        Item.__deepcopy__ = shared  # type: ignore[method-assign]
         try:
             return original(self, hash_key, *args, **kwargs)
         finally:
             del self.all_items
             Item.size = item_size  # type: ignore[method-assign]
-            table_module.copy = copy
+            Item.__deepcopy__ = item_deepcopy  # type: ignore[method-assign]
 
     Table.query = query  # type: ignore[method-assign]
     _track_index_keys()
