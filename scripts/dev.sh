@@ -9,6 +9,7 @@ AWS_PORT="${AWS_PORT:-5002}"
 log "building the local gateway and the fake LLM provider"
 cargo build --quiet -p baatcheet-local -p baatcheet-tests --bin gateway --bin dev-token --bin fake-upstream
 start_moto; pids+=("$MOTO_PID")
+translate_template
 
 # Chat providers: PROVIDERS_JSON or PROVIDERS_FILE (a real OpenAI-compatible API), else the fake one,
 # which answers offline by echoing the message word by word.

@@ -36,6 +36,22 @@ ensure_moto() {
   touch "$VENV/.moto-$MOTO_VERSION"
 }
 
+# AWS's SAM translator (the library inside `sam`), pinned, in the same virtualenv: local/sam/translate.py
+# renders template.yaml as a deploy creates it. Sets SAM_TEMPLATE_JSON to that output (CloudFormation
+# JSON), which the local stack and the template tests read.
+SAM_TRANSLATOR_VERSION="${SAM_TRANSLATOR_VERSION:-1.115.0}"
+translate_template() {
+  ensure_moto
+  if [ ! -f "$VENV/.sam-translator-$SAM_TRANSLATOR_VERSION" ]; then
+    log "installing aws-sam-translator==$SAM_TRANSLATOR_VERSION into .local/venv"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "aws-sam-translator==$SAM_TRANSLATOR_VERSION"
+    touch "$VENV/.sam-translator-$SAM_TRANSLATOR_VERSION"
+  fi
+  export SAM_TEMPLATE_JSON="$LOCAL_DIR/sam/template.json"
+  mkdir -p "$LOCAL_DIR/sam"
+  "$VENV/bin/python" "$ROOT/local/sam/translate.py" "$ROOT/template.yaml" "$SAM_TEMPLATE_JSON"
+}
+
 # A free TCP port on 127.0.0.1.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'

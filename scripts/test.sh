@@ -8,6 +8,8 @@ source "$(dirname "$0")/lib.sh"
 AWS_PORT="${AWS_PORT:-$(free_port)}"
 
 start_moto; pids+=("$MOTO_PID")
+log "template.yaml through AWS's SAM translator (what a deploy creates): \$SAM_TEMPLATE_JSON"
+translate_template
 log "MOTO_FAST (the local endpoint of make load and make bench) answers as stock moto: scripts/moto_fast_check"
 "$VENV/bin/python" "$ROOT/scripts/moto_fast_check/check.py"
 # moto answers one call at a time: a parallel suite must not mistake its queue for an outage.
