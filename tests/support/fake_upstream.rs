@@ -302,6 +302,11 @@ async fn completions(State(shared): State<Shared>, headers: HeaderMap, Json(body
     res
 }
 
+/// A fingerprint of an uploaded file, so a test can tell it arrived byte for byte.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 async fn transcriptions(State(shared): State<Shared>, headers: HeaderMap, mut form: Multipart) -> Response {
     let mut fields = serde_json::Map::new();
     while let Ok(Some(field)) = form.next_field().await {
@@ -311,6 +316,7 @@ async fn transcriptions(State(shared): State<Shared>, headers: HeaderMap, mut fo
             fields.insert("file_type".into(), json!(field.content_type()));
             let bytes = field.bytes().await.unwrap_or_default();
             fields.insert("file_bytes".into(), json!(bytes.len()));
+            fields.insert("file_fnv1a".into(), json!(fnv1a(&bytes)));
         } else {
             fields.insert(name, json!(field.text().await.unwrap_or_default()));
         }

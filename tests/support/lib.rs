@@ -203,4 +203,5 @@ pub fn as_client(router: axum::Router, ip: &str) -> axum::Router {
 }
 
 pub mod chat;
+pub mod deployed;
 pub mod fake_upstream;

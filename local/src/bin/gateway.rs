@@ -1,10 +1,18 @@
-//! `make dev`'s server: provisions the local AWS endpoint from template.yaml, then serves every
-//! function on one port exactly as template.yaml routes it.
+//! `make dev`'s server: provisions the local AWS endpoint from template.yaml, then serves the API
+//! as AWS runs it: the REST API the SAM translator renders from template.yaml
+//! (`$SAM_TEMPLATE_JSON`), each function's built binary in processes of its own behind a Lambda
+//! Runtime API, on one port under the stage's path (`http://127.0.0.1:5001/staging/health`).
+//!
+//! Function environment: the template's values, then this process's environment (minus the
+//! host's own variables, see `lambda_stack::from_host_env`), then `LAMBDA_ENV_FILE` (the JSON
+//! format of `sam local --env-vars`: `{"Parameters": {...}, "ChatFunction": {...}}`).
 
-use baatcheet_local::{dev_key, dev_secret, gateway, stack, template::Template};
-use baatcheet_shared::{AppContext, Config, aws};
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use baatcheet_local::deployed::Deployed;
+use baatcheet_local::lambda::LogSink;
+use baatcheet_local::lambda_stack::{self, LambdaStack, LambdaStackOptions};
+use baatcheet_local::{dev_key, dev_secret, stack, template::Template};
+use baatcheet_shared::aws;
+use std::sync::Arc;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -20,8 +28,9 @@ async fn main() -> Result<(), BoxError> {
     let secret_name = std::env::var("SECRET_ID").unwrap_or_else(|_| "baatcheet/local".into());
 
     let template = Template::load_default()?;
+    let deployed = Arc::new(Deployed::load_default()?);
     let sdk = aws::sdk_config().await;
-    let mut env: BTreeMap<String, String> = stack::create_tables(&aws::dynamodb(&sdk), &template, &prefix).await?;
+    stack::create_tables(&aws::dynamodb(&sdk), &template, &prefix).await?;
     // Clerk stand-in: the dev key pair and webhook secret, unless the environment points at a
     // real Clerk instance (any key source set) or overrides a value.
     let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.trim().is_empty());
@@ -41,21 +50,35 @@ async fn main() -> Result<(), BoxError> {
         defaults.push(("providers", p));
     }
     stack::put_secret(&aws::secrets_manager(&sdk), &secret_name, &dev_secret::from_env_json(&defaults)).await?;
-    env.insert("SECRET_ID".into(), secret_name);
-    if !set("CLERK_ISSUER") {
-        env.insert("CLERK_ISSUER".into(), dev_key::DEV_ISSUER.into());
-    }
-    env.entry("CORS_ALLOWED_ORIGINS".into())
-        .or_insert_with(|| std::env::var("CORS_ALLOWED_ORIGINS").unwrap_or_else(|_| "http://localhost:5173".into()));
 
-    let config = Config::from_lookup(|k| env.get(k).cloned().or_else(|| std::env::var(k).ok()))?;
-    let ctx = AppContext::new(config, &sdk);
-    ctx.secrets.fetch().await?;
-    let app = gateway::build(&template, &ctx)?;
+    let mut opts = LambdaStackOptions::new(&prefix, &secret_name);
+    if let Some(dir) = std::env::var_os("LAMBDA_BINARIES") {
+        opts.binaries = dir.into();
+    }
+    if let Some(n) = std::env::var("LAMBDA_MAX_INSTANCES").ok().and_then(|n| n.parse().ok()) {
+        opts.max_instances = n;
+    }
+    opts.access_log = LogSink::Stderr;
+    // The dev Clerk and the local web app, as `sam deploy --parameter-overrides` would give them.
+    opts.parameters.insert("ClerkIssuer".into(), dev_key::DEV_ISSUER.into());
+    opts.parameters.insert("CorsAllowedOrigins".into(), "http://localhost:5173".into());
+    opts.env.extend(lambda_stack::from_host_env(std::env::vars()));
+    if let Some(path) = std::env::var_os("LAMBDA_ENV_FILE") {
+        let (all, per_function) = lambda_stack::read_env_file(std::path::Path::new(&path))?;
+        opts.env.extend(all);
+        for (f, vars) in per_function {
+            opts.function_env.entry(f).or_default().extend(vars);
+        }
+    }
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    let addr = listener.local_addr()?;
-    println!("BaatCheet API (local) listening on http://{addr}  (ready in {} ms)", started.elapsed().as_millis());
+    let stack = LambdaStack::start(deployed.clone(), &opts, listener).await?;
+    let base = stack.base_url();
+    println!(
+        "BaatCheet API (local, as AWS runs it) on {base}  (ready in {} ms; functions from {})",
+        started.elapsed().as_millis(),
+        opts.binaries.display()
+    );
     if dev_keys {
         println!(
             "Dev session tokens: make token USER=user_alice ROLE=admin TIER=pro  (then: curl -H \"Authorization: Bearer $TOKEN\" ...)"
@@ -66,13 +89,11 @@ async fn main() -> Result<(), BoxError> {
     } else {
         println!("Chat providers: {}", provider_names.join(", "));
     }
-    for r in &template.routes {
-        println!("  {:<7} http://{addr}{}", r.method, r.path);
+    for r in &deployed.routes {
+        let mode = if r.streamed { "streamed" } else { "buffered" };
+        println!("  {:<7} {base}{}  -> {} ({mode})", r.method, r.path, r.function);
     }
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let _ = tokio::signal::ctrl_c().await;
+    drop(stack);
     Ok(())
 }

@@ -1,0 +1,254 @@
+//! The API in the shape AWS runs it: the REST API that AWS's SAM translator renders from
+//! template.yaml, in front of the built function binaries under a Lambda Runtime API, one
+//! invocation at a time per instance (tests/support/deployed.rs). What these tests show holds
+//! between API Gateway and Lambda, not only inside a router.
+
+use baatcheet_tests::chat::{ChatHarness, events, fast_config, parse_sse};
+use baatcheet_tests::deployed::{self, start, start_with};
+use baatcheet_tests::fake_upstream::{Behavior, FakeUpstream, fnv1a};
+use baatcheet_tests::{TestStack, http};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// A gateway response or function problem: valid JSON with a type, title and the HTTP status.
+async fn problem(res: reqwest::Response, status: u16) -> Value {
+    assert_eq!(res.status(), status, "{:?}", res.headers());
+    let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    assert!(ct.contains("json"), "{ct}");
+    let body: Value = res.json().await.expect("a JSON body");
+    assert!(body["title"].is_string() || body["message"].is_string(), "{body}");
+    if let Some(s) = body["status"].as_u64() {
+        assert_eq!(s, u64::from(status), "{body}");
+    }
+    body
+}
+
+/// A chat stack with the fake provider, its users signed in through the fake Clerk, and the
+/// Lambda-shaped stack over it.
+async fn chat_stack(fake: &FakeUpstream) -> (ChatHarness, baatcheet_local::lambda_stack::LambdaStack) {
+    let models = json!([{"id": "text", "context_length": 32768}, {"id": "whisper", "chat": false, "audio": true}]);
+    let h = ChatHarness::with(json!([fake.provider("primary", &["k1"], models)]), fast_config(), &[], None).await;
+    let gw = start(&h.stack).await;
+    (h, gw)
+}
+
+#[tokio::test]
+async fn every_route_answers_in_the_mode_of_its_integration() {
+    let stack = TestStack::new().await;
+    let gw = start(&stack).await;
+    let d = deployed::deployed();
+    assert!(!d.routes.is_empty());
+    for r in &d.routes {
+        let path = r.path.replace("{id}", "0190b8a4-5b7e-7000-8000-000000000001").replace("{asset}", "swagger-ui.css");
+        let mut req = http().request(Method::from_bytes(r.method.as_bytes()).unwrap(), format!("{}{path}", gw.base_url()));
+        if r.method == "OPTIONS" {
+            req = req.header("origin", "https://app.baatcheet.test").header("access-control-request-method", "POST");
+        }
+        let res = req.send().await.unwrap();
+        // A function answering in the other format is a 502 from API Gateway, with its error type.
+        assert!(res.headers().get("x-amzn-errortype").is_none(), "{} {path}: {:?}", r.method, res.status());
+        assert!(res.status().as_u16() < 500 || path.contains("health") || path == "/ready", "{} {path}: {}", r.method, res.status());
+    }
+}
+
+#[tokio::test]
+async fn a_function_answering_in_the_other_format_is_a_502() {
+    let stack = TestStack::new().await;
+    // The defect of the first template: chat's routes on buffered integrations while the binary
+    // streams, and (the other way round) a buffered function behind a streaming integration.
+    let gw = start_with(
+        &stack,
+        |d| {
+            for r in d.routes.iter_mut() {
+                r.streamed = r.function == "HealthFunction";
+            }
+        },
+        &[],
+    )
+    .await;
+    let base = gw.base_url();
+    for path in ["/api/v1/chat/models", "/live"] {
+        let res = http().get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(res.headers()["x-amzn-errortype"], "InternalServerErrorException");
+        problem(res, 502).await;
+    }
+    // The docs function, on its own buffered integration, is unaffected.
+    assert_eq!(http().get(format!("{base}/api/docs.json")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn the_stage_prefix_and_unknown_routes_get_gateway_responses() {
+    let stack = TestStack::new().await;
+    let gw = start(&stack).await;
+    let root = format!("http://{}", gw.addr);
+    let base = gw.base_url();
+    assert_eq!(http().get(format!("{base}/live")).send().await.unwrap().status(), 200);
+    for url in [format!("{root}/live"), format!("{base}/nowhere"), format!("{base}/live/extra")] {
+        let res = http().get(&url).send().await.unwrap();
+        assert_eq!(res.headers()["x-amzn-errortype"], "MissingAuthenticationTokenException", "{url}");
+        let status = res.status().as_u16();
+        assert!(status == 404 || status == 403, "{url}: {status}");
+        let body = problem(res, status).await;
+        assert!(body["request_id"].is_string() || body.get("request_id").is_none(), "{body}");
+    }
+    // A method the resource does not have.
+    let res = http().delete(format!("{base}/live")).send().await.unwrap();
+    assert_eq!(res.headers()["x-amzn-errortype"], "MissingAuthenticationTokenException");
+}
+
+#[tokio::test]
+async fn a_request_over_10_mb_is_refused_by_the_gateway() {
+    let stack = TestStack::new().await;
+    let gw = start(&stack).await;
+    let body = vec![b'a'; 10 * 1024 * 1024 + 1];
+    let res = http()
+        .post(format!("{}/api/v1/clerk/webhook", gw.base_url()))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-amzn-errortype"], "RequestTooLargeException");
+    problem(res, 413).await;
+    // The function never ran.
+    assert_eq!(gw.pool("WebhookFunction").unwrap().instances_started(), 0);
+}
+
+#[tokio::test]
+async fn a_function_whose_init_fails_answers_502_and_the_others_serve() {
+    let stack = TestStack::new().await;
+    let gw = start_with(&stack, |_| {}, &[("HealthFunction", "USERS_TABLE", "")]).await;
+    let base = gw.base_url();
+    for _ in 0..2 {
+        let res = http().get(format!("{base}/live")).send().await.unwrap();
+        problem(res, 502).await;
+    }
+    // Each request tried a new instance, as Lambda retries init on the next invocation.
+    let pool = gw.pool("HealthFunction").unwrap();
+    assert_eq!(pool.instances_started(), 2);
+    assert_eq!(pool.instances_live(), 0);
+    assert_eq!(http().get(format!("{base}/api/docs.json")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn an_integration_that_outlives_its_timeout_is_a_504() {
+    let stack = TestStack::new().await;
+    // No process starts and answers within a millisecond: the cold start alone passes it.
+    let gw = start_with(
+        &stack,
+        |d| {
+            for r in d.routes.iter_mut().filter(|r| r.path == "/live") {
+                r.timeout = Duration::from_millis(1);
+            }
+        },
+        &[],
+    )
+    .await;
+    let res = http().get(format!("{}/live", gw.base_url())).send().await.unwrap();
+    assert_eq!(res.headers()["x-amzn-errortype"], "IntegrationTimeoutException");
+    problem(res, 504).await;
+}
+
+#[tokio::test]
+async fn instances_start_on_demand_and_serve_one_invocation_at_a_time() {
+    let fake = FakeUpstream::start().await;
+    fake.set_default(Behavior::ok().chunks(4).token_delay(Duration::from_millis(250)));
+    let (h, gw) = chat_stack(&fake).await;
+    let base = gw.base_url();
+    let mut callers = Vec::new();
+    for i in 0..3 {
+        callers.push(h.caller(&format!("c{i}")).await);
+    }
+    let sends = callers.iter().map(|c| {
+        http()
+            .post(format!("{base}/api/v1/chat/completions"))
+            .header("authorization", c.bearer())
+            .json(&json!({"message": "Salaam"}))
+            .send()
+    });
+    for res in futures::future::join_all(sends).await {
+        let res = res.unwrap();
+        assert_eq!(res.status(), 200);
+        let text = res.text().await.unwrap();
+        assert!(text.contains("event: done"), "{text}");
+    }
+    let pool = gw.pool("ChatFunction").unwrap();
+    assert_eq!(pool.instances_started(), 3, "three concurrent streams need three instances");
+    // Warm instances are reused.
+    let res = http()
+        .get(format!("{base}/api/v1/chat/models"))
+        .header("authorization", callers[0].bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(pool.instances_started(), 3);
+    assert_eq!(pool.init_durations().len(), 3);
+}
+
+#[tokio::test]
+async fn a_completion_streams_through_the_gateway_as_it_is_generated() {
+    let fake = FakeUpstream::start().await;
+    let gap = Duration::from_millis(300);
+    fake.set_default(Behavior::ok().echo().token_delay(gap));
+    let (h, gw) = chat_stack(&fake).await;
+    let alice = h.caller("alice").await;
+    // Urdu from an Arabic keyboard, in a JSON body (not a binary media type: passed as text).
+    let message = "Salaam! آپ كيسے ہیں؟";
+    let started = Instant::now();
+    let res = http()
+        .post(format!("{}/api/v1/chat/completions", gw.base_url()))
+        .header("authorization", alice.bearer())
+        .json(&json!({ "message": message }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(res.headers().get("ratelimit").is_some(), "the prelude's headers reach the client");
+    let mut stream = res.bytes_stream();
+    let mut text = String::new();
+    let mut first_delta = None;
+    use futures::StreamExt;
+    while let Some(chunk) = stream.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        if first_delta.is_none() && text.contains("event: delta") {
+            first_delta = Some(started.elapsed());
+        }
+    }
+    let total = started.elapsed();
+    let first = first_delta.expect("a delta");
+    // Five words, one per gap: a buffered answer would arrive all at the end.
+    assert!(total - first >= gap * 3, "first delta at {first:?}, end at {total:?}");
+    let all = parse_sse(&text);
+    let answer: String =
+        events(&all).iter().filter(|(n, _)| n == "delta").map(|(_, d)| d["content"].as_str().unwrap_or_default()).collect();
+    assert!(answer.contains("آپ كيسے ہیں؟"), "{answer}");
+    assert_eq!(events(&all).last().map(|(n, _)| n.as_str()), Some("done"));
+}
+
+#[tokio::test]
+async fn an_audio_upload_arrives_as_sent() {
+    let fake = FakeUpstream::start().await;
+    fake.set_default(Behavior::ok().reply("salaam duniya"));
+    let (h, gw) = chat_stack(&fake).await;
+    let bob = h.caller("bob").await;
+    let bytes = std::fs::read(format!("{}/data/tiny.wav", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let part = reqwest::multipart::Part::bytes(bytes.clone()).file_name("tiny.wav").mime_str("audio/wav").unwrap();
+    let res = http()
+        .post(format!("{}/api/v1/chat/transcribe", gw.base_url()))
+        .header("authorization", bob.bearer())
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    // The provider received the file byte for byte: the multipart body crossed API Gateway as
+    // base64 (a binary media type) and Lambda decoded it.
+    let sent = fake.requests().into_iter().find(|r| r.path.ends_with("/audio/transcriptions")).expect("sent");
+    assert_eq!(sent.body["file_bytes"], bytes.len());
+    assert_eq!(sent.body["file_fnv1a"], fnv1a(&bytes), "the audio reached the provider intact");
+}

@@ -1,0 +1,56 @@
+//! The API as AWS runs it, for one test: the REST API of the translated template
+//! (`$SAM_TEMPLATE_JSON`, written by `make test`) in front of the built function binaries
+//! (`target/debug/<function>`, built by `make test` first), each instance a process of its own,
+//! on the test's own tables and secret. Each test's function logs go to
+//! `target/lambda-test-logs/<prefix>.log`.
+
+use baatcheet_local::deployed::Deployed;
+use baatcheet_local::lambda::LogSink;
+use baatcheet_local::lambda_stack::{LambdaStack, LambdaStackOptions};
+use std::sync::{Arc, OnceLock};
+
+use crate::TestStack;
+
+/// The translated template, read once per test binary.
+pub fn deployed() -> Deployed {
+    static D: OnceLock<Deployed> = OnceLock::new();
+    D.get_or_init(|| {
+        Deployed::load_default().expect("the translated template: run the tests through `make test`, which writes it")
+    })
+    .clone()
+}
+
+/// Starts the stack over `stack`'s tables and secret with the functions' environment set from
+/// `stack.env`, after `tweak` changed what the deploy would create (a test of a misconfiguration)
+/// and `function_env` (logical id, name, value) added per-function variables.
+pub async fn start_with(
+    stack: &TestStack,
+    tweak: impl FnOnce(&mut Deployed),
+    function_env: &[(&str, &str, &str)],
+) -> LambdaStack {
+    let mut d = deployed();
+    tweak(&mut d);
+    let secret = stack.env.get("SECRET_ID").cloned().unwrap_or_default();
+    let mut opts = LambdaStackOptions::new(&stack.prefix, &secret);
+    opts.parameters.insert("ClerkIssuer".into(), crate::clerk::ISSUER.into());
+    opts.env = stack.env.clone();
+    // `make test`'s SDK timeouts for the queueing local endpoint apply to the functions too.
+    for k in ["AWS_SDK_ATTEMPT_TIMEOUT_MS", "AWS_SDK_OPERATION_TIMEOUT_MS"] {
+        if let Ok(v) = std::env::var(k) {
+            opts.env.insert(k.into(), v);
+        }
+    }
+    opts.env.insert("AWS_LAMBDA_LOG_LEVEL".into(), "info".into());
+    for (f, k, v) in function_env {
+        opts.function_env.entry(f.to_string()).or_default().insert(k.to_string(), v.to_string());
+    }
+    let logs = opts.binaries.join("..").join("lambda-test-logs").join(format!("{}log", stack.prefix));
+    opts.logs = LogSink::file(&logs).expect("log file");
+    opts.access_log = opts.logs.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    LambdaStack::start(Arc::new(d), &opts, listener).await.expect("the local stack starts (are the functions built?)")
+}
+
+pub async fn start(stack: &TestStack) -> LambdaStack {
+    start_with(stack, |_| {}, &[]).await
+}
