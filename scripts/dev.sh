@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# make dev: the whole API on http://127.0.0.1:$PORT with a local AWS endpoint on $AWS_PORT.
-# Ctrl-C stops everything this script started.
+# make dev: the whole API on http://127.0.0.1:$PORT/<stage> as AWS runs it (the REST API that the
+# SAM translator renders from template.yaml, in front of each function's binary under a Lambda
+# Runtime API), with a local AWS endpoint on $AWS_PORT. Ctrl-C stops everything this script started.
 source "$(dirname "$0")/lib.sh"
 
 PORT="${PORT:-5001}"
 AWS_PORT="${AWS_PORT:-5002}"
 
-log "building the local gateway and the fake LLM provider"
-cargo build --quiet -p baatcheet-local -p baatcheet-tests --bin gateway --bin dev-token --bin fake-upstream
+log "building the functions, the local gateway and the fake LLM provider"
+cargo build --quiet -p health -p webhook -p chat -p docs -p baatcheet-local -p baatcheet-tests --bins
 start_moto; pids+=("$MOTO_PID")
 translate_template
 
@@ -23,8 +24,9 @@ fi
 PORT="$PORT" LOG_FORMAT="${LOG_FORMAT:-text}" "$ROOT/target/debug/gateway" &
 pids+=("$!")
 wait_for_port "$PORT" "gateway" 60
-log "API:        http://127.0.0.1:$PORT   (try: curl http://127.0.0.1:$PORT/health)"
+API="http://127.0.0.1:$PORT/$(stage_name)"
+log "API:        $API   (try: curl $API/health)"
 log "dev tokens: make token USER=user_alice ROLE=admin TIER=pro   (CLERK_* variables override the dev Clerk)"
-log "chat:       TOKEN=\$(make -s token) && curl -N -H \"Authorization: Bearer \$TOKEN\" -H 'Content-Type: application/json' -d '{\"message\":\"Salaam!\"}' http://127.0.0.1:$PORT/api/v1/chat/completions"
+log "chat:       TOKEN=\$(make -s token) && curl -N -H \"Authorization: Bearer \$TOKEN\" -H 'Content-Type: application/json' -d '{\"message\":\"Salaam!\"}' $API/api/v1/chat/completions"
 log "Ctrl-C stops the API and the local AWS endpoint"
 wait -n "${pids[@]}"

@@ -52,6 +52,18 @@ translate_template() {
   "$VENV/bin/python" "$ROOT/local/sam/translate.py" "$ROOT/template.yaml" "$SAM_TEMPLATE_JSON"
 }
 
+# The API stage's name in the translated template (the first path segment of every URL).
+stage_name() {
+  python3 - "$SAM_TEMPLATE_JSON" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+name = next(r["Properties"]["StageName"] for r in d["Resources"].values() if r["Type"] == "AWS::ApiGateway::Stage")
+if isinstance(name, dict):
+    name = d["Parameters"][name["Ref"]]["Default"]
+print(name)
+PY
+}
+
 # A free TCP port on 127.0.0.1.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'

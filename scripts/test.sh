@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# make test: starts a private local AWS endpoint on a free port and runs the whole test suite
-# against it (tests isolate themselves by table-name prefix, so they run in parallel), then the
-# smoke checks (as staging and production run them) and the API docs checked from outside
-# (scripts/docs-check.sh; TOKEN optional), against one local gateway.
+# make test: starts a private local AWS endpoint on a free port, renders template.yaml as a deploy
+# would (AWS's SAM translator), builds the function binaries, and runs the whole test suite against
+# them (tests isolate themselves by table-name prefix, so they run in parallel); then the smoke
+# checks (as staging and production run them) and the API docs checked from outside
+# (scripts/docs-check.sh), against the API as AWS runs it: the gateway in front of the function
+# binaries under a Lambda Runtime API.
 source "$(dirname "$0")/lib.sh"
 
 AWS_PORT="${AWS_PORT:-$(free_port)}"
@@ -15,6 +17,8 @@ log "MOTO_FAST (the local endpoint of make load and make bench) answers as stock
 # moto answers one call at a time: a parallel suite must not mistake its queue for an outage.
 export AWS_SDK_ATTEMPT_TIMEOUT_MS="${AWS_SDK_ATTEMPT_TIMEOUT_MS:-15000}"
 export AWS_SDK_OPERATION_TIMEOUT_MS="${AWS_SDK_OPERATION_TIMEOUT_MS:-40000}"
+# The function binaries tests/deployed.rs and the gateway run as Lambda runs them.
+cargo build -p health -p webhook -p chat -p docs --bins
 cargo test --workspace --all-targets --no-fail-fast "$@"
 cargo test --workspace --doc
 
@@ -33,6 +37,8 @@ pids+=("$!")
 wait_for_port "$GW_PORT" "gateway (log: .local/smoke-gateway.log)" 60
 # A dev session token the local gateway trusts (the dev key pair in .local/, as `make token`).
 TOKEN=$("$ROOT/target/debug/dev-token" --user user_smoke --port "$GW_PORT" 2>/dev/null)
-API_URL="http://127.0.0.1:$GW_PORT" TOKEN="$TOKEN" SMOKE_DOCS="${SMOKE_DOCS:-1}" SMOKE_CHAT="${SMOKE_CHAT:-1}" \
+# The stage is part of the URL, as in API Gateway's invoke URL.
+STAGE_URL="http://127.0.0.1:$GW_PORT/$(stage_name)"
+API_URL="$STAGE_URL" TOKEN="$TOKEN" SMOKE_DOCS="${SMOKE_DOCS:-1}" SMOKE_CHAT="${SMOKE_CHAT:-1}" \
   "$ROOT/scripts/smoke.sh"
-API_URL="http://127.0.0.1:$GW_PORT" TOKEN="$TOKEN" "$ROOT/scripts/docs-check.sh"
+API_URL="$STAGE_URL" TOKEN="$TOKEN" "$ROOT/scripts/docs-check.sh"

@@ -41,14 +41,20 @@ async fn every_route_answers_in_the_mode_of_its_integration() {
     assert!(!d.routes.is_empty());
     for r in &d.routes {
         let path = r.path.replace("{id}", "0190b8a4-5b7e-7000-8000-000000000001").replace("{asset}", "swagger-ui.css");
-        let mut req = http().request(Method::from_bytes(r.method.as_bytes()).unwrap(), format!("{}{path}", gw.base_url()));
+        let mut req =
+            http().request(Method::from_bytes(r.method.as_bytes()).unwrap(), format!("{}{path}", gw.base_url()));
         if r.method == "OPTIONS" {
             req = req.header("origin", "https://app.baatcheet.test").header("access-control-request-method", "POST");
         }
         let res = req.send().await.unwrap();
         // A function answering in the other format is a 502 from API Gateway, with its error type.
         assert!(res.headers().get("x-amzn-errortype").is_none(), "{} {path}: {:?}", r.method, res.status());
-        assert!(res.status().as_u16() < 500 || path.contains("health") || path == "/ready", "{} {path}: {}", r.method, res.status());
+        assert!(
+            res.status().as_u16() < 500 || path.contains("health") || path == "/ready",
+            "{} {path}: {}",
+            r.method,
+            res.status()
+        );
     }
 }
 
@@ -222,8 +228,11 @@ async fn a_completion_streams_through_the_gateway_as_it_is_generated() {
     // Five words, one per gap: a buffered answer would arrive all at the end.
     assert!(total - first >= gap * 3, "first delta at {first:?}, end at {total:?}");
     let all = parse_sse(&text);
-    let answer: String =
-        events(&all).iter().filter(|(n, _)| n == "delta").map(|(_, d)| d["content"].as_str().unwrap_or_default()).collect();
+    let answer: String = events(&all)
+        .iter()
+        .filter(|(n, _)| n == "delta")
+        .map(|(_, d)| d["content"].as_str().unwrap_or_default())
+        .collect();
     assert!(answer.contains("آپ كيسے ہیں؟"), "{answer}");
     assert_eq!(events(&all).last().map(|(n, _)| n.as_str()), Some("done"));
 }

@@ -1,8 +1,10 @@
-//! The docs function over real HTTP through the local gateway, and through a Lambda event: the
-//! document, Swagger UI and its assets under the project's headers, and the document's server.
+//! The docs function over real HTTP as AWS runs it (tests/support/deployed.rs), and through a
+//! Lambda event: the document, Swagger UI and its assets under the project's headers, and the
+//! document's server (the stage).
 
 use axum::body::Body;
-use baatcheet_tests::{TestStack, assert_security_headers, http, spawn_gateway};
+use baatcheet_tests::deployed::start;
+use baatcheet_tests::{TestStack, assert_security_headers, http};
 use http_body_util::BodyExt;
 use std::path::PathBuf;
 use tower::ServiceExt;
@@ -10,7 +12,8 @@ use tower::ServiceExt;
 #[tokio::test]
 async fn gateway_serves_the_document_and_swagger_ui() {
     let stack = TestStack::new().await;
-    let base = spawn_gateway(&stack.context().await).await;
+    let gw = start(&stack).await;
+    let base = gw.base_url();
 
     let res = http().get(format!("{base}/api/docs.json")).send().await.unwrap();
     assert_eq!(res.status(), 200);
@@ -19,7 +22,8 @@ async fn gateway_serves_the_document_and_swagger_ui() {
     assert!(res.headers().contains_key("x-request-id"));
     let doc: serde_json::Value = res.json().await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
-    assert_eq!(doc["servers"], serde_json::json!([{ "url": "/" }]));
+    let stage = base.rsplit('/').next().unwrap();
+    assert_eq!(doc["servers"], serde_json::json!([{ "url": format!("/{stage}") }]));
     let embedded: serde_json::Value = serde_json::from_str(docs::DOCUMENT).unwrap();
     assert_eq!(doc["paths"], embedded["paths"], "served paths are the embedded document's");
 
@@ -41,7 +45,8 @@ async fn gateway_serves_the_document_and_swagger_ui() {
 #[tokio::test]
 async fn initializer_loads_the_document_beside_the_page_without_inline_script() {
     let stack = TestStack::new().await;
-    let base = spawn_gateway(&stack.context().await).await;
+    let gw = start(&stack).await;
+    let base = gw.base_url();
     let js = http().get(format!("{base}/api/docs/swagger-initializer.js")).send().await.unwrap().text().await.unwrap();
     assert!(js.contains("\"../docs.json\""), "resolved against the script's own URL: {js}");
     assert!(js.contains("validatorUrl: null"), "no image from the online validator");
@@ -77,7 +82,8 @@ async fn document_server_is_the_stage_the_request_came_in_under() {
 async fn docs_are_under_the_global_limit() {
     let mut stack = TestStack::new().await;
     stack.env.insert("RATE_LIMIT_GLOBAL".into(), "2/1h".into());
-    let base = spawn_gateway(&stack.context().await).await;
+    let gw = start(&stack).await;
+    let base = gw.base_url();
     for left in ["1", "0"] {
         let res = http().get(format!("{base}/api/docs.json")).send().await.unwrap();
         assert_eq!(res.status(), 200);

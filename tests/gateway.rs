@@ -1,13 +1,21 @@
-//! The local gateway over real HTTP: template routing, problem+json for unknown routes and
-//! methods, security headers, CORS from configuration, and request ids.
+//! The API as AWS runs it (tests/support/deployed.rs) over real HTTP: every route of the
+//! translated template served by its function, problem+json for unknown routes and methods,
+//! security headers, CORS from configuration, and request ids.
 
-use baatcheet_tests::{TestStack, assert_security_headers, http, spawn_gateway, template};
+use baatcheet_tests::deployed::{self, start};
+use baatcheet_tests::{TestStack, assert_security_headers, http};
+
+async fn api(stack: &TestStack) -> (baatcheet_local::lambda_stack::LambdaStack, String) {
+    let gw = start(stack).await;
+    let base = gw.base_url();
+    (gw, base)
+}
 
 #[tokio::test]
 async fn serves_every_template_route() {
     let stack = TestStack::new().await;
-    let base = spawn_gateway(&stack.context().await).await;
-    for r in template().routes.iter().filter(|r| r.method == "GET" && !r.path.contains('{')) {
+    let (_gw, base) = api(&stack).await;
+    for r in deployed::deployed().routes.iter().filter(|r| r.method == "GET" && !r.path.contains('{')) {
         let res = http().get(format!("{base}{}", r.path)).send().await.unwrap();
         assert_security_headers(res.headers());
         let status = res.status();
@@ -24,33 +32,41 @@ async fn serves_every_template_route() {
 #[tokio::test]
 async fn unknown_route_and_wrong_method_are_problem_json() {
     let stack = TestStack::new().await;
-    let base = spawn_gateway(&stack.context().await).await;
-    let res = http().get(format!("{base}/api/v1/nothing-here")).send().await.unwrap();
+    let (_gw, base) = api(&stack).await;
+    // API Gateway answers both itself (no resource, or no such method on it), from the gateway
+    // response template.yaml customises.
+    for res in [
+        http().get(format!("{base}/api/v1/nothing-here")).send().await.unwrap(),
+        http().delete(format!("{base}/health")).send().await.unwrap(),
+    ] {
+        assert_eq!(res.status(), 404);
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        let id = res.headers()["x-amzn-requestid"].to_str().unwrap().to_string();
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["type"], "https://baatcheet.app/problems/not-found");
+        assert_eq!(body["status"], 404);
+        assert_eq!(body["request_id"], id.as_str());
+    }
+    // Behind a route, the function's own problem+json.
+    let res = http().get(format!("{base}/api/docs/nothing-here.js")).send().await.unwrap();
     assert_eq!(res.status(), 404);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     assert_security_headers(res.headers());
     let body: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(body["type"], "https://baatcheet.app/problems/not-found");
-    assert_eq!(body["instance"], "/api/v1/nothing-here");
-    assert!(body["request_id"].is_string());
-
-    let res = http().delete(format!("{base}/health")).send().await.unwrap();
-    assert_eq!(res.status(), 405);
-    assert_eq!(res.headers()["content-type"], "application/problem+json");
-    assert_security_headers(res.headers());
+    assert_eq!(body["instance"], "/api/docs/nothing-here.js");
 }
 
 #[tokio::test]
 async fn request_ids_are_echoed_only_when_well_formed() {
     let stack = TestStack::new().await;
-    let base = spawn_gateway(&stack.context().await).await;
+    let (_gw, base) = api(&stack).await;
     let res = http().get(format!("{base}/live")).header("x-request-id", "client-req-0001").send().await.unwrap();
     assert_eq!(res.headers()["x-request-id"], "client-req-0001");
     let res = http().get(format!("{base}/live")).header("x-request-id", "bad id <x>").send().await.unwrap();
     let id = res.headers()["x-request-id"].to_str().unwrap();
     assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
     // The problem body names the same id as the header.
-    let res = http().get(format!("{base}/missing")).send().await.unwrap();
+    let res = http().get(format!("{base}/api/docs/missing.css")).send().await.unwrap();
     let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["request_id"], id);
@@ -59,7 +75,7 @@ async fn request_ids_are_echoed_only_when_well_formed() {
 #[tokio::test]
 async fn cors_allows_configured_origins_only() {
     let stack = TestStack::new().await;
-    let base = spawn_gateway(&stack.context().await).await;
+    let (_gw, base) = api(&stack).await;
     let res = http().get(format!("{base}/live")).header("origin", "https://app.baatcheet.test").send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["access-control-allow-origin"], "https://app.baatcheet.test");
@@ -79,7 +95,7 @@ async fn cors_allows_configured_origins_only() {
 #[tokio::test]
 async fn preflights_of_authenticated_routes_are_answered_for_allowed_origins_only() {
     let stack = TestStack::new().await;
-    let base = spawn_gateway(&stack.context().await).await;
+    let (_gw, base) = api(&stack).await;
     let preflight = |path: &str, origin: &str, method: &str| {
         http()
             .request(reqwest::Method::OPTIONS, format!("{base}{path}"))

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployedError {
-    #[error("SAM_TEMPLATE_JSON is not set: run through `make dev` / `make test` (they translate template.yaml)")]
+    #[error(
+        "no translated template (SAM_TEMPLATE_JSON): run through `make dev` / `make test`, which translate template.yaml"
+    )]
     NotTranslated,
     #[error("cannot read {path}")]
     Read {
@@ -99,9 +101,14 @@ pub struct Deployed {
     pub resource_types: BTreeMap<String, String>,
 }
 
-/// The path `make dev` / `make test` wrote the translation to.
+/// The path `make dev` / `make test` wrote the translation to (`$SAM_TEMPLATE_JSON`, else where
+/// they write it: `.local/sam/template.json` in the workspace).
 pub fn translated_path() -> Result<PathBuf, DeployedError> {
-    std::env::var_os("SAM_TEMPLATE_JSON").map(PathBuf::from).ok_or(DeployedError::NotTranslated)
+    if let Some(p) = std::env::var_os("SAM_TEMPLATE_JSON") {
+        return Ok(PathBuf::from(p));
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(".local").join("sam").join("template.json");
+    if p.is_file() { Ok(p) } else { Err(DeployedError::NotTranslated) }
 }
 
 impl Deployed {
@@ -309,7 +316,8 @@ impl Conditions<'_> {
             return Ok((r != "AWS::NoValue").then(|| EnvValue::Ref(r.to_string())));
         }
         if let Some([c, yes, no]) = v["Fn::If"].as_array().map(Vec::as_slice) {
-            let pick = if self.eval(&Value::String(c.as_str().unwrap_or_default().into()), depth + 1)? { yes } else { no };
+            let pick =
+                if self.eval(&Value::String(c.as_str().unwrap_or_default().into()), depth + 1)? { yes } else { no };
             return self.env_value(pick, depth + 1);
         }
         Err(shape(format!("{v} is neither a literal, a Ref nor an Fn::If")))
@@ -324,9 +332,7 @@ fn function(id: &str, f: &Value, cond: &Conditions) -> Result<FunctionSpec, Depl
         .to_string();
     let mut env = BTreeMap::new();
     for (k, v) in props["Environment"]["Variables"].as_object().into_iter().flatten() {
-        let value = cond
-            .env_value(v, 0)
-            .map_err(|e| shape(format!("{id}: environment variable {k}: {e}")))?;
+        let value = cond.env_value(v, 0).map_err(|e| shape(format!("{id}: environment variable {k}: {e}")))?;
         if let Some(value) = value {
             env.insert(k.clone(), value);
         }

@@ -106,11 +106,13 @@ pub fn function_env(
             EnvValue::Ref(target) => match deployed.resource_types.get(target).map(String::as_str) {
                 Some("AWS::DynamoDB::Table") => physical_table_name(&opts.table_prefix, target),
                 Some("AWS::SecretsManager::Secret") => opts.secret_id.clone(),
-                _ => opts.parameters.get(target).or_else(|| deployed.parameters.get(target)).cloned().ok_or_else(|| LambdaStackError::Unresolved {
-                    function: spec.logical_id.clone(),
-                    var: k.clone(),
-                    target: target.clone(),
-                })?,
+                _ => opts.parameters.get(target).or_else(|| deployed.parameters.get(target)).cloned().ok_or_else(
+                    || LambdaStackError::Unresolved {
+                        function: spec.logical_id.clone(),
+                        var: k.clone(),
+                        target: target.clone(),
+                    },
+                )?,
             },
         };
         env.insert(k.clone(), value);

@@ -63,12 +63,16 @@ async fn main() -> Result<(), BoxError> {
     let token = key.mint(&dev_key::session_claims(&user, &email, &issuer, &azp, ttl, now))?;
 
     if sync {
-        match sync_user(port, &user, &email, role, tier).await {
+        // The local API serves under its stage, as API Gateway does.
+        let stage =
+            baatcheet_local::deployed::Deployed::load_default().map(|d| d.stage).unwrap_or_else(|_| "staging".into());
+        let api = format!("http://127.0.0.1:{port}/{stage}");
+        match sync_user(&api, &user, &email, role, tier).await {
             Ok(()) => {
                 eprintln!("dev-token: {user} synced to the local API as role={} tier={}", role.as_str(), tier.as_str())
             }
             Err(e) => eprintln!(
-                "dev-token: could not sync role/tier to http://127.0.0.1:{port} ({e}); is `make dev` running? \
+                "dev-token: could not sync role/tier to {api} ({e}); is `make dev` running? \
                  Until synced the user is role=user tier=free."
             ),
         }
@@ -79,7 +83,7 @@ async fn main() -> Result<(), BoxError> {
 
 /// Delivers a Svix-signed `user.updated` to the local webhook, as Clerk would after a metadata
 /// change, so the users table holds the requested role and tier.
-async fn sync_user(port: u16, user: &str, email: &str, role: Role, tier: Tier) -> Result<(), BoxError> {
+async fn sync_user(api: &str, user: &str, email: &str, role: Role, tier: Tier) -> Result<(), BoxError> {
     let secret = std::env::var("CLERK_WEBHOOK_SECRET").ok().filter(|v| !v.is_empty());
     let secret = webhook::svix::Secret::parse(secret.as_deref().unwrap_or(DEV_WEBHOOK_SECRET))?;
     let now = time::OffsetDateTime::now_utc();
@@ -101,7 +105,7 @@ async fn sync_user(port: u16, user: &str, email: &str, role: Role, tier: Tier) -
     let res = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(5))
         .build()?
-        .post(format!("http://127.0.0.1:{port}{}", webhook::PATH))
+        .post(format!("{api}{}", webhook::PATH))
         .header("content-type", "application/json")
         .header("svix-id", &id)
         .header("svix-timestamp", &ts)
