@@ -101,7 +101,7 @@ start_fake_upstream() {
   export PROVIDERS_FILE="$LOCAL_DIR/fake-providers-$name.json"
   rm -f "$PROVIDERS_FILE"
   FAKE_UPSTREAM_PORT="$port" FAKE_UPSTREAM_PROVIDERS_FILE="$PROVIDERS_FILE" \
-    "$ROOT/target/debug/fake-upstream" >"$LOCAL_DIR/fake-upstream-$name.log" 2>&1 &
+    "${FAKE_UPSTREAM_BIN:-$ROOT/target/debug/fake-upstream}" >"$LOCAL_DIR/fake-upstream-$name.log" 2>&1 &
   pids+=("$!")
   for _ in $(seq 300); do [ -s "$PROVIDERS_FILE" ] && break; sleep 0.1; done
   [ -s "$PROVIDERS_FILE" ] || { echo "the fake provider did not start (log: .local/fake-upstream-$name.log)" >&2; exit 1; }

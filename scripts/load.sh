@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make load / make stress: an Artillery scenario (tests/load/*.yml) against the local stack, built
 # in release: moto (DynamoDB + Secrets Manager), the fake OpenAI-compatible upstream streaming with
-# a per-token delay, and the gateway serving every function as template.yaml routes it. Prints
+# a per-token delay, and the API as AWS runs it (the gateway in front of the release function
+# binaries under a Lambda Runtime API, LAMBDA_MAX_INSTANCES per function, default 32). Prints
 # Artillery's summary and a short block of figures; exits non-zero when the ensure thresholds fail.
 #
 #   scripts/load.sh tests/load/chat-load-test.yml
@@ -37,7 +38,8 @@ ensure_artillery
 if [ -z "${API_URL:-}" ]; then
   PORT="${PORT:-$(free_port)}"
   AWS_PORT="${AWS_PORT:-$(free_port)}"
-  log "release build: gateway, dev-token, fake-upstream (fat LTO; minutes on a cold cache)"
+  log "release build: the functions, gateway, dev-token, fake-upstream (fat LTO; minutes on a cold cache)"
+  cargo build --quiet --release -p health -p webhook -p chat -p docs --bins
   cargo build --quiet --release -p baatcheet-local -p baatcheet-tests --bin gateway --bin dev-token --bin fake-upstream --bin aws-shards
   # moto's TransactWriteItems copies whole tables for its rollback: MOTO_FAST (scripts/moto_server.py).
   # MOTO_STATS: moto's load and answer times per 10 s, summarised after the run.
@@ -61,6 +63,7 @@ if [ -z "${API_URL:-}" ]; then
     MOTO_FAST=1 MOTO_STATS=1 start_moto; pids+=("$MOTO_PID")
     moto_logs+=("moto:$LOCAL_DIR/moto-$AWS_PORT.log")
   fi
+  translate_template
 
   providers="$LOAD_DIR/providers-$PORT.json"
   rm -f "$providers"
@@ -73,12 +76,15 @@ if [ -z "${API_URL:-}" ]; then
   [ -s "$providers" ] || { echo "the fake upstream did not start (log: $LOAD_DIR/fake-upstream.log)" >&2; exit 1; }
   log "fake upstream: first token after ${LOAD_FIRST_TOKEN_MS} ms, then $LOAD_CHUNKS chunks ${LOAD_TOKEN_DELAY_MS} ms apart"
 
-  PORT="$PORT" PROVIDERS_FILE="$providers" RATE_LIMIT_GLOBAL="$LOAD_GLOBAL_LIMIT" \
+  # The API as AWS runs it: release function binaries, one process per concurrent invocation
+  # (LAMBDA_MAX_INSTANCES per function at most, as a reserved concurrency would cap them).
+  PORT="$PORT" PROVIDERS_FILE="$providers" RATE_LIMIT_GLOBAL="$LOAD_GLOBAL_LIMIT" AWS_LAMBDA_LOG_LEVEL=warn \
+    LAMBDA_BINARIES="$ROOT/target/release" LAMBDA_MAX_INSTANCES="${LAMBDA_MAX_INSTANCES:-32}" \
     "$ROOT/target/release/gateway" >"$LOAD_DIR/gateway.log" 2>&1 &
   pids+=("$!")
   wait_for_port "$PORT" "gateway (log: $LOAD_DIR/gateway.log)" 60
-  API_URL="http://127.0.0.1:$PORT"
-  log "gateway (release) on $API_URL; global per-IP limit $LOAD_GLOBAL_LIMIT, per-user limits at their defaults"
+  API_URL="http://127.0.0.1:$PORT/$(stage_name)"
+  log "gateway (release functions under a Lambda Runtime API) on $API_URL; global per-IP limit $LOAD_GLOBAL_LIMIT, per-user limits at their defaults"
 
   # Distinct users, tiers mixed; dev-token syncs each one's tier to the users table through the
   # signed webhook, as Clerk would. Tokens outlive the longest run. Four at a time.
