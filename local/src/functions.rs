@@ -34,6 +34,18 @@ pub fn openapi_for(logical_id: &str) -> Option<utoipa::openapi::OpenApi> {
     }
 }
 
+/// The response mode of the function with this logical id (its `RESPONSE_MODE`, what its main
+/// runs): every route template.yaml gives it must use the matching integration.
+pub fn response_mode_for(logical_id: &str) -> Option<baatcheet_shared::lambda::ResponseMode> {
+    match logical_id {
+        "HealthFunction" => Some(health::RESPONSE_MODE),
+        "WebhookFunction" => Some(webhook::RESPONSE_MODE),
+        "ChatFunction" => Some(chat::RESPONSE_MODE),
+        "DocsFunction" => Some(docs::RESPONSE_MODE),
+        _ => None,
+    }
+}
+
 /// `PUBLIC_API_URL` for the docs function; a value it cannot use is reported and ignored, so the
 /// document's server stays the gateway itself.
 fn docs_settings() -> docs::Settings {
@@ -41,4 +53,19 @@ fn docs_settings() -> docs::Settings {
         tracing::warn!(error = %e, "PUBLIC_API_URL ignored");
         docs::Settings::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baatcheet_shared::lambda::ResponseMode;
+
+    #[test]
+    fn chat_alone_streams() {
+        assert_eq!(response_mode_for("ChatFunction"), Some(ResponseMode::Streamed));
+        for id in ["HealthFunction", "WebhookFunction", "DocsFunction"] {
+            assert_eq!(response_mode_for(id), Some(ResponseMode::Buffered), "{id}");
+        }
+        assert_eq!(response_mode_for("NoSuchFunction"), None);
+    }
 }

@@ -9,6 +9,7 @@ pub mod context;
 pub mod cors;
 pub mod error;
 pub mod keys;
+pub mod lambda;
 pub mod openapi;
 pub mod rate_limit;
 pub mod request_id;

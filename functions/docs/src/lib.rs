@@ -24,6 +24,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+/// Every route answers buffered (the JSON proxy response).
+pub const RESPONSE_MODE: baatcheet_shared::lambda::ResponseMode = baatcheet_shared::lambda::ResponseMode::Buffered;
+
 /// The generated document of the whole API (`make openapi`).
 pub const DOCUMENT: &str = include_str!("../openapi.json");
 

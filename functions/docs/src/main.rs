@@ -13,5 +13,6 @@ async fn main() -> Result<(), lambda_http::Error> {
         config.tables.rate_limits.clone(),
         config.rate_limits.clone(),
     );
-    lambda_http::run(docs::router(&config, docs::Settings::from_env()?, Arc::new(limiter))).await
+    let app = docs::router(&config, docs::Settings::from_env()?, Arc::new(limiter));
+    baatcheet_shared::lambda::serve(app, docs::RESPONSE_MODE).await
 }

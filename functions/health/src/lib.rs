@@ -24,6 +24,9 @@ use checks::{Check, Status};
 use metrics::{Cpu, LambdaInfo, Memory};
 use probe_cache::ProbeCache;
 
+/// Every route answers buffered (the JSON proxy response).
+pub const RESPONSE_MODE: baatcheet_shared::lambda::ResponseMode = baatcheet_shared::lambda::ResponseMode::Buffered;
+
 #[derive(Clone)]
 pub struct HealthState {
     ctx: AppContext,

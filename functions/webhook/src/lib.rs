@@ -24,6 +24,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use clerk::Action;
 use deliveries::{Deliveries, Outcome};
 
+/// Every route answers buffered (the JSON proxy response).
+pub const RESPONSE_MODE: baatcheet_shared::lambda::ResponseMode = baatcheet_shared::lambda::ResponseMode::Buffered;
+
 pub const PATH: &str = "/api/v1/clerk/webhook";
 /// Clerk user payloads are a few KB (metadata is capped at 8 KB per kind).
 pub const MAX_BODY_BYTES: usize = 128 * 1024;

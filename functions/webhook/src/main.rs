@@ -5,5 +5,5 @@
 async fn main() -> Result<(), lambda_http::Error> {
     baatcheet_shared::telemetry::init();
     let app = baatcheet_shared::AppContext::from_env_with(webhook::router).await?;
-    lambda_http::run(app).await
+    baatcheet_shared::lambda::serve(app, webhook::RESPONSE_MODE).await
 }
