@@ -6,17 +6,14 @@ use std::time::Instant;
 
 use crate::auth::Authenticator;
 use crate::config::{Config, ConfigError};
+use crate::error::error_chain;
 use crate::rate_limit::Limiter;
-use crate::secrets::{SecretsCache, SecretsError};
+use crate::secrets::SecretsCache;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("configuration is invalid")]
     Config(#[from] ConfigError),
-    #[error("secrets could not be loaded")]
-    Secrets(#[from] SecretsError),
-    #[error("reading the secrets stopped before it finished")]
-    SecretsTask(#[source] tokio::task::JoinError),
 }
 
 #[derive(Clone)]
@@ -53,8 +50,13 @@ impl AppContext {
     /// Cold start: config from the environment, SDK clients, and the secret read once, while
     /// `build` makes the function's router from the context: the request for the secret is in
     /// flight as the router is built (~1 ms of the chat function's cold start), and the function
-    /// still answers nothing before the secret is read. The root certificates are read on a
-    /// thread of their own from the start (`tls::preload`).
+    /// answers nothing before that read ends. The root certificates are read on a thread of their
+    /// own from the start (`tls::preload`).
+    ///
+    /// A secret that cannot be read (a new stack's has no value until an operator puts one) does
+    /// not fail the start: a failed init would make API Gateway answer 502 on every route, `/live`
+    /// included. It is logged once here; each request that needs it reads it again (at most once
+    /// per `secrets::RETRY_INTERVAL`) and fails closed with a 503 until then.
     pub async fn from_env_with<T>(build: impl FnOnce(AppContext) -> T) -> Result<T, StartupError> {
         crate::tls::preload();
         let config = Config::from_env()?;
@@ -63,7 +65,17 @@ impl AppContext {
         let secrets = ctx.secrets.clone();
         let fetch = tokio::spawn(async move { secrets.fetch().await.map(drop) });
         let built = build(ctx);
-        fetch.await.map_err(StartupError::SecretsTask)??;
+        match fetch.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(
+                cause = %error_chain(&e),
+                not_configured = e.is_not_configured(),
+                "the secret could not be read at start; requests that need it answer 503 until it can"
+            ),
+            Err(e) => {
+                tracing::error!(cause = %error_chain(&e), "reading the secret at start stopped before it finished")
+            }
+        }
         Ok(built)
     }
 }

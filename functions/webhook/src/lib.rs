@@ -107,10 +107,8 @@ async fn receive(
     let svix = svix::Headers::from_map(&headers).map_err(bad_request)?;
     svix.check_timestamp(time::OffsetDateTime::now_utc().unix_timestamp()).map_err(bad_request)?;
 
-    let secrets = state.ctx.secrets.get().await.map_err(|e| {
-        tracing::error!(cause = %baatcheet_shared::error::error_chain(&e), "secrets unavailable for a webhook");
-        ApiError::Unavailable { detail: "The webhook cannot be verified right now.".into(), retry_after_secs: Some(5) }
-    })?;
+    // No secret (a new stack) or Secrets Manager down: 503, so Svix retries; never an accept.
+    let secrets = state.ctx.secrets.get().await?;
     let Some(secret) = secrets.string("CLERK_WEBHOOK_SECRET") else {
         // Never a silent accept: Svix retries, and the log says why.
         return Err(ApiError::internal(std::io::Error::other("CLERK_WEBHOOK_SECRET is not configured")));

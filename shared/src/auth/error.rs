@@ -77,9 +77,11 @@ impl From<AuthError> for ApiError {
             return ApiError::Unauthorized { reason, detail: err.to_string() };
         }
         match err {
+            // No secret yet (a new stack) or Secrets Manager down: fail closed, 503.
+            AuthError::Secrets(e) => e.into(),
             // A dependency outage: the client may retry; the cause goes to the log here because
             // `Unavailable` only logs its client-facing detail.
-            AuthError::KeysUnavailable(_) | AuthError::Store(_) | AuthError::Secrets(_) => {
+            AuthError::KeysUnavailable(_) | AuthError::Store(_) => {
                 tracing::error!(cause = %error_chain(&err), "authentication dependency failed");
                 ApiError::Unavailable {
                     detail: "Authentication is temporarily unavailable.".into(),

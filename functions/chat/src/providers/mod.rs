@@ -65,7 +65,9 @@ impl From<ProviderError> for ApiError {
                     retry_after_secs: Some(FALLBACK_RETRY.as_secs()),
                 }
             }
-            ProviderError::Secrets(_) | ProviderError::Config(_) => {
+            // No secret (a new stack) or Secrets Manager down: the shared 503.
+            ProviderError::Secrets(e) => e.into(),
+            ProviderError::Config(_) => {
                 tracing::error!(cause = %error_chain(&e), "provider configuration unusable");
                 ApiError::Unavailable {
                     detail: "The AI service is not available right now.".into(),
