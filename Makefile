@@ -47,14 +47,12 @@ lint-deploy: ## actionlint on the workflows, cfn-lint and sam validate --lint on
 audit: ## cargo-deny with deny.toml: bans, licenses, sources offline; AUDIT_ADVISORIES=1 adds RustSec advisories (network)
 	scripts/audit.sh
 
-LAMBDA_FUNCTIONS = $(shell sed -n 's/^ *Binary: *//p' template.yaml)
+lambda-build: ## sam build (cargo-lambda, arm64): the artifacts deploy ships, .aws-sam/build/<Function>/bootstrap
+	scripts/lambda-build.sh
 
-lambda-build: ## cargo lambda build --release --arm64 for every function in template.yaml
-	scripts/lambda-build.sh $(LAMBDA_FUNCTIONS)
+lambda-zip-sizes: ## Check each .aws-sam/build/<Function>/bootstrap is an executable arm64 ELF; its size, zipped
+	@python3 scripts/lambda_zip_sizes.py
 
-lambda-zip-sizes: ## Zipped deployment artifact size per function (after lambda-build)
-	@echo "| function | bootstrap (arm64) | zipped |"; echo "|---|---|---|"
-	@python3 scripts/lambda_zip_sizes.py $(LAMBDA_FUNCTIONS)
 .PHONY: openapi docs-check
 openapi: ## Regenerate functions/docs/openapi.json from every function's code (the docs Lambda embeds it)
 	cargo run --quiet -p baatcheet-local --bin openapi

@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
-# make lambda-build: cargo lambda (PyPI, brings zig) cross-builds each function for Lambda's
-# arm64 provided.al2023 runtime into target/lambda/<function>/bootstrap.
+# make lambda-build: the one build that deploys. `sam build` (aws-sam-cli, with cargo-lambda from
+# PyPI, which brings zig) cross-builds every function of template.yaml for Lambda's arm64
+# provided.al2023 runtime into .aws-sam/build/<LogicalId>/bootstrap, next to the template
+# `sam deploy` ships (.aws-sam/build/template.yaml). CI checks and ships these same files.
+# Build parameters (beta features, no cache, parallel) are in samconfig.toml's [default.build].
 source "$(dirname "$0")/lib.sh"
-LAMBDA_VENV="$LOCAL_DIR/lambda-venv"
-if ! command -v cargo-lambda >/dev/null && [ ! -x "$LAMBDA_VENV/bin/cargo-lambda" ]; then
-  log "installing cargo-lambda into .local/lambda-venv"
-  python3 -m venv "$LAMBDA_VENV"
-  "$LAMBDA_VENV/bin/pip" install --quiet --disable-pip-version-check cargo-lambda
-fi
-export PATH="$LAMBDA_VENV/bin:$PATH"
-rustup target list --installed 2>/dev/null | grep -q aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
-args=()
-for f in "$@"; do args+=(--bin "$f"); done
-cargo lambda build --release --arm64 "${args[@]}"
+source "$ROOT/scripts/sam-env.sh"
+ensure_sam_cli
+ensure_cargo_lambda
+cd "$ROOT"
+started=$(date +%s)
+"$SAM" build --beta-features "$@"
+echo "sam build finished in $(( $(date +%s) - started )) s"
