@@ -53,6 +53,10 @@ lambda-build: ## sam build (cargo-lambda, arm64): the artifacts deploy ships, .a
 lambda-zip-sizes: ## Check each .aws-sam/build/<Function>/bootstrap is an executable arm64 ELF; its size, zipped
 	@python3 scripts/lambda_zip_sizes.py
 
+.PHONY: sam-events
+sam-events: ## For `sam local` (Docker): events/*.json with a fresh dev token, into .local/sam/events/
+	scripts/sam-local-events.sh
+
 .PHONY: openapi docs-check
 openapi: ## Regenerate functions/docs/openapi.json from every function's code (the docs Lambda embeds it)
 	cargo run --quiet -p baatcheet-local --bin openapi
