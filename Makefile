@@ -53,9 +53,12 @@ lambda-build: ## sam build (cargo-lambda, arm64): the artifacts deploy ships, .a
 lambda-zip-sizes: ## Check each .aws-sam/build/<Function>/bootstrap is an executable arm64 ELF; its size, zipped
 	@python3 scripts/lambda_zip_sizes.py
 
-.PHONY: sam-events
+.PHONY: sam-events put-secret
 sam-events: ## For `sam local` (Docker): events/*.json with a fresh dev token, into .local/sam/events/
 	scripts/sam-local-events.sh
+
+put-secret: ## Fill a deployed stage's secret from a local JSON file, echoing nothing: make put-secret STAGE=staging FILE=secret.json
+	scripts/put-secret.sh "$(STAGE)" "$(FILE)"
 
 .PHONY: openapi docs-check
 openapi: ## Regenerate functions/docs/openapi.json from every function's code (the docs Lambda embeds it)
