@@ -123,10 +123,12 @@ pub struct FunctionConfig {
     pub logs: LogSink,
 }
 
+type ReplyTx = oneshot::Sender<Result<Reply, FunctionError>>;
+
 struct Assigned {
     inv: Invocation,
     taken: Arc<AtomicBool>,
-    reply: oneshot::Sender<Result<Reply, FunctionError>>,
+    reply: ReplyTx,
 }
 
 struct Instance {
@@ -286,7 +288,7 @@ struct RuntimeState {
     inst: Arc<Instance>,
     pool: Weak<PoolInner>,
     rx: tokio::sync::Mutex<mpsc::Receiver<Assigned>>,
-    current: Mutex<Option<(String, Instant, oneshot::Sender<Result<Reply, FunctionError>>)>>,
+    current: Mutex<Option<(String, Instant, ReplyTx)>>,
     spawned: Instant,
     prefix: String,
     logs: LogSink,
@@ -295,7 +297,7 @@ struct RuntimeState {
 }
 
 impl RuntimeState {
-    fn take_current(&self, id: &str) -> Option<(Instant, oneshot::Sender<Result<Reply, FunctionError>>)> {
+    fn take_current(&self, id: &str) -> Option<(Instant, ReplyTx)> {
         let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
         match cur.take() {
             Some((cid, at, tx)) if cid == id => Some((at, tx)),
@@ -477,11 +479,11 @@ async fn response(
                 Some(Ok(frame)) => {
                     if let Some(data) = frame.data_ref() {
                         let _ = tx.send(Ok(data.clone())).await;
-                    } else if let Some(trailers) = frame.trailers_ref() {
-                        if let Some(kind) = trailers.get("lambda-runtime-function-error-type") {
-                            let kind = String::from_utf8_lossy(kind.as_bytes()).into_owned();
-                            let _ = tx.send(Err(FunctionError::Unhandled { kind, message: "mid-stream".into() })).await;
-                        }
+                    } else if let Some(kind) =
+                        frame.trailers_ref().and_then(|t| t.get("lambda-runtime-function-error-type"))
+                    {
+                        let kind = String::from_utf8_lossy(kind.as_bytes()).into_owned();
+                        let _ = tx.send(Err(FunctionError::Unhandled { kind, message: "mid-stream".into() })).await;
                     }
                 }
                 Some(Err(e)) => {

@@ -140,8 +140,8 @@ impl Ctx {
     }
 }
 
-/// Substitutes `$context.x.y` (and `${context.x.y}`) references; unknown ones render empty.
-pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> String {
+/// Substitutes `$context.x.y` (and `${context.x.y}`) references; unknown ones render `missing`.
+pub fn render(template: &str, vars: &BTreeMap<&str, String>, missing: &str) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(pos) = rest.find('$') {
@@ -163,7 +163,7 @@ pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> String {
                 name = n;
             }
             let closing = if braced { name_part[name.len()..].starts_with('}') as usize } else { 0 };
-            out.push_str(vars.get(name).map(String::as_str).unwrap_or_default());
+            out.push_str(vars.get(name).map(String::as_str).unwrap_or(missing));
             rest = &name_part[name.len() + closing..];
         } else {
             out.push('$');
@@ -197,8 +197,13 @@ async fn handle(State(api): State<Arc<RestApi>>, ConnectInfo(peer): ConnectInfo<
     }
     ctx.set("status", res.status().as_u16().to_string());
     ctx.set("responseLatency", ctx.started.elapsed().as_millis().to_string());
+    if let Some(length) = res.headers().get("content-length").and_then(|v| v.to_str().ok()) {
+        ctx.set("responseLength", length.to_string());
+    }
+    // Access logs show `-` for what a request does not have; a quoted field stays valid JSON.
+    ctx.vars.entry("error.messageString").or_insert_with(|| "\"-\"".into());
     if let Some(format) = &api.deployed.access_log_format {
-        api.access_log.line("access", &render(format, &ctx.vars));
+        api.access_log.line("access", &render(format, &ctx.vars, "-"));
     }
     res
 }
@@ -543,7 +548,7 @@ fn gateway_error(api: &RestApi, ctx: &mut Ctx, kind: &str, status: u16, message:
     let status = entry.and_then(|e| e.status).unwrap_or(status);
     ctx.set("status", status.to_string());
     let (body, content_type) = match entry.and_then(|e| e.templates.get("application/json")) {
-        Some(t) => (render(t, &ctx.vars), "application/json"),
+        Some(t) => (render(t, &ctx.vars, ""), "application/json"),
         None => (json!({ "message": message }).to_string(), "application/json"),
     };
     let mut res = Response::new(Body::from(body));
@@ -611,10 +616,14 @@ mod tests {
         let mut vars = BTreeMap::new();
         vars.insert("error.messageString", "\"Missing \\\"x\\\"\"".to_string());
         vars.insert("requestId", "r1".to_string());
-        let out =
-            render(r#"{"detail":$context.error.messageString,"id":"${context.requestId}","u":"$context.nope"}"#, &vars);
+        let out = render(
+            r#"{"detail":$context.error.messageString,"id":"${context.requestId}","u":"$context.nope"}"#,
+            &vars,
+            "",
+        );
         assert_eq!(out, r#"{"detail":"Missing \"x\"","id":"r1","u":""}"#);
-        assert_eq!(render("cost $5 at $context.requestId.", &vars), "cost $5 at r1.");
+        assert_eq!(render("cost $5 at $context.requestId.", &vars, ""), "cost $5 at r1.");
+        assert_eq!(render("$context.nope", &vars, "-"), "-");
     }
 
     async fn body_of(r: Response) -> (StatusCode, HeaderMap, Vec<u8>) {
