@@ -1,8 +1,8 @@
 //! Table-driven SSRF tests: hostile URLs that must be refused and public URLs that must pass,
 //! through the same `UrlGuard` the chat function uses, with DNS replaced by a fixed table.
 
-use baatcheet_shared::ssrf::{UrlError, UrlGuard, UrlPolicy};
 use baatcheet_tests::resolver::MapResolver;
+use chat::safety::ssrf::{UrlError, UrlGuard, UrlPolicy};
 use std::sync::Arc;
 
 fn resolver() -> MapResolver {

@@ -13,8 +13,8 @@
 
 use baatcheet_local::functions::response_mode_for;
 use baatcheet_shared::lambda::ResponseMode;
-use baatcheet_shared::upload::Kind;
 use baatcheet_tests::template;
+use chat::safety::upload::Kind;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
@@ -260,7 +260,7 @@ fn accepted_upload_types() -> Vec<String> {
         "audio/x-m4a",
         "video/mp4",
     ];
-    // The multipart body of POST /api/v1/chat/transcribe (shared/src/upload/multipart.rs), and the
+    // The multipart body of POST /api/v1/chat/transcribe (functions/chat/src/safety/upload/multipart.rs), and the
     // generic type clients send raw files as.
     const REQUEST_BODIES: [&str; 2] = ["multipart/form-data", "application/octet-stream"];
     for alias in ALIASES {

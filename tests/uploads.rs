@@ -4,9 +4,9 @@
 //! extractor is exercised through an axum router.
 
 use axum::{Json, Router, body::Body, extract::Extension, routing::post};
-use baatcheet_shared::upload::{self, AudioUpload, Kind, MediaClass, UploadError, UploadLimits};
 use base64::Engine as _;
 use bytes::Bytes;
+use chat::safety::upload::{self, AudioUpload, Kind, MediaClass, UploadError, UploadLimits};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};

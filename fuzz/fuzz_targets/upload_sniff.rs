@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = baatcheet_shared::upload::detect(data);
+    let _ = chat::safety::upload::detect(data);
 });

@@ -2,7 +2,7 @@
 //! https only, no userinfo, default port, and no internal IP literal as host.
 #![no_main]
 
-use baatcheet_shared::ssrf::{UrlPolicy, parse::parse, ranges};
+use chat::safety::ssrf::{UrlPolicy, parse::parse, ranges};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

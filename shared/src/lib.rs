@@ -16,10 +16,8 @@ pub mod request_id;
 pub mod request_path;
 pub mod secrets;
 pub mod security_headers;
-pub mod ssrf;
 pub mod telemetry;
 pub mod tls;
-pub mod upload;
 pub mod users;
 pub mod validation;
 

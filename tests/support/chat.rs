@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use axum::Router;
 use baatcheet_shared::AppContext;
 use baatcheet_shared::auth::{AuthUser, Role, Tier};
-use baatcheet_shared::ssrf::Resolver;
+use chat::safety::ssrf::Resolver;
 use chat::{ChatConfig, ChatState};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};

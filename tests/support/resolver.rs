@@ -1,7 +1,7 @@
 //! A fixed name -> addresses table standing in for DNS, so URL checks are tested without the
 //! internet. Unknown names fail like NXDOMAIN.
 
-use baatcheet_shared::ssrf::Resolver;
+use chat::safety::ssrf::Resolver;
 use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -841,7 +841,7 @@ mod tests {
             (Some(0.0), Some(2.0))
         );
         assert_eq!((&p["max_tokens"]["minimum"], &p["max_tokens"]["maximum"]), (&json!(1), &json!(MAX_TOKENS)));
-        let images = baatcheet_shared::upload::UploadLimits::default().max_images_per_message;
+        let images = crate::safety::upload::UploadLimits::default().max_images_per_message;
         assert_eq!(p["attachments"]["maxItems"], images);
         assert_eq!(p["stream"]["default"], true);
         let r = schema_json::<RegenerateRequest>();

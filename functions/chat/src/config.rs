@@ -1,9 +1,9 @@
 //! The chat function's own settings, from environment variables (template.yaml sets them in AWS).
 //! Parsed once at cold start like the shared `Config`; a bad value fails the start.
 
+use crate::safety::ssrf::{FetchLimits, UrlPolicy};
+use crate::safety::upload::UploadLimits;
 use baatcheet_shared::config::ConfigError;
-use baatcheet_shared::ssrf::{FetchLimits, UrlPolicy};
-use baatcheet_shared::upload::UploadLimits;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]

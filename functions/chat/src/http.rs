@@ -4,6 +4,8 @@
 //! The `RateLimit` fields of the tightest policy a request went through are written by the shared
 //! request path, on a 200 (SSE streams included) as on a 429.
 
+use crate::safety::ssrf::Resolver;
+use crate::safety::upload::AudioUpload;
 use axum::extract::{FromRef, FromRequestParts, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -14,8 +16,6 @@ use baatcheet_shared::openapi::{
     Unauthorized, UnsupportedMediaType, ValidationFailed,
 };
 use baatcheet_shared::rate_limit::Policy;
-use baatcheet_shared::ssrf::Resolver;
-use baatcheet_shared::upload::AudioUpload;
 use baatcheet_shared::validation::{BodyLimit, ClerkUserId, MIB, ValidJson, ValidPath, ValidQuery};
 use baatcheet_shared::{ApiError, AppContext, request_path};
 use http::StatusCode;

@@ -13,6 +13,7 @@ pub mod context;
 pub mod http;
 pub mod modes;
 pub mod providers;
+pub mod safety;
 pub mod service;
 pub mod sse;
 pub mod store;

@@ -12,9 +12,9 @@
 //! is always a `data:` URL of verified bytes (the canonical media type), never the user's URL: the
 //! provider sees exactly the bytes that were checked.
 
+use crate::safety::ssrf::{self, CheckedUrl, FetchLimits, Resolver, UrlGuard};
+use crate::safety::upload::{self, MediaClass, UploadLimits, VerifiedFile};
 use baatcheet_shared::ApiError;
-use baatcheet_shared::ssrf::{self, CheckedUrl, FetchLimits, Resolver, UrlGuard};
-use baatcheet_shared::upload::{self, MediaClass, UploadLimits, VerifiedFile};
 use std::sync::Arc;
 
 use crate::api::AttachmentInput;

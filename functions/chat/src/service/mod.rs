@@ -7,9 +7,9 @@ pub mod completion;
 pub mod conversations;
 pub mod transcribe;
 
+use crate::safety::ssrf::{Resolver, SystemResolver};
 use baatcheet_shared::auth::AuthUser;
 use baatcheet_shared::rate_limit::Limiter;
-use baatcheet_shared::ssrf::{Resolver, SystemResolver};
 use baatcheet_shared::{ApiError, AppContext};
 use std::sync::Arc;
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use url::Host;
 
-use crate::error::{ApiError, FieldError};
-use crate::ssrf::CheckedUrl;
+use crate::safety::ssrf::CheckedUrl;
+use baatcheet_shared::error::{ApiError, FieldError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchLimits {
@@ -51,7 +51,7 @@ impl FetchError {
     /// The client-facing problem for a fetch of the URL at `pointer`: 413 when too large, a 422
     /// naming the field otherwise, without the cause (which goes to the debug log).
     pub fn at(&self, pointer: &str) -> ApiError {
-        tracing::debug!(error = %crate::error::error_chain(self), pointer, "fetch of a user URL failed");
+        tracing::debug!(error = %baatcheet_shared::error::error_chain(self), pointer, "fetch of a user URL failed");
         match self {
             Self::TooLarge(n) => ApiError::PayloadTooLarge(format!("{pointer}: the resource exceeds {n} bytes.")),
             Self::Client(e) => ApiError::internal(std::io::Error::other(e.to_string())),
@@ -72,7 +72,7 @@ impl reqwest::dns::Resolve for NoResolution {
 
 pub async fn fetch(checked: &CheckedUrl, limits: &FetchLimits) -> Result<Fetched, FetchError> {
     let url = checked.url();
-    let mut builder = crate::tls::client_builder()
+    let mut builder = baatcheet_shared::tls::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .referer(false)

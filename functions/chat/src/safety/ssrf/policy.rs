@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config::ConfigError;
+use baatcheet_shared::config::ConfigError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UrlPolicy {

@@ -5,7 +5,7 @@
 
 use url::{Host, Url};
 
-use crate::ssrf::{UrlError, UrlPolicy, ranges};
+use crate::safety::ssrf::{UrlError, UrlPolicy, ranges};
 
 /// Names that are never public, refused before any lookup (`localhost` is resolved by the
 /// system to loopback; the others are site-local by definition).

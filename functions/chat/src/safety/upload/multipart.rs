@@ -7,9 +7,9 @@ use axum::extract::{FromRequest, Request};
 use bytes::Bytes;
 use http::HeaderMap;
 
-use crate::error::{ApiError, FieldError};
-use crate::upload::{MediaClass, UploadLimits, VerifiedFile, verify};
-use crate::validation::{KIB, body};
+use crate::safety::upload::{MediaClass, UploadLimits, VerifiedFile, verify};
+use baatcheet_shared::error::{ApiError, FieldError};
+use baatcheet_shared::validation::{KIB, body};
 
 /// The form field holding the file.
 pub const FIELD: &str = "file";
@@ -55,7 +55,7 @@ pub async fn read_single_file(
 fn multer_error(e: multer::Error, max_file: usize) -> ApiError {
     match e {
         multer::Error::UnknownField { field_name } => ApiError::Validation(vec![FieldError::new(
-            crate::validation::pointer::join("", field_name.as_deref().unwrap_or("")),
+            baatcheet_shared::validation::pointer::join("", field_name.as_deref().unwrap_or("")),
             "is not a known field",
         )]),
         multer::Error::FieldSizeExceeded { .. } | multer::Error::StreamSizeExceeded { .. } => {

@@ -5,7 +5,7 @@ use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use bytes::Bytes;
 
-use crate::upload::{MediaClass, UploadError, UploadLimits, VerifiedFile, verify};
+use crate::safety::upload::{MediaClass, UploadError, UploadLimits, VerifiedFile, verify};
 
 /// Standard alphabet; padding optional (some encoders omit it) but never wrong.
 const BASE64: GeneralPurpose = GeneralPurpose::new(

@@ -12,9 +12,9 @@ pub mod sniff;
 
 use bytes::Bytes;
 
-use crate::config::ConfigError;
-use crate::error::{ApiError, FieldError};
-use crate::validation::{FileId, MIB, body};
+use baatcheet_shared::config::ConfigError;
+use baatcheet_shared::error::{ApiError, FieldError};
+use baatcheet_shared::validation::{FileId, MIB, body};
 
 pub use data_url::parse_data_url;
 pub use kind::{Kind, MediaClass};

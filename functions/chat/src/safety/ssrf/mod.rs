@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use url::{Host, Url};
 
-use crate::error::{ApiError, FieldError};
+use baatcheet_shared::error::{ApiError, FieldError};
 
 pub use fetch::{FetchError, FetchLimits, Fetched, fetch};
 pub use policy::UrlPolicy;

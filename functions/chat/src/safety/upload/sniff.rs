@@ -4,7 +4,7 @@
 //! independent opinion must not contradict ours, and markup that browsers would treat as a
 //! document is refused anywhere in the file.
 
-use crate::upload::kind::Kind;
+use crate::safety::upload::kind::Kind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SniffError {
