@@ -1,6 +1,7 @@
-//! The local gateway: one listener that routes each (method, path) of template.yaml to the
-//! router of the function the template names, as API Gateway would. Unknown paths and methods get
-//! the same problem+json answers API Gateway's gateway responses give in AWS.
+//! The in-process gateway, for tests that inject test doubles into a function (a DynamoDB call
+//! counter, an SSRF resolver, short chat timeouts): one listener that routes each (method, path) of
+//! template.yaml to the router of the function the template names. Everything a client can see of
+//! the deployed shape is tested through the Lambda-shaped stack instead (docs/local-stack.md).
 
 use axum::{
     Router,
@@ -8,7 +9,7 @@ use axum::{
     response::IntoResponse,
     routing::MethodFilter,
 };
-use baatcheet_shared::{AppContext, request_path};
+use baatcheet_shared::AppContext;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use tower::ServiceExt;
@@ -99,7 +100,9 @@ pub fn build(template: &Template, ctx: &AppContext) -> Result<Router, GatewayErr
     for (path, mr) in by_path {
         router = router.route(&axum_path(&path), mr);
     }
-    Ok(request_path::wrap_edge(router))
+    // What no function serves is API Gateway's own answer; tests through this gateway exercise
+    // the functions behind it (the Lambda-shaped stack tests the edge itself).
+    Ok(router.fallback(baatcheet_shared::error::not_found))
 }
 
 #[cfg(test)]

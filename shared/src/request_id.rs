@@ -44,29 +44,13 @@ pub fn pick_request_id(incoming: Option<&HeaderValue>) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-/// The local gateway's edge: picks the id (so the function behind it keeps it) and serves its own
-/// 404/405 answers under it, leaving the span and the access log line to the function.
-pub async fn assign_layer(mut req: Request, next: Next) -> Response {
-    let id = pick_request_id(req.headers().get(&X_REQUEST_ID));
-    let value = HeaderValue::from_str(&id).ok();
-    if let Some(v) = &value {
-        req.headers_mut().insert(X_REQUEST_ID, v.clone());
-    }
-    let info = RequestInfo { id, path: req.uri().path().to_owned() };
-    let mut res = CURRENT.scope(info, next.run(req)).await;
-    if let Some(v) = value {
-        res.headers_mut().insert(X_REQUEST_ID, v);
-    }
-    res
-}
-
 /// Outermost middleware of every function.
 pub async fn request_id_layer(mut req: Request, next: Next) -> Response {
     let id = pick_request_id(req.headers().get(&X_REQUEST_ID));
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     req.extensions_mut().insert(RequestId(id.clone()));
-    // Inner layers (a function router behind the local gateway) then keep the same id.
+    // Whatever reads the header downstream sees the id this request is logged under.
     if let Ok(v) = HeaderValue::from_str(&id) {
         req.headers_mut().insert(X_REQUEST_ID, v);
     }

@@ -59,16 +59,6 @@ fn layered(routes: Router, config: &Config, global: rate_limit::GlobalLimit) -> 
         .layer(middleware::from_fn(request_id::request_id_layer))
 }
 
-/// The edge of the local gateway: what API Gateway itself answers (unknown route, wrong method),
-/// with the same headers and request ids. CORS stays with the functions.
-pub fn wrap_edge(routes: Router) -> Router {
-    routes
-        .fallback(error::not_found)
-        .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(middleware::from_fn(security_headers::security_headers_layer))
-        .layer(middleware::from_fn(request_id::assign_layer))
-}
-
 fn panic_response(panic: Box<dyn Any + Send + 'static>) -> axum::response::Response {
     let what = panic
         .downcast_ref::<&str>()
