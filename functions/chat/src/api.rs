@@ -4,11 +4,14 @@
 //! one place the rules live: the service re-runs the same impls on input built in code, so a
 //! caller that skipped the extractors still cannot store bad data.
 
+use baatcheet_shared::validation::chars::{
+    CONTENT_PATTERN, IDENTIFIER_PATTERN, OPTIONAL_CONTENT_PATTERN, TRIMMED_TEXT_PATTERN, is_blank,
+};
 use baatcheet_shared::validation::{ModelId, Report, Validate, text, validate};
 use baatcheet_shared::{ApiError, FieldError};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::RefOr;
-use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use crate::modes::Mode;
@@ -178,14 +181,108 @@ fn check_sampling(r: &mut Report, temperature: Option<f64>, max_tokens: Option<u
     }
 }
 
-// The text rules of `baatcheet_shared::validation::text` as ECMA-262 patterns (Rust's `regex`
-// reads them alike; the tests check them against the validation code). Character classes:
-// - free text: anything but control characters other than tab, LF and CR:
-//   [^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]
-// - a character that makes text not blank (no whitespace, no control character):
-//   [^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]
-// - whitespace (what `str::trim` removes):
-//   [\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]
+// The text fields' schemas, documentation only: each states its field's limits and the shared
+// text rule as a pattern (`baatcheet_shared::validation::chars`: the character classes the
+// validation code uses, in one place; the tests below check pattern and validation agree).
+
+/// A string schema: `pattern`, lengths, example, and `description` when the field's own doc
+/// comment cannot carry it (a struct field with a `value_type` schema; a parameter keeps its own).
+fn text_schema(
+    description: Option<&str>,
+    pattern: &str,
+    min_length: Option<usize>,
+    max_length: usize,
+    example: Option<&str>,
+    nullable: bool,
+) -> RefOr<Schema> {
+    let schema_type =
+        if nullable { SchemaType::from_iter([Type::String, Type::Null]) } else { SchemaType::new(Type::String) };
+    #[allow(deprecated)] // `example`, like every derived schema of the API
+    ObjectBuilder::new()
+        .schema_type(schema_type)
+        .description(description)
+        .example(example.map(serde_json::Value::from))
+        .min_length(min_length)
+        .max_length(Some(max_length))
+        .pattern(Some(pattern))
+        .into()
+}
+
+/// Documentation only: `CompletionRequest::message`.
+pub struct MessageText;
+
+impl PartialSchema for MessageText {
+    fn schema() -> RefOr<Schema> {
+        text_schema(
+            Some(
+                "The user's message, kept byte-exact: 1-32,000 characters, not blank (one visible character at \
+                 least: whitespace and invisible characters such as ZWSP, ZWNJ or BOM alone are blank), no \
+                 control characters other than tab, line feed and carriage return.",
+            ),
+            CONTENT_PATTERN,
+            Some(1),
+            MAX_MESSAGE_CHARS,
+            Some("Assalam-o-alaikum! Chai kaise banate hain?"),
+            false,
+        )
+    }
+}
+
+impl ToSchema for MessageText {}
+
+/// Documentation only: `CompletionRequest::system_prompt`.
+pub struct SystemPromptText;
+
+impl PartialSchema for SystemPromptText {
+    fn schema() -> RefOr<Schema> {
+        text_schema(
+            Some(
+                "Extra instructions for a new conversation: at most 4,000 characters, no control characters \
+                 other than tab, line feed and carriage return. A blank one (only whitespace and invisible \
+                 characters) means none.",
+            ),
+            OPTIONAL_CONTENT_PATTERN,
+            None,
+            MAX_SYSTEM_PROMPT_CHARS,
+            Some("Answer in Roman Urdu."),
+            true,
+        )
+    }
+}
+
+impl ToSchema for SystemPromptText {}
+
+/// Documentation only: `RenameRequest::title`.
+pub struct TitleText;
+
+impl PartialSchema for TitleText {
+    fn schema() -> RefOr<Schema> {
+        text_schema(
+            Some(
+                "The new title: NFC-normalised and trimmed, then 1-80 characters on one line, not blank, \
+                 without control or bidirectional-override characters.",
+            ),
+            IDENTIFIER_PATTERN,
+            Some(1),
+            title::MAX_TITLE,
+            Some("Chai recipes"),
+            false,
+        )
+    }
+}
+
+impl ToSchema for TitleText {}
+
+/// Documentation only: `SearchQuery::q` (the parameter carries the description).
+pub struct SearchText;
+
+impl PartialSchema for SearchText {
+    fn schema() -> RefOr<Schema> {
+        text_schema(None, TRIMMED_TEXT_PATTERN, Some(1), MAX_QUERY_CHARS, None, false)
+    }
+}
+
+impl ToSchema for SearchText {}
 
 /// A message to answer (`POST /api/v1/chat/completions`), in a new conversation or one of the
 /// caller's.
@@ -193,14 +290,8 @@ fn check_sampling(r: &mut Report, temperature: Option<f64>, max_tokens: Option<u
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"message": "Assalam-o-alaikum! Chai kaise banate hain?", "mode": "chat", "stream": false}))]
 pub struct CompletionRequest {
-    /// The user's message, kept byte-exact: 1-32,000 characters, not blank, no control characters
-    /// other than tab, line feed and carriage return.
-    #[schema(
-        min_length = 1,
-        max_length = 32000,
-        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$",
-        example = "Assalam-o-alaikum! Chai kaise banate hain?"
-    )]
+    // The user's message (schema and description: `MessageText`).
+    #[schema(value_type = MessageText, inline)]
     pub message: String,
     /// The caller's conversation to continue; absent, a new conversation is created.
     #[serde(default)]
@@ -213,14 +304,9 @@ pub struct CompletionRequest {
     /// The assistant's mode (absent: the conversation's, `chat` for a new one).
     #[serde(default)]
     pub mode: Option<Mode>,
-    /// Extra instructions for a new conversation: at most 4,000 characters, no control characters
-    /// other than tab, line feed and carriage return. A blank one means none.
+    // Extra instructions for a new conversation (schema and description: `SystemPromptText`).
     #[serde(default)]
-    #[schema(
-        max_length = 4000,
-        pattern = r"^(?:[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*|[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*)$",
-        example = "Answer in Roman Urdu."
-    )]
+    #[schema(value_type = SystemPromptText, inline)]
     pub system_prompt: Option<String>,
     /// Sampling temperature, 0-2 (absent: the mode's default).
     #[serde(default)]
@@ -245,7 +331,7 @@ impl Validate for CompletionRequest {
         // Message content is kept byte-exact: only blank text, control characters and length fail.
         text::content(r, "message", &self.message, MAX_MESSAGE_CHARS);
         // A blank system prompt means none.
-        if self.system_prompt.as_deref().is_some_and(|p| p.trim().is_empty()) {
+        if self.system_prompt.as_deref().is_some_and(is_blank) {
             self.system_prompt = None;
         }
         if let Some(p) = &self.system_prompt
@@ -280,7 +366,7 @@ impl CompletionRequest {
             conversation_id: self.conversation_id,
             model: self.model,
             mode: self.mode,
-            system_prompt: self.system_prompt.filter(|p| !p.trim().is_empty()),
+            system_prompt: self.system_prompt.filter(|p| !is_blank(p)),
             temperature: self.temperature.map(|t| t as f32),
             max_tokens: self.max_tokens,
             attachments: self.attachments,
@@ -403,14 +489,8 @@ impl RegenerateRequest {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameRequest {
-    /// The new title: NFC-normalised and trimmed, then 1-80 characters on one line, without control
-    /// or bidirectional-override characters.
-    #[schema(
-        min_length = 1,
-        max_length = 80,
-        pattern = r"^[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u202A-\u202E\u2066-\u2069](?:[^\u0000-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u202A-\u202E\u2066-\u2069])?[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
-        example = "Chai recipes"
-    )]
+    // The new title (schema and description: `TitleText`).
+    #[schema(value_type = TitleText, inline)]
     pub title: String,
 }
 
@@ -471,12 +551,7 @@ impl PageRequest {
 pub struct SearchQuery {
     /// The text to find (case-insensitive) in titles, then in messages: trimmed, then
     /// 1-200 characters without control characters other than tab, line feed and carriage return.
-    #[param(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000](?:[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
-        example = "chai"
-    )]
+    #[param(value_type = SearchText, inline, example = "chai")]
     pub q: String,
     /// Results per page, 1-50 (default 20).
     #[serde(default)]
@@ -491,7 +566,7 @@ pub struct SearchQuery {
 /// The rules of a search, shared by the query's `Validate` and the service's own check.
 pub fn check_search(r: &mut Report, q: &str, cursor: Option<&Cursor>) {
     let chars = q.chars().count();
-    if q.trim().is_empty() {
+    if is_blank(q) {
         r.fail_at("q", "must not be empty");
     } else if q.trim() != q || chars > MAX_QUERY_CHARS {
         r.fail_at("q", format!("must be 1-{MAX_QUERY_CHARS} characters"));
@@ -875,7 +950,8 @@ mod tests {
                 ' ', '\t', '\n', '\r', '\u{b}', '\u{c}', '\0', '\u{7}', '\u{1c}', '\u{1f}', '\u{7f}', '\u{85}',
                 '\u{9f}', '\u{a0}', '\u{1680}', '\u{2000}', '\u{200a}', '\u{200b}', '\u{200f}', '\u{2028}', '\u{2029}',
                 '\u{202a}', '\u{202e}', '\u{202f}', '\u{205f}', '\u{2066}', '\u{2069}', '\u{3000}', '\u{feff}', 'a',
-                'Z', '5', '<', '\u{628}', '\u{301}',
+                'Z', '5', '<', '\u{628}', '\u{301}', '\u{200c}', '\u{200d}', '\u{61c}', '\u{ad}', '\u{fe0f}',
+                '\u{2060}', '\u{640}', '\u{64e}',
             ]),
             any::<char>(),
         ]
@@ -921,6 +997,13 @@ mod tests {
             "a\tb",
             "\u{200f}\u{628}",
             "\u{feff}",
+            "\u{200b}",
+            "\u{200c}\u{200d}",
+            " \u{200f}\u{200c} ",
+            "\u{200b}a",
+            "a\u{200c}",
+            " \u{feff}a\u{200b} ",
+            "\u{640}",
             "\u{3000}",
             "<script>alert(1)</script>",
             "ur",

@@ -6,9 +6,10 @@
 //! - id newtypes ([`ConversationId`], ...) that check their format while parsing.
 //!
 //! String rules live in [`text`]: short identifiers are NFC-normalised; message content is kept
-//! byte-exact.
+//! byte-exact. Their character classes (and the OpenAPI patterns made of them) live in [`chars`].
 
 pub mod body;
+pub mod chars;
 pub mod ids;
 pub mod json;
 pub mod path;

@@ -5,12 +5,17 @@
 //!   `<script>`, so nothing is escaped, stripped or normalised; only control characters other
 //!   than tab, newline and carriage return are refused.
 //!
+//! Either must hold a visible character: text of only whitespace and invisible characters (ZWSP,
+//! ZWNJ, BOM...) is blank. The character classes, and the OpenAPI patterns built from them, are
+//! in [`super::chars`].
+//!
 //! Rust strings are UTF-8 by construction; the extractors reject bodies, queries and paths that
 //! are not valid UTF-8 before these rules run.
 
 use unicode_normalization::UnicodeNormalization;
 
 use crate::validation::Report;
+use crate::validation::chars::{is_bidi_control, is_blank, is_refused_control};
 
 /// Why a string broke a rule; its `Display` is the client-facing detail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -29,16 +34,9 @@ pub enum TextError {
     BidiOverride,
 }
 
-/// Explicit embeddings, overrides and isolates (U+202A..U+202E, U+2066..U+2069) can make a
-/// title display as something other than what it is. Marks (LRM/RLM), which Urdu keyboards
-/// insert, stay allowed.
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-}
-
 /// Free text: control characters other than `\t`, `\n`, `\r` are refused (C0, DEL, C1).
 pub fn check_free_text(s: &str) -> Result<(), TextError> {
-    if s.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
+    if s.chars().any(is_refused_control) {
         return Err(TextError::ControlCharacter);
     }
     Ok(())
@@ -56,7 +54,7 @@ pub fn normalize_identifier(s: &str, min_chars: usize, max_chars: usize) -> Resu
         return Err(TextError::BidiOverride);
     }
     let n = trimmed.chars().count();
-    if n == 0 && min_chars > 0 {
+    if min_chars > 0 && is_blank(trimmed) {
         return Err(TextError::Empty);
     }
     if n < min_chars {
@@ -68,11 +66,11 @@ pub fn normalize_identifier(s: &str, min_chars: usize, max_chars: usize) -> Resu
     Ok(trimmed.to_string())
 }
 
-/// Free text with bounds: not blank (at least one non-whitespace character), at most
-/// `max_chars` characters, free-text character rules. The value is never changed.
+/// Free text with bounds: not blank (at least one visible character), at most `max_chars`
+/// characters, free-text character rules. The value is never changed.
 pub fn check_content(s: &str, max_chars: usize) -> Result<(), TextError> {
     check_free_text(s)?;
-    if s.trim().is_empty() {
+    if is_blank(s) {
         return Err(TextError::Empty);
     }
     if s.chars().count() > max_chars {
@@ -141,6 +139,8 @@ mod tests {
         assert_eq!(normalize_identifier("   ", 1, 10), Err(TextError::Empty));
         assert_eq!(normalize_identifier("abcdef", 1, 5), Err(TextError::TooLong(5)));
         assert_eq!(normalize_identifier("a", 2, 5), Err(TextError::TooShort(2)));
+        // Only invisible characters (RLM, ZWNJ, BOM): blank.
+        assert_eq!(normalize_identifier(" \u{200F}\u{200C}\u{FEFF} ", 1, 10), Err(TextError::Empty));
     }
 
     #[test]
@@ -151,6 +151,8 @@ mod tests {
         assert_eq!(check_content("a\u{7f}b", 1000), Err(TextError::ControlCharacter));
         assert_eq!(check_content("a\u{9b}b", 1000), Err(TextError::ControlCharacter));
         assert_eq!(check_content(" \n\t", 1000), Err(TextError::Empty));
+        assert_eq!(check_content("\u{200B}\u{200C} \u{200D}\u{FEFF}", 1000), Err(TextError::Empty));
+        assert_eq!(check_content("\u{200C}ب", 1000), Ok(()));
         assert_eq!(check_content("ab", 1), Err(TextError::TooLong(1)));
     }
 
