@@ -549,8 +549,11 @@ impl PageRequest {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
-    /// The text to find (case-insensitive) in titles, then in messages: trimmed, then
-    /// 1-200 characters without control characters other than tab, line feed and carriage return.
+    /// The text to find in titles, then in messages: trimmed, then 1-200 characters, not blank,
+    /// without control characters other than tab, line feed and carriage return. Matched in
+    /// folded form (README, "Search"): Urdu letter variants (Arabic keyboard ك ي ه), diacritics,
+    /// tatweel, joiners and digits of any script are folded; Latin is case- and accent-folded,
+    /// with Roman Urdu spellings met (`salaam` = `salam`, `kese` = `kaise`).
     #[param(value_type = SearchText, inline, example = "chai")]
     pub q: String,
     /// Results per page, 1-50 (default 20).

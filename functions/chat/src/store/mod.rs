@@ -7,6 +7,7 @@
 //! user's conversation (or one being deleted) reports `NotFound`, exactly like a missing one.
 
 pub mod cursor;
+pub mod fold;
 pub mod ids;
 pub mod keys;
 pub mod model;

@@ -1,6 +1,9 @@
 //! Search over the caller's own conversations: titles first (the user's conversation index), then
-//! message contents (the user's message index), both newest first. Matching is case-insensitive
-//! (Unicode lowercase) and done here, since DynamoDB's `contains` is case-sensitive.
+//! message contents (the user's message index), both newest first. Titles and messages are matched
+//! in their folded form (`fold`: Urdu letter variants, diacritics, joiners, digits, case, Roman
+//! Urdu spellings), folded here on read: nothing extra is stored, so items written before folding
+//! existed are found alike, and DynamoDB's `contains` (byte-exact) is not used. Snippets show the
+//! original text, with the match located in it through the fold's map.
 //!
 //! Work is bounded: at most `max_items` index items are read per request, whatever the data. When
 //! the budget or the result limit runs out first, the page carries a cursor that resumes right
@@ -9,9 +12,12 @@
 use aws_sdk_dynamodb::types::KeysAndAttributes;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::time::Duration;
+use unicode_normalization::char::canonical_combining_class;
 
 use super::cursor::Cursor;
+use super::fold::{fold, fold_mapped, fold_query};
 use super::ids::{ConversationId, MessageId};
 use super::model::{Conversation, Item, s};
 use super::{ConversationStore, StoreError, build, key, keys};
@@ -29,13 +35,26 @@ pub enum Matched {
     Content,
 }
 
+/// Where the match is in a snippet: characters (Unicode scalar values) of `snippet`, from `start`
+/// up to (not including) `end`. The query may be spelled differently from the text it matched
+/// (`کیسے` finds `كيسے`, `salam` finds `SALAAM`), so this is how a client highlights it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Highlight {
+    #[schema(minimum = 0, example = 12)]
+    pub start: usize,
+    #[schema(minimum = 0, example = 17)]
+    pub end: usize,
+}
+
 /// One search result.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SearchHit {
     pub conversation: Conversation,
     pub matched: Matched,
-    /// Text around the first match (the title itself for title matches).
+    /// The original text around the first match (the title itself for title matches).
     pub snippet: String,
+    /// Where the match is in `snippet`.
+    pub highlight: Highlight,
     /// The matching message (`content` matches).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -50,34 +69,73 @@ pub struct SearchPage {
     pub scanned: usize,
 }
 
-/// Case-insensitive search of `needle_lower` (already lowercased) in `haystack`; returns the
-/// char index in `haystack` where the match starts.
-pub fn find_ci(haystack: &str, needle_lower: &str) -> Option<usize> {
-    if needle_lower.is_empty() {
+/// The first match of `needle` (a folded query, see [`fold_query`]) in `text`: its byte range in
+/// `text`, on character boundaries. The fold's map is only built for text that matches.
+pub fn find(text: &str, needle: &str) -> Option<Range<usize>> {
+    if needle.is_empty() || !fold(text).contains(needle) {
         return None;
     }
-    let mut lower = String::with_capacity(haystack.len());
-    // For each byte of `lower`: the char index in `haystack` it came from.
-    let mut origin = Vec::with_capacity(haystack.len());
-    for (ci, ch) in haystack.chars().enumerate() {
-        for l in ch.to_lowercase() {
-            let before = lower.len();
-            lower.push(l);
-            origin.extend(std::iter::repeat_n(ci, lower.len() - before));
-        }
-    }
-    lower.find(needle_lower).map(|b| origin[b])
+    fold_mapped(text).find(needle)
 }
 
-/// About `SNIPPET_SIDE` characters either side of the match at char index `at`, whitespace
-/// collapsed, with ellipses where text was cut.
-pub fn snippet(text: &str, at: usize, needle_chars: usize) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let start = at.saturating_sub(SNIPPET_SIDE);
-    let end = (at + needle_chars + SNIPPET_SIDE).min(chars.len());
-    let body: String = chars[start..end].iter().collect();
-    let body = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    format!("{}{body}{}", if start > 0 { "…" } else { "" }, if end < chars.len() { "…" } else { "" })
+/// A character that belongs to the one before it (a combining mark): a snippet does not start
+/// or end between them.
+fn continues(c: char) -> bool {
+    canonical_combining_class(c) != 0 || matches!(c, '\u{FE00}'..='\u{FE0F}')
+}
+
+/// About `SNIPPET_SIDE` characters either side of the match at byte range `at` of `text`,
+/// whitespace collapsed, with ellipses where text was cut, and where the match is in it.
+pub fn snippet(text: &str, at: Range<usize>) -> (String, Highlight) {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let first = chars.partition_point(|&(b, _)| b < at.start);
+    let last = chars.partition_point(|&(b, _)| b < at.end).max(first + 1);
+    let mut start = first.saturating_sub(SNIPPET_SIDE);
+    while start > 0 && continues(chars[start].1) {
+        start -= 1;
+    }
+    let mut end = (last + SNIPPET_SIDE).min(chars.len());
+    while end < chars.len() && continues(chars[end].1) {
+        end += 1;
+    }
+    let mut out = String::new();
+    let mut n = 0;
+    if start > 0 {
+        out.push('…');
+        n += 1;
+    }
+    let (mut hl_start, mut hl_end) = (n, n);
+    let mut space = false;
+    for (i, &(_, c)) in chars.iter().enumerate().take(end).skip(start) {
+        if c.is_whitespace() {
+            space = true;
+            continue;
+        }
+        if space && n > usize::from(start > 0) {
+            out.push(' ');
+            n += 1;
+        }
+        space = false;
+        if i == first {
+            hl_start = n;
+        }
+        out.push(c);
+        n += 1;
+        if i < last {
+            hl_end = n;
+        }
+    }
+    if end < chars.len() {
+        out.push('…');
+    }
+    (out, Highlight { start: hl_start, end: hl_end.max(hl_start) })
+}
+
+/// The whole title, and where the match at byte range `at` is in it.
+fn title_snippet(title: &str, at: Range<usize>) -> (String, Highlight) {
+    let start = title[..at.start].chars().count();
+    let end = start + title[at].chars().count();
+    (title.to_string(), Highlight { start, end })
 }
 
 enum Phase {
@@ -96,8 +154,11 @@ impl ConversationStore {
         resume: Option<Cursor>,
         max_items: usize,
     ) -> Result<SearchPage, StoreError> {
-        let needle = query.to_lowercase();
-        let needle_chars = query.chars().count();
+        let needle = fold_query(query);
+        if needle.is_empty() {
+            // Only marks, tatweel or joiners: nothing to look for.
+            return Ok(SearchPage { hits: Vec::new(), next: None, scanned: 0 });
+        }
         let mut phase = match resume {
             None => Phase::Titles(None),
             Some(Cursor::SearchTitles(c)) => Phase::Titles(Some(c)),
@@ -110,7 +171,7 @@ impl ConversationStore {
         let mut hits: Vec<SearchHit> = Vec::new();
         let mut seen: HashSet<ConversationId> = HashSet::new();
         // Content matches whose conversation still has to be checked (live, owned) and titled.
-        let mut pending: Vec<(ConversationId, MessageId, String)> = Vec::new();
+        let mut pending: Vec<(ConversationId, MessageId, (String, Highlight))> = Vec::new();
         let mut next: Option<Cursor> = None;
 
         'outer: loop {
@@ -158,11 +219,13 @@ impl ConversationStore {
                         if c.user_id == user_id
                             && !c.deleted
                             && !seen.contains(&c.id)
-                            && find_ci(&c.title, &needle).is_some()
+                            && let Some(at) = find(&c.title, &needle)
                         {
                             seen.insert(c.id);
+                            let (snippet, highlight) = title_snippet(&c.title, at);
                             hits.push(SearchHit {
-                                snippet: c.title.clone(),
+                                snippet,
+                                highlight,
                                 conversation: c,
                                 matched: Matched::Title,
                                 message_id: None,
@@ -218,9 +281,9 @@ impl ConversationStore {
                         if !owned || seen.contains(&cid) {
                             continue;
                         }
-                        if let Some(at) = find_ci(content, &needle) {
+                        if let Some(at) = find(content, &needle) {
                             seen.insert(cid);
-                            pending.push((cid, mid, snippet(content, at, needle_chars)));
+                            pending.push((cid, mid, snippet(content, at)));
                             if hits.len() + pending.len() >= limit {
                                 next = Some(Cursor::SearchContent(cid, mid));
                                 break 'outer;
@@ -237,12 +300,13 @@ impl ConversationStore {
         }
 
         let conversations = self.conversations_by_id(user_id, pending.iter().map(|p| p.0).collect()).await?;
-        for (cid, mid, snip) in pending {
+        for (cid, mid, (snippet, highlight)) in pending {
             if let Some(c) = conversations.get(&cid) {
                 hits.push(SearchHit {
                     conversation: c.clone(),
                     matched: Matched::Content,
-                    snippet: snip,
+                    snippet,
+                    highlight,
                     message_id: Some(mid),
                 });
             }
@@ -295,26 +359,78 @@ impl ConversationStore {
 mod tests {
     use super::*;
 
+    /// The snippet and the highlighted part of it, for a query.
+    fn hit(text: &str, query: &str) -> Option<(String, String)> {
+        let at = find(text, &fold_query(query))?;
+        let (snip, h) = snippet(text, at);
+        let marked: String = snip.chars().skip(h.start).take(h.end - h.start).collect();
+        Some((snip, marked))
+    }
+
     #[test]
     fn finds_case_insensitively_across_scripts() {
-        assert_eq!(find_ci("Hello World", "world"), Some(6));
-        assert_eq!(find_ci("ÄPFEL und Birnen", "äpfel"), Some(0));
-        assert_eq!(find_ci("Mera naam Ali hai", "ali"), Some(10));
-        assert_eq!(find_ci("میرا نام علی ہے", "علی"), Some(9));
-        assert_eq!(find_ci("abc", "abcd"), None);
-        assert_eq!(find_ci("abc", ""), None);
-        // A char whose lowercase is longer than itself keeps indexes right after it.
-        assert_eq!(find_ci("İstanbul x", "x"), Some(9));
+        assert_eq!(find("Hello World", &fold_query("world")), Some(6..11));
+        assert_eq!(find("ÄPFEL und Birnen", &fold_query("äpfel")), Some(0..6));
+        assert_eq!(find("Mera naam Ali hai", &fold_query("ali")), Some(10..13));
+        let urdu = "میرا نام علی ہے";
+        assert_eq!(&urdu[find(urdu, &fold_query("علی")).unwrap()], "علی");
+        assert_eq!(find("abc", &fold_query("abcd")), None);
+        assert_eq!(find("abc", ""), None);
+        // A char whose lowercase is longer than itself keeps positions right after it.
+        let t = "İstanbul x";
+        assert_eq!(&t[find(t, "x").unwrap()], "x");
     }
 
     #[test]
     fn snippets_cut_around_the_match() {
         let text = format!("{} needle {}", "a ".repeat(100), "b ".repeat(100));
-        let at = find_ci(&text, "needle").unwrap();
-        let snip = snippet(&text, at, 6);
+        let (snip, marked) = hit(&text, "needle").unwrap();
         assert!(snip.starts_with('…') && snip.ends_with('…'));
-        assert!(snip.contains("needle"));
+        assert_eq!(marked, "needle");
         assert!(snip.chars().count() <= 2 * SNIPPET_SIDE + 6 + 2);
-        assert_eq!(snippet("short\n\ntext", 0, 5), "short text");
+        let (snip, h) = snippet("short\n\ntext", 7..11);
+        assert_eq!((snip.as_str(), h), ("short text", Highlight { start: 6, end: 10 }));
+        assert_eq!(snippet("  lead", 2..6).1, Highlight { start: 0, end: 4 });
+    }
+
+    /// The folded text is shorter or longer than the original: the snippet still shows the
+    /// original, centred on the match, with the highlight on the matched original text.
+    #[test]
+    fn snippets_locate_the_match_when_the_fold_changes_lengths() {
+        // 100 diacritics, tatweels and joiners before the match shrink the fold by 100 chars.
+        let noise = "بَ\u{200C}ـ".repeat(25);
+        let text = format!("{noise} آپ کَیــسِے ہیں؟ {}", "دوست ".repeat(30));
+        let (snip, marked) = hit(&text, "كيسے").unwrap();
+        assert_eq!(marked, "کَیــسِے");
+        assert!(snip.contains("آپ کَیــسِے ہیں؟"), "{snip}");
+        // Ligatures expand: ﷲ is four letters folded, ﻻ two.
+        let text = format!("{} ﻻہور میں {}", "\u{FDF2} ".repeat(40), "x".repeat(10));
+        let (snip, marked) = hit(&text, "لاہور").unwrap();
+        assert_eq!(marked, "ﻻہور");
+        assert!(snip.ends_with(&format!("ﻻہور میں {}", "x".repeat(10))), "{snip}");
+        // Roman Urdu runs shrink, e → ai grows.
+        let text = "Bohat SHUKRIYAAA!! Aap kese hain? Main theek hoon.";
+        assert_eq!(hit(text, "shukriya").unwrap().1, "SHUKRIYAAA");
+        assert_eq!(hit(text, "kaise").unwrap().1, "kese");
+        assert_eq!(hit(text, "THEK").unwrap().1, "theek");
+        // A match ending in marks keeps them.
+        assert_eq!(hit("کیسےَ ہو", "کیسے").unwrap().1, "کیسےَ");
+        // A snippet neither starts nor ends between a letter and its marks.
+        let text = format!("ب\u{064E}\u{0651}{}کیسے", "y".repeat(SNIPPET_SIDE - 2));
+        let (snip, marked) = hit(&text, "کیسے").unwrap();
+        assert_eq!(marked, "کیسے");
+        assert!(snip.starts_with("ب\u{064E}\u{0651}"), "{snip}");
+        let text = format!("کیسے{}ب\u{064E}\u{0651}zz", "y".repeat(SNIPPET_SIDE - 1));
+        let (snip, _) = hit(&text, "کیسے").unwrap();
+        assert!(snip.ends_with("ب\u{064E}\u{0651}…"), "{snip}");
+    }
+
+    #[test]
+    fn title_snippets_are_the_title() {
+        let title = "Salaam! آپ كيسے ہیں؟";
+        let at = find(title, &fold_query("کیسے")).unwrap();
+        let (snip, h) = title_snippet(title, at);
+        assert_eq!(snip, title);
+        assert_eq!(snip.chars().skip(h.start).take(h.end - h.start).collect::<String>(), "كيسے");
     }
 }
