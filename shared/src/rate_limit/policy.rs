@@ -12,6 +12,11 @@
 //! Each variable is `<count>/<window>`, the window in seconds or with a unit: `1000/1h`,
 //! `5/15m`, `20/3600`, `10/30s`, `100/1d`.
 //!
+//! Each policy also has a failure mode ([`FallbackMode`], `RATE_LIMIT_FALLBACK_<POLICY>`): what
+//! it answers while the store cannot decide. Defaults ([`FallbackModes::default`]): global the
+//! whole limit, auth 5, chat 10 / 50 / 200 by tier, images 5, audio 2, search 20 units per window
+//! and key on one instance.
+//!
 //! Keys start with the policy's name (`global#ip#203.0.113.9`, `chat#user#u_123`), so buckets of
 //! different policies never share a key. The chat tiers share one bucket per user: a bucket's TAT
 //! is the share of the window already used, so a user who changes tier keeps that share and
@@ -174,15 +179,130 @@ impl Policies {
     }
 }
 
+/// What a policy does while its decision cannot come from the store (the store is down, or one
+/// key's decision stayed slow past [`Settings::contended_wait`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallbackMode {
+    /// Decide with this instance's in-memory bucket for the key, which starts from the last state
+    /// the instance learned from the store (never fuller), and admit at most this many units per
+    /// policy window per key on this instance (at most the policy's capacity; `u64::MAX`: all of
+    /// it). Admissions are written back to the store when it answers again.
+    Allow(u64),
+    /// Answer 503 (`service-unavailable`, with `Retry-After`) instead of deciding.
+    Refuse,
+}
+
+impl FallbackMode {
+    /// The allowance as a rate over `rate`'s window (`None` for [`FallbackMode::Refuse`]).
+    pub fn allowance(self, rate: &Rate) -> Option<Rate> {
+        match self {
+            Self::Allow(n) => Rate::new(n.clamp(1, rate.capacity()), rate.window_secs()),
+            Self::Refuse => None,
+        }
+    }
+
+    /// The most one instance can admit for one key while the store is down, whatever the
+    /// bucket held: `(at once, in any hour)`. Every unit of it is over-admission in the worst
+    /// case (a client who had already used the whole limit through other instances). 0 when the
+    /// policy refuses.
+    pub fn worst_case(self, rate: &Rate) -> (u64, u64) {
+        match self.allowance(rate) {
+            None => (0, 0),
+            Some(a) => (a.capacity(), a.capacity() + 3600 * super::gcra::MICROS_PER_SEC / a.interval_us()),
+        }
+    }
+
+    fn parse(v: &str) -> Option<Self> {
+        match v.trim() {
+            "refuse" => Some(Self::Refuse),
+            "full" => Some(Self::Allow(u64::MAX)),
+            n => n.parse::<u64>().ok().filter(|n| *n >= 1).map(Self::Allow),
+        }
+    }
+}
+
+/// The failure mode of every policy (`RATE_LIMIT_FALLBACK_<POLICY>`: a number of units per
+/// window, `full`, or `refuse`).
+///
+/// Defaults: small allowances for what costs money per request (chat by tier, images, audio),
+/// the whole limit for the global one (an address is shared by many users behind a carrier's
+/// NAT: refusing it would take the API down for all of them, and a request that passes it still
+/// meets its route's own limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FallbackModes {
+    pub global: FallbackMode,
+    pub auth: FallbackMode,
+    pub chat_free: FallbackMode,
+    pub chat_pro: FallbackMode,
+    pub chat_enterprise: FallbackMode,
+    pub images: FallbackMode,
+    pub audio: FallbackMode,
+    pub search: FallbackMode,
+}
+
+impl Default for FallbackModes {
+    fn default() -> Self {
+        Self {
+            global: FallbackMode::Allow(u64::MAX),
+            auth: FallbackMode::Allow(5),
+            chat_free: FallbackMode::Allow(10),
+            chat_pro: FallbackMode::Allow(50),
+            chat_enterprise: FallbackMode::Allow(200),
+            images: FallbackMode::Allow(5),
+            audio: FallbackMode::Allow(2),
+            search: FallbackMode::Allow(20),
+        }
+    }
+}
+
+impl FallbackModes {
+    pub fn mode(&self, policy: Policy) -> FallbackMode {
+        match policy {
+            Policy::Global => self.global,
+            Policy::Auth => self.auth,
+            Policy::Chat(Tier::Free) => self.chat_free,
+            Policy::Chat(Tier::Pro) => self.chat_pro,
+            Policy::Chat(Tier::Enterprise) => self.chat_enterprise,
+            Policy::Images => self.images,
+            Policy::Audio => self.audio,
+            Policy::Search => self.search,
+        }
+    }
+}
+
+/// Every policy, chat once per tier (for tables and counters).
+pub const ALL: [Policy; 8] = [
+    Policy::Global,
+    Policy::Auth,
+    Policy::Chat(Tier::Free),
+    Policy::Chat(Tier::Pro),
+    Policy::Chat(Tier::Enterprise),
+    Policy::Images,
+    Policy::Audio,
+    Policy::Search,
+];
+
 /// Limiter configuration: the policies and how the limiter treats its store.
+///
+/// How long a decision waits for DynamoDB:
+/// - `store_timeout`: if nothing at all (no call, for any key) has answered for this long while
+///   a decision waits, the store counts as down: this instance decides every key with its
+///   fallback until a probe (one per `store_retry_after`) gets an answer.
+/// - `contended_wait`: while the store keeps answering, a decision whose own key is slow
+///   (contended, throttled) keeps waiting, retrying with backoff, this long in all before that
+///   one decision uses its policy's fallback; the instance and every other key stay on the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub policies: Policies,
-    /// Longest a limiter decision waits for DynamoDB before it falls back (`RATE_LIMIT_STORE_TIMEOUT_MS`).
+    /// `RATE_LIMIT_STORE_TIMEOUT_MS` (default 500).
     pub store_timeout: Duration,
-    /// After a store failure, how long decisions stay on the in-memory fallback before the store
-    /// is tried again (`RATE_LIMIT_STORE_RETRY_MS`).
+    /// While the store is down, how often it is probed again (`RATE_LIMIT_STORE_RETRY_MS`,
+    /// default 1000); the first answer ends the outage.
     pub store_retry_after: Duration,
+    /// `RATE_LIMIT_CONTENDED_WAIT_MS` (default 2000; never shorter than `store_timeout`).
+    pub contended_wait: Duration,
+    /// Per policy: what happens while the store cannot decide.
+    pub fallback: FallbackModes,
 }
 
 impl Default for Settings {
@@ -190,20 +310,35 @@ impl Default for Settings {
         Self {
             policies: Policies::default(),
             store_timeout: Duration::from_millis(500),
-            store_retry_after: Duration::from_millis(5000),
+            store_retry_after: Duration::from_millis(1000),
+            contended_wait: Duration::from_millis(2000),
+            fallback: FallbackModes::default(),
         }
     }
 }
 
 impl Settings {
+    /// The longest any decision waits for the store.
+    pub fn longest_wait(&self) -> Duration {
+        self.contended_wait.max(self.store_timeout)
+    }
+
     pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let d = Self::default();
         let p = d.policies;
+        let f = d.fallback;
         let rate = |name: &'static str, default: Rate| match get(name) {
             None => Ok(default),
             Some(v) => parse_rate(&v).ok_or_else(|| ConfigError::Invalid {
                 name,
                 reason: format!("'{v}' is not <count>/<window> (e.g. 1000/1h, 5/15m, 20/3600)"),
+            }),
+        };
+        let mode = |name: &'static str, default: FallbackMode| match get(name) {
+            None => Ok(default),
+            Some(v) => FallbackMode::parse(&v).ok_or_else(|| ConfigError::Invalid {
+                name,
+                reason: format!("'{v}' is not a number of units (1 or more), 'full' or 'refuse'"),
             }),
         };
         let millis = |name: &'static str, min: u64, default: Duration| match get(name) {
@@ -232,6 +367,17 @@ impl Settings {
             },
             store_timeout: millis("RATE_LIMIT_STORE_TIMEOUT_MS", 1, d.store_timeout)?,
             store_retry_after: millis("RATE_LIMIT_STORE_RETRY_MS", 0, d.store_retry_after)?,
+            contended_wait: millis("RATE_LIMIT_CONTENDED_WAIT_MS", 0, d.contended_wait)?,
+            fallback: FallbackModes {
+                global: mode("RATE_LIMIT_FALLBACK_GLOBAL", f.global)?,
+                auth: mode("RATE_LIMIT_FALLBACK_AUTH", f.auth)?,
+                chat_free: mode("RATE_LIMIT_FALLBACK_CHAT_FREE", f.chat_free)?,
+                chat_pro: mode("RATE_LIMIT_FALLBACK_CHAT_PRO", f.chat_pro)?,
+                chat_enterprise: mode("RATE_LIMIT_FALLBACK_CHAT_ENTERPRISE", f.chat_enterprise)?,
+                images: mode("RATE_LIMIT_FALLBACK_IMAGES", f.images)?,
+                audio: mode("RATE_LIMIT_FALLBACK_AUDIO", f.audio)?,
+                search: mode("RATE_LIMIT_FALLBACK_SEARCH", f.search)?,
+            },
         })
     }
 }
@@ -339,5 +485,53 @@ mod tests {
         let key = Policy::Search.key(&long.as_str().into());
         assert!(key.starts_with("search#user-sha256#") && key.len() < 100, "{key}");
         assert_ne!(key, Policy::Search.key(&"y".repeat(5000).as_str().into()));
+    }
+
+    #[test]
+    fn failure_modes_come_from_the_environment() {
+        let m: HashMap<&str, &str> = [
+            ("RATE_LIMIT_FALLBACK_AUDIO", "refuse"),
+            ("RATE_LIMIT_FALLBACK_SEARCH", " 7 "),
+            ("RATE_LIMIT_FALLBACK_CHAT_FREE", "full"),
+            ("RATE_LIMIT_CONTENDED_WAIT_MS", "3000"),
+        ]
+        .into_iter()
+        .collect();
+        let s = Settings::from_lookup(&|k: &str| m.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(s.fallback.mode(Policy::Audio), FallbackMode::Refuse);
+        assert_eq!(s.fallback.mode(Policy::Search), FallbackMode::Allow(7));
+        assert_eq!(s.fallback.mode(Policy::Chat(Tier::Free)), FallbackMode::Allow(u64::MAX));
+        assert_eq!(s.fallback.mode(Policy::Images), FallbackModes::default().images);
+        assert_eq!(s.contended_wait, Duration::from_millis(3000));
+        for bad in ["", "0", "-1", "some", "1.5"] {
+            let s = Settings::from_lookup(&|k: &str| (k == "RATE_LIMIT_FALLBACK_IMAGES").then(|| bad.to_string()));
+            assert!(
+                matches!(s, Err(ConfigError::Invalid { name: "RATE_LIMIT_FALLBACK_IMAGES", .. })),
+                "{bad:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn the_worst_case_of_a_failure_mode_is_its_allowance_at_once_and_its_refill() {
+        let hourly = rate(100, HOUR);
+        assert_eq!(FallbackMode::Allow(10).worst_case(&hourly), (10, 20));
+        assert_eq!(FallbackMode::Allow(u64::MAX).worst_case(&hourly), (100, 200), "full: the policy itself");
+        assert_eq!(FallbackMode::Allow(500).worst_case(&hourly), (100, 200), "never above the capacity");
+        assert_eq!(FallbackMode::Refuse.worst_case(&hourly), (0, 0));
+        assert_eq!(
+            FallbackMode::Allow(5).worst_case(&rate(5, 900)),
+            (5, 25),
+            "a 15-minute window refills 4 times an hour"
+        );
+        // The defaults are small for what costs money, the whole limit for the global one.
+        let (p, f) = (Policies::default(), FallbackModes::default());
+        for policy in ALL {
+            let (at_once, _) = f.mode(policy).worst_case(&p.rate(policy));
+            match policy {
+                Policy::Global | Policy::Auth => assert_eq!(at_once, p.rate(policy).capacity()),
+                _ => assert!(at_once * 5 <= p.rate(policy).capacity(), "{policy:?}: {at_once}"),
+            }
+        }
     }
 }
