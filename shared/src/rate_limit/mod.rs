@@ -3,8 +3,32 @@
 //! - [`gcra`]: the arithmetic. [`policy`]: the spec's limits, their configuration and bucket keys.
 //! - [`store`]: one conditional UpdateItem per decision, or one transaction for the global and a
 //!   per-user bucket together (see [`layer::global_limit`]). [`deny_cache`]: answers 429 for buckets
-//!   this instance knows are empty, without calling DynamoDB. [`fallback`]: in-memory buckets while
-//!   DynamoDB is unreachable (the limiter then reports itself degraded).
+//!   this instance knows are empty, without calling DynamoDB. [`fallback`]: in-memory buckets that
+//!   remember the stored state and hold a small per-policy allowance, for when the store cannot
+//!   decide; [`breaker`]: when the store counts as down (the limiter then reports itself degraded).
+//!
+//! ## When the store is slow, contended or down
+//!
+//! - **One key at a time per instance.** Concurrent decisions on one key wait in that key's lane
+//!   for a single store call at a time, and are decided together: the call takes the units of
+//!   every waiting request that fits what the instance knows is left (one conditional update of
+//!   cost *n*), and refuses the rest with the returned TAT. A burst of 150 requests on one key is
+//!   a few calls, not 150 calls queueing in DynamoDB, and stays exact. Other keys have lanes of
+//!   their own: one hot key delays nobody else.
+//! - **Slow is not down.** A decision waits for its call; conditional conflicts with other
+//!   instances and throttling are retried with jittered backoff. While the store keeps answering
+//!   (any call, any key), the decision keeps waiting up to `RATE_LIMIT_CONTENDED_WAIT_MS`, then
+//!   that one decision uses its policy's fallback ([`Source::Fallback`]); nothing else changes.
+//! - **Down.** When a call fails, or `RATE_LIMIT_STORE_TIMEOUT_MS` passes, with no answer from the
+//!   store at all since the decision began, the instance opens its [`breaker`]: every decision
+//!   uses its policy's fallback at once, and a probe every `RATE_LIMIT_STORE_RETRY_MS` (from a
+//!   request or a background task) ends the outage at the store's first answer. What the
+//!   fallback admitted is then written back to the stored buckets.
+//! - **Fallback.** Per policy ([`FallbackMode`]): an allowance (an in-memory bucket that starts
+//!   from the last stored state this instance learned for the key, capped at a few units per
+//!   window: the client sees the usual 200 or 429 with `RateLimit` fields) or refuse (503
+//!   `service-unavailable` with `Retry-After`). [`FallbackMode::worst_case`] bounds what one
+//!   instance can over-admit.
 //! - [`headers`]: `RateLimit-Policy` / `RateLimit`. [`layer`]: the global per-IP limit of the
 //!   shared request path, which also writes the fields of every check made while serving a request.
 //!
@@ -23,6 +47,7 @@
 //! Authentication uses two calls around token verification (see [`Limiter::auth_precheck`] and
 //! [`Limiter::record_auth_failure`]).
 
+pub mod breaker;
 pub mod clock;
 pub mod deny_cache;
 pub mod fallback;
@@ -30,23 +55,29 @@ pub mod gcra;
 pub mod headers;
 pub mod layer;
 pub mod policy;
+mod slot;
 pub mod store;
 
 use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 pub use clock::{Clock, SystemClock};
 pub use headers::{RateLimitStatus, Source, with_rate_limit};
 pub use layer::{GlobalLimit, UNLIMITED_PATHS, global_limit};
-pub use policy::{Policies, Policy, Settings, Subject};
+pub use policy::{FallbackMode, FallbackModes, Policies, Policy, Settings, Subject};
 
 use crate::error::{ApiError, error_chain};
+use breaker::{Breaker, Gate};
 use deny_cache::DenyCache;
 use fallback::Fallback;
 use gcra::{Outcome, Rate};
-use store::DynamoStore;
+use slot::{GiveUp, Slot};
+use store::{DynamoStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LimitError {
@@ -57,7 +88,8 @@ pub enum LimitError {
 /// What the limiter has done on this instance, for `/health` and metrics.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LimiterStats {
-    /// The last attempt to reach DynamoDB failed: decisions are made by in-memory buckets.
+    /// The store counts as down on this instance: decisions are made by its fallback until the
+    /// store answers a probe again.
     pub degraded: bool,
     /// DynamoDB requests sent by the limiter.
     pub store_calls: u64,
@@ -65,12 +97,28 @@ pub struct LimiterStats {
     pub store_decisions: u64,
     /// Refusals answered from the deny cache (no DynamoDB call).
     pub deny_cache_hits: u64,
-    /// Decisions made by in-memory buckets because DynamoDB failed.
+    /// Decisions made by the fallback (the store down, or one key slow past the contended wait).
     pub fallback_decisions: u64,
     /// DynamoDB failures (timeouts, throttling, unreachable endpoint, ...).
     pub store_failures: u64,
     pub allowed: u64,
     pub denied: u64,
+    /// Decisions that shared one DynamoDB call with other requests on the same key.
+    pub coalesced_decisions: u64,
+    /// Fallback decisions of a key that stayed slow while the store answered (the instance
+    /// stayed on the store).
+    pub contended_fallbacks: u64,
+    /// Requests answered 503 because their policy refuses while the store cannot decide.
+    pub fallback_refusals: u64,
+    /// Fallback decisions by policy (`global`, `auth`, `chat_free`, `chat_pro`,
+    /// `chat_enterprise`, `images`, `audio`, `search`).
+    pub fallback_by_policy: BTreeMap<String, u64>,
+    /// Times this instance found the store down.
+    pub outages: u64,
+    /// Buckets whose fallback admissions were written back to the store after an outage.
+    pub written_back: u64,
+    /// Buckets with fallback admissions still to write back.
+    pub pending_write_backs: u64,
 }
 
 #[derive(Debug, Default)]
@@ -81,46 +129,77 @@ struct Counters {
     store_failures: AtomicU64,
     allowed: AtomicU64,
     denied: AtomicU64,
+    coalesced: AtomicU64,
+    contended_fallbacks: AtomicU64,
+    fallback_refusals: AtomicU64,
+    written_back: AtomicU64,
+    by_policy: [AtomicU64; 8],
 }
 
-/// After a store failure the limiter stays on its fallback for `store_retry_after`, so an outage
-/// costs one timeout per instance per period, not one per request.
-#[derive(Debug, Default)]
-struct Breaker {
-    degraded: AtomicBool,
-    retry_at_us: AtomicU64,
-}
-
-impl Breaker {
-    fn store_allowed(&self, now: u64) -> bool {
-        !self.degraded.load(Ordering::Acquire) || now >= self.retry_at_us.load(Ordering::Acquire)
-    }
-
-    fn failed(&self, now: u64, retry_after_us: u64) -> bool {
-        self.retry_at_us.store(now.saturating_add(retry_after_us), Ordering::Release);
-        !self.degraded.swap(true, Ordering::AcqRel)
-    }
-
-    fn succeeded(&self) -> bool {
-        self.degraded.swap(false, Ordering::AcqRel)
+/// The counter label of a policy (chat by tier).
+fn label(policy: Policy) -> &'static str {
+    use crate::auth::Tier;
+    match policy {
+        Policy::Chat(Tier::Free) => "chat_free",
+        Policy::Chat(Tier::Pro) => "chat_pro",
+        Policy::Chat(Tier::Enterprise) => "chat_enterprise",
+        p => p.name(),
     }
 }
 
-/// The rate limiter of one instance: built once per cold start, shared by every request.
-pub struct Limiter {
-    settings: Settings,
-    store: DynamoStore,
-    cache: DenyCache,
-    fallback: Fallback,
-    clock: Arc<dyn Clock>,
-    breaker: Breaker,
-    counters: Counters,
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
 }
 
-impl std::fmt::Debug for Limiter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Limiter").field("settings", &self.settings).field("stats", &self.stats()).finish()
+/// Why a decision is made by the fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    Down,
+    Contended,
+}
+
+impl From<GiveUp> for Why {
+    fn from(g: GiveUp) -> Self {
+        match g {
+            GiveUp::Down => Self::Down,
+            GiveUp::Slow => Self::Contended,
+        }
     }
+}
+
+/// What a key's lane hands a waiting decision.
+#[derive(Debug, Clone, Copy)]
+enum Delivered {
+    /// The store decided (at `now` of the limiter's clock).
+    Store { outcome: Outcome, now: u64 },
+    /// The store is down: decide with the fallback.
+    Down,
+}
+
+/// A decision waiting in its key's lane.
+struct Waiter {
+    policy: Policy,
+    rate: Rate,
+    cost: u64,
+    /// Let through an open breaker (the probe of the store).
+    probe: bool,
+    slot: Slot<Delivered>,
+}
+
+/// What a joint (global + per-user) call hands its decision.
+#[derive(Debug, Clone, Copy)]
+enum JointDelivered {
+    Allowed {
+        tats: [u64; 2],
+        now: u64,
+    },
+    Denied {
+        index: usize,
+        tat: u64,
+        now: u64,
+    },
+    /// Not decided together: one check after the other.
+    OneByOne,
 }
 
 /// How a deferred global check was made together with a per-user one.
@@ -129,12 +208,57 @@ enum Joint {
     Both(RateLimitStatus, RateLimitStatus),
     /// The global bucket refused; the per-user one was not charged.
     GlobalRefused(RateLimitStatus),
+    /// The fallback decided (the transaction gave up): the global check, then (if it admitted)
+    /// the per-user one.
+    Fallback(Result<RateLimitStatus, ApiError>, Option<Result<RateLimitStatus, ApiError>>),
     /// Not together: the global check, then the per-user check.
     OneByOne,
 }
 
-/// Key of the bucket `/health` exercises to see whether a degraded limiter's store is back.
+/// Key of the bucket probes exercise to see whether a down store is back.
 const PROBE_KEY: &str = "health#probe";
+/// The longest one store call may run while the store answers others (an answer that late
+/// still updates the buckets; decisions have long stopped waiting for it).
+const STORE_CALL_LIMIT: Duration = Duration::from_secs(10);
+/// Background probes never come faster than this, whatever `RATE_LIMIT_STORE_RETRY_MS` says.
+const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The rate limiter of one instance: built once per cold start, shared by every request.
+pub struct Limiter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Settings,
+    store: DynamoStore,
+    cache: DenyCache,
+    fallback: Fallback,
+    clock: Arc<dyn Clock>,
+    breaker: Breaker,
+    counters: Counters,
+    /// Keys with a store call in progress on this instance, and the decisions waiting for it.
+    lanes: Mutex<HashMap<String, VecDeque<Arc<Waiter>>>>,
+    flushing: AtomicBool,
+    me: Weak<Inner>,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter").field("settings", &self.inner.settings).field("stats", &self.stats()).finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded values stay consistent between statements: a panic cannot leave them torn.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Spawns on the current Tokio runtime, if there is one (there always is in a request).
+fn spawn(fut: impl std::future::Future<Output = ()> + Send + 'static) {
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(fut);
+    }
+}
 
 impl Limiter {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>, settings: Settings) -> Self {
@@ -147,30 +271,37 @@ impl Limiter {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self {
-            store: DynamoStore::new(client, table, settings.store_timeout),
+        let table = table.into();
+        let inner = Arc::new_cyclic(|me| Inner {
+            store: DynamoStore::new(client, table, settings.longest_wait().max(STORE_CALL_LIMIT)),
+            breaker: Breaker::new(settings.store_retry_after),
             settings,
             cache: DenyCache::default(),
             fallback: Fallback::default(),
             clock,
-            breaker: Breaker::default(),
             counters: Counters::default(),
-        }
+            lanes: Mutex::new(HashMap::new()),
+            flushing: AtomicBool::new(false),
+            me: me.clone(),
+        });
+        Self { inner }
     }
 
     pub fn settings(&self) -> &Settings {
-        &self.settings
+        &self.inner.settings
     }
 
     pub fn rate(&self, policy: Policy) -> Rate {
-        self.settings.policies.rate(policy)
+        self.inner.rate(policy)
     }
 
     /// Applies `policy` to `subject` (a user id, or a client IP), taking `cost` units.
     ///
     /// Admitted: the policy's status (the request path writes it into the `RateLimit` fields).
     /// Refused: `ApiError::QuotaExceeded` (429 problem+json with `Retry-After`). A cost above the
-    /// policy's capacity can never be admitted: 400. Never fails because DynamoDB is down.
+    /// policy's capacity can never be admitted: 400. While the store cannot decide, the policy's
+    /// fallback answers: the same kinds of answer, or (a policy that refuses) 503 with
+    /// `Retry-After`.
     ///
     /// On a path whose global check the request path deferred, the first check also charges the
     /// client IP's global bucket, in the same DynamoDB call when it can.
@@ -188,12 +319,7 @@ impl Limiter {
     }
 
     async fn check_alone(&self, policy: Policy, subject: &Subject<'_>, cost: u32) -> Result<RateLimitStatus, ApiError> {
-        let status = self.decide(policy, subject, cost).await?;
-        layer::record(&status);
-        match status.error() {
-            Some(e) => Err(e),
-            None => Ok(status),
-        }
+        recorded(self.inner.decide(policy, subject, cost).await?)
     }
 
     /// The global check of `ip` and `policy`'s check of `subject`, in one transaction when the
@@ -206,22 +332,497 @@ impl Limiter {
         subject: &Subject<'_>,
         cost: u32,
     ) -> Result<RateLimitStatus, ApiError> {
-        match self.decide_with_global(ip, policy, subject, cost).await {
+        match self.inner.decide_with_global(ip, policy, subject, cost).await {
             Joint::Both(global, status) => {
                 layer::record(&global);
-                layer::record(&status);
-                match status.error() {
-                    Some(e) => Err(e),
-                    None => Ok(status),
-                }
+                recorded(status)
             }
-            Joint::GlobalRefused(global) => {
-                layer::record(&global);
-                Err(global.error().unwrap_or(ApiError::QuotaExceeded { policy: "global".into(), retry_after_secs: 1 }))
+            Joint::GlobalRefused(global) => recorded(global),
+            Joint::Fallback(global, status) => {
+                let global = recorded(global?)?;
+                match status {
+                    Some(status) => recorded(status?),
+                    None => Ok(global),
+                }
             }
             Joint::OneByOne => {
                 self.check_alone(Policy::Global, &Subject::Ip(ip), 1).await?;
                 self.check_alone(policy, subject, cost).await
+            }
+        }
+    }
+
+    /// The decision of [`Self::check`] as a status (refusals included), without recording it
+    /// for the response. `Err` for a cost of 0 or above the capacity, and for a policy that
+    /// refuses while the store cannot decide.
+    pub async fn decide(&self, policy: Policy, subject: &Subject<'_>, cost: u32) -> Result<RateLimitStatus, ApiError> {
+        self.inner.decide(policy, subject, cost).await
+    }
+
+    /// Authentication, step 1 — before verifying a request's token: refuses the request (429,
+    /// policy `auth`) when this instance already knows the client IP has used up its failed
+    /// authentications. Uses only what this instance knows (the deny cache, or its fallback
+    /// bucket during an outage): no DynamoDB call, so a request with a valid token pays nothing.
+    /// Another instance that has not seen this IP's failures lets the request through to
+    /// verification, where a further failure is counted (and refused) by step 2.
+    pub fn auth_precheck(&self, ip: IpAddr) -> Result<(), ApiError> {
+        self.precheck(Policy::Auth, ip, 1)
+    }
+
+    /// Refuses (429, recorded for the response) when this instance already knows `policy`'s
+    /// bucket for `subject` cannot admit `cost`, from its deny cache or fallback bucket; no
+    /// DynamoDB call. `Ok` says nothing was known against the request.
+    pub fn precheck<'a>(&self, policy: Policy, subject: impl Into<Subject<'a>>, cost: u64) -> Result<(), ApiError> {
+        let inner = &self.inner;
+        let rate = inner.rate(policy);
+        let key = policy.key(&subject.into());
+        let now = inner.clock.now_us();
+        let known = [inner.cache.known(&key), inner.fallback.known(&key)].into_iter().flatten().max();
+        match known {
+            Some(tat) if !gcra::could_admit(&rate, tat, now, cost) => {
+                bump(&inner.counters.deny_cache_hits);
+                let status = inner.status(policy, &rate, Outcome::Denied { tat }, now, cost, Source::DenyCache);
+                layer::record(&status);
+                Err(status
+                    .error()
+                    .unwrap_or(ApiError::QuotaExceeded { policy: policy.name().into(), retry_after_secs: 1 }))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Authentication, step 2 — after a token failed verification (the 401 case): counts the
+    /// failure against the client IP's `auth` bucket (one DynamoDB call). `Ok` when the failure
+    /// fitted (answer the 401); `Err(QuotaExceeded)` when the IP had already used up its
+    /// failures (answer that 429 instead). Either way this instance now knows, so once the bucket
+    /// is empty step 1 refuses the IP's next requests without a DynamoDB call.
+    pub async fn record_auth_failure(&self, ip: IpAddr) -> Result<RateLimitStatus, ApiError> {
+        self.check(Policy::Auth, ip, 1).await
+    }
+
+    /// Whether the store counts as down on this instance (decisions are made by the fallback).
+    pub fn is_degraded(&self) -> bool {
+        self.inner.breaker.is_open()
+    }
+
+    /// DynamoDB requests sent so far.
+    pub fn store_calls(&self) -> u64 {
+        self.inner.store.calls()
+    }
+
+    pub fn stats(&self) -> LimiterStats {
+        let inner = &self.inner;
+        let c = &inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let fallback_by_policy = policy::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (label(*p).to_string(), get(&c.by_policy[i])))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        LimiterStats {
+            degraded: self.is_degraded(),
+            store_calls: inner.store.calls(),
+            store_decisions: get(&c.store_decisions),
+            deny_cache_hits: get(&c.deny_cache_hits),
+            fallback_decisions: get(&c.fallback_decisions),
+            store_failures: get(&c.store_failures),
+            allowed: get(&c.allowed),
+            denied: get(&c.denied),
+            coalesced_decisions: get(&c.coalesced),
+            contended_fallbacks: get(&c.contended_fallbacks),
+            fallback_refusals: get(&c.fallback_refusals),
+            fallback_by_policy,
+            outages: inner.breaker.outages(),
+            written_back: get(&c.written_back),
+            pending_write_backs: inner.fallback.debtors(inner.clock.now_us()).len() as u64,
+        }
+    }
+
+    /// The limiter's state for `/health`. While the store counts as down, a probe is due first
+    /// (at most one per retry period: a real conditional update on a probe bucket, so the same
+    /// permission is exercised), so health reports a recovery without waiting for a limited
+    /// request.
+    pub async fn health(&self) -> LimiterStats {
+        if self.inner.breaker.is_open() {
+            self.inner.probe().await;
+        }
+        self.stats()
+    }
+}
+
+/// Records a status for the response; a refusal is its 429.
+fn recorded(status: RateLimitStatus) -> Result<RateLimitStatus, ApiError> {
+    layer::record(&status);
+    match status.error() {
+        Some(e) => Err(e),
+        None => Ok(status),
+    }
+}
+
+impl Inner {
+    fn rate(&self, policy: Policy) -> Rate {
+        self.settings.policies.rate(policy)
+    }
+
+    fn validate(&self, policy: Policy, rate: &Rate, cost: u64) -> Result<(), ApiError> {
+        if cost == 0 {
+            return Err(ApiError::internal(LimitError::ZeroCost(policy.name())));
+        }
+        if cost > rate.capacity() {
+            return Err(ApiError::BadRequest(format!(
+                "This request needs {cost} units of the '{}' limit, which allows at most {} per {} s.",
+                policy.name(),
+                rate.capacity(),
+                rate.window_secs()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn decide(&self, policy: Policy, subject: &Subject<'_>, cost: u32) -> Result<RateLimitStatus, ApiError> {
+        let rate = self.rate(policy);
+        let cost = u64::from(cost);
+        self.validate(policy, &rate, cost)?;
+        let key = policy.key(subject);
+        let now = self.clock.now_us();
+        if let Some(tat) = self.cache.known(&key)
+            && !gcra::could_admit(&rate, tat, now, cost)
+        {
+            bump(&self.counters.deny_cache_hits);
+            return Ok(self.status(policy, &rate, Outcome::Denied { tat }, now, cost, Source::DenyCache));
+        }
+        let probe = match self.breaker.gate() {
+            Gate::Closed => false,
+            Gate::Probe => true,
+            Gate::Open => return self.fall_back(policy, &key, &rate, cost, Why::Down),
+        };
+        let waiter = Arc::new(Waiter { policy, rate, cost, probe, slot: Slot::default() });
+        self.enqueue(&key, &waiter);
+        let delivered =
+            match waiter.slot.wait(&self.store, self.settings.store_timeout, self.settings.longest_wait()).await {
+                Ok(d) => d,
+                Err(give_up) => {
+                    if give_up == GiveUp::Down {
+                        bump(&self.counters.store_failures);
+                        self.store_down(policy, &"no answer from the store within RATE_LIMIT_STORE_TIMEOUT_MS");
+                    }
+                    let decided = waiter.slot.abandon(|| {
+                        let decided = self.fall_back(policy, &key, &rate, cost, give_up.into());
+                        let admitted = matches!(&decided, Ok(s) if s.is_allowed());
+                        (decided, [admitted, false])
+                    });
+                    match decided {
+                        Ok(d) => d,
+                        Err(decided) => return decided,
+                    }
+                }
+            };
+        match delivered {
+            Delivered::Store { outcome, now } => {
+                bump(&self.counters.store_decisions);
+                Ok(self.status(policy, &rate, outcome, now, cost, Source::Store))
+            }
+            Delivered::Down => self.fall_back(policy, &key, &rate, cost, Why::Down),
+        }
+    }
+
+    /// Queues a decision in its key's lane, starting the lane's driver if none runs.
+    fn enqueue(&self, key: &str, waiter: &Arc<Waiter>) {
+        let mut lanes = lock(&self.lanes);
+        if let Some(queue) = lanes.get_mut(key) {
+            queue.push_back(waiter.clone());
+            return;
+        }
+        lanes.insert(key.to_string(), VecDeque::from([waiter.clone()]));
+        drop(lanes);
+        if let Some(me) = self.me.upgrade() {
+            let key = key.to_string();
+            spawn(async move { me.drive(key).await });
+        }
+    }
+
+    /// A key's lane: one store call at a time for the key on this instance, deciding every
+    /// decision that waits for it (write-backs of the key's fallback admissions first).
+    async fn drive(self: Arc<Self>, key: String) {
+        let _lane = LaneGuard { inner: &self, key: &key };
+        loop {
+            if !self.breaker.is_open() && self.fallback.owes(&key, self.clock.now_us()) {
+                self.write_back(&key).await;
+            }
+            let batch: Vec<Arc<Waiter>> = {
+                let mut lanes = lock(&self.lanes);
+                let Some(queue) = lanes.get_mut(&key) else { return };
+                queue.retain(|w| w.slot.is_waiting());
+                let Some(rate) = queue.front().map(|w| w.rate) else {
+                    lanes.remove(&key);
+                    return;
+                };
+                // One rate per call (the chat tiers share a key): others wait for the next one.
+                let (batch, rest): (VecDeque<_>, VecDeque<_>) = queue.drain(..).partition(|w| w.rate == rate);
+                *queue = rest;
+                batch.into()
+            };
+            if self.breaker.is_open() && !batch.iter().any(|w| w.probe) {
+                for w in &batch {
+                    self.deliver(&key, w, Delivered::Down);
+                }
+                continue;
+            }
+            self.decide_batch(&key, &batch).await;
+        }
+    }
+
+    /// Decides `batch` (one key, one rate) with as few store calls as it can: the units of every
+    /// request that fits in what this instance knows is left, taken in one conditional update;
+    /// a refusal returns the stored TAT, from which the next attempt knows exactly what fits.
+    async fn decide_batch(&self, key: &str, batch: &[Arc<Waiter>]) {
+        let (rate, policy) = (batch[0].rate, batch[0].policy);
+        let mut known = self.cache.known(key);
+        let mut attempt = 0u32;
+        loop {
+            let now = self.clock.now_us();
+            let mut room = known.map_or(rate.capacity(), |t| gcra::remaining(&rate, t, now));
+            let (mut take, mut refuse) = (Vec::new(), Vec::new());
+            for w in batch.iter().filter(|w| w.slot.is_waiting()) {
+                if w.cost <= room {
+                    room -= w.cost;
+                    take.push(w);
+                } else {
+                    refuse.push(w);
+                }
+            }
+            if take.is_empty() {
+                // Nothing fits in what is known to be left, a lower bound of the stored TAT:
+                // certain refusals (or nobody waits any more).
+                let tat = known.unwrap_or(now);
+                for w in refuse {
+                    self.deliver(key, w, Delivered::Store { outcome: Outcome::Denied { tat }, now });
+                }
+                return;
+            }
+            let total: u64 = take.iter().map(|w| w.cost).sum();
+            let started = Instant::now();
+            match self.bounded(self.store.acquire(key, &rate, now, total, known), started).await {
+                Ok(Outcome::Allowed { tat }) => {
+                    self.store_answered();
+                    self.cache.observe(key, tat, now);
+                    if take.len() > 1 {
+                        self.counters.coalesced.fetch_add(take.len() as u64, Ordering::Relaxed);
+                    }
+                    let mut after = total;
+                    for w in take {
+                        after -= w.cost;
+                        let outcome = Outcome::Allowed { tat: tat - rate.increment_us(after) };
+                        self.deliver(key, w, Delivered::Store { outcome, now });
+                    }
+                    for w in refuse {
+                        self.deliver(key, w, Delivered::Store { outcome: Outcome::Denied { tat }, now });
+                    }
+                    return;
+                }
+                Ok(Outcome::Denied { tat }) => {
+                    self.store_answered();
+                    self.cache.observe(key, tat, now);
+                    known = Some(known.map_or(tat, |k| k.max(tat)));
+                }
+                Err(StoreError::Contention) => {
+                    self.store_answered();
+                    backoff(&mut attempt).await;
+                }
+                Err(e) => {
+                    bump(&self.counters.store_failures);
+                    if !self.store.answered_since(started) {
+                        self.store_down(policy, &error_chain(&e));
+                        for w in batch {
+                            self.deliver(key, w, Delivered::Down);
+                        }
+                        return;
+                    }
+                    // The store answers other calls: this key is slow (throttled, contended).
+                    tracing::debug!(policy = policy.name(), error = %error_chain(&e), "rate-limit call failed; retrying");
+                    backoff(&mut attempt).await;
+                }
+            }
+        }
+    }
+
+    /// Hands a lane's answer to a waiting decision. One that had given up and been admitted by
+    /// the fallback, but that the store admitted too, is not written back a second time.
+    fn deliver(&self, key: &str, w: &Waiter, d: Delivered) {
+        if let Some([admitted, _]) = w.slot.deliver(d)
+            && admitted
+            && let Delivered::Store { outcome: Outcome::Allowed { .. }, now } = d
+        {
+            self.fallback.settle(key, &w.rate, w.cost, now);
+        }
+    }
+
+    /// Runs a store call until it answers, or until nothing at all has answered the store for
+    /// `RATE_LIMIT_STORE_TIMEOUT_MS` since it began (the store is down: the call is dropped).
+    /// While the store answers other calls, a slow call is not dropped (its decisions may have
+    /// stopped waiting for it, but its answer still counts: see [`Slot::deliver`]); the store's
+    /// own bound ([`STORE_CALL_LIMIT`] at least) ends it.
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+        started: Instant,
+    ) -> Result<T, StoreError> {
+        let down_at = started + self.settings.store_timeout;
+        tokio::pin!(call);
+        if let Ok(r) = tokio::time::timeout_at(down_at.into(), &mut call).await {
+            return r;
+        }
+        if !self.store.answered_since(started) {
+            return Err(StoreError::Timeout(started.elapsed()));
+        }
+        call.await
+    }
+
+    /// The decision of `policy`'s fallback for `key`.
+    fn fall_back(
+        &self,
+        policy: Policy,
+        key: &str,
+        rate: &Rate,
+        cost: u64,
+        why: Why,
+    ) -> Result<RateLimitStatus, ApiError> {
+        bump(&self.counters.fallback_decisions);
+        if let Some(i) = policy::ALL.iter().position(|p| *p == policy) {
+            bump(&self.counters.by_policy[i]);
+        }
+        if why == Why::Contended {
+            bump(&self.counters.contended_fallbacks);
+        }
+        let Some(allowance) = self.settings.fallback.mode(policy).allowance(rate) else {
+            bump(&self.counters.fallback_refusals);
+            let retry = match why {
+                Why::Down => self.breaker.until_retry().max(self.settings.store_retry_after),
+                Why::Contended => Duration::ZERO,
+            };
+            return Err(ApiError::Unavailable {
+                detail: format!("The '{}' limit cannot be checked right now; try again shortly.", policy.name()),
+                retry_after_secs: Some(retry.as_secs_f64().ceil().max(1.0) as u64),
+            });
+        };
+        let now = self.clock.now_us();
+        let v = self.fallback.decide(key, rate, &allowance, now, cost, self.cache.known(key));
+        bump(if v.allowed { &self.counters.allowed } else { &self.counters.denied });
+        let wait = gcra::ceil_secs(v.wait_us);
+        Ok(RateLimitStatus {
+            policy: policy.name(),
+            quota: rate.capacity(),
+            window_secs: rate.window_secs(),
+            remaining: v.remaining,
+            reset_secs: wait.max(u64::from(!v.allowed)),
+            retry_after_secs: (!v.allowed).then_some(wait.max(1)),
+            source: Source::Fallback,
+        })
+    }
+
+    /// The store failed as a whole: this instance decides with the fallback until it answers.
+    fn store_down(&self, policy: Policy, error: &dyn std::fmt::Display) {
+        if self.breaker.trip() {
+            // Keys carry addresses and user ids: the log names the policy only.
+            tracing::warn!(
+                policy = policy.name(),
+                error = %error,
+                "rate-limit store down; this instance decides with its fallback until the store answers"
+            );
+            self.spawn_prober();
+        }
+    }
+
+    /// The store answered a call: an outage, if there was one, is over.
+    fn store_answered(&self) {
+        if self.breaker.close() {
+            tracing::info!("rate-limit store answers again; decisions are exact across instances");
+            self.spawn_flush();
+        }
+    }
+
+    /// Probes the store if a probe is due: a real conditional update on the probe bucket.
+    async fn probe(&self) {
+        if self.breaker.gate() != Gate::Probe {
+            return;
+        }
+        let rate = Rate::new(Rate::MAX_CAPACITY, 1).unwrap_or(self.rate(Policy::Global));
+        let started = Instant::now();
+        match self.bounded(self.store.acquire(PROBE_KEY, &rate, self.clock.now_us(), 1, None), started).await {
+            Ok(_) => self.store_answered(),
+            Err(e) => {
+                bump(&self.counters.store_failures);
+                if !self.store.answered_since(started) {
+                    self.breaker.trip();
+                    tracing::debug!(error = %error_chain(&e), "rate-limit store still down");
+                }
+            }
+        }
+    }
+
+    /// While the store is down, probes it once per retry period even if no request comes, so
+    /// the outage ends (and the write-back happens) when the store returns.
+    fn spawn_prober(&self) {
+        if self.breaker.prober.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = self.me.clone();
+        spawn(async move {
+            loop {
+                let Some(wait) = me.upgrade().map(|i| i.breaker.until_retry()) else { return };
+                tokio::time::sleep(wait.max(MIN_PROBE_INTERVAL)).await;
+                let Some(inner) = me.upgrade() else { return };
+                if !inner.breaker.is_open() {
+                    inner.breaker.prober.store(false, Ordering::Release);
+                    // Opened again meanwhile: keep probing.
+                    if !inner.breaker.is_open() || inner.breaker.prober.swap(true, Ordering::AcqRel) {
+                        return;
+                    }
+                }
+                inner.probe().await;
+            }
+        });
+    }
+
+    /// Writes back every key's fallback admissions, each through its key's lane.
+    fn spawn_flush(&self) {
+        if self.flushing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(me) = self.me.upgrade() else { return };
+        spawn(async move {
+            for key in me.fallback.debtors(me.clock.now_us()) {
+                if me.breaker.is_open() {
+                    break;
+                }
+                // A key with a running lane is written back by it.
+                let claimed = {
+                    let mut lanes = lock(&me.lanes);
+                    !lanes.contains_key(&key) && lanes.insert(key.clone(), VecDeque::new()).is_none()
+                };
+                if claimed {
+                    me.clone().drive(key).await;
+                }
+            }
+            me.flushing.store(false, Ordering::Release);
+        });
+    }
+
+    /// Adds what the fallback admitted for `key` to its stored bucket (one compare-and-set).
+    async fn write_back(&self, key: &str) {
+        let now = self.clock.now_us();
+        let Some((rate, owed)) = self.fallback.take_debt(key, now) else { return };
+        let started = Instant::now();
+        match self.bounded(self.store.charge(key, &rate, now, owed, self.cache.known(key)), started).await {
+            Ok(tat) => {
+                self.cache.observe(key, tat, now);
+                bump(&self.counters.written_back);
+            }
+            Err(e) => {
+                self.fallback.restore_debt(key, rate, owed, now);
+                bump(&self.counters.store_failures);
+                tracing::warn!(error = %error_chain(&e), "rate-limit write-back failed; kept for the next attempt");
             }
         }
     }
@@ -237,31 +838,101 @@ impl Limiter {
         let (g_known, known) = (self.cache.known(&g_key), self.cache.known(&key));
         let cached_empty =
             |rate: &Rate, tat: Option<u64>, cost| tat.is_some_and(|t| !gcra::could_admit(rate, t, now, cost));
-        // A bucket known empty, or no store: the single checks answer from the cache or fallback.
-        if cached_empty(&g_rate, g_known, 1) || cached_empty(&rate, known, cost) || !self.breaker.store_allowed(now) {
+        // A bucket known empty, no store, a lane busy with either key or a write-back due: the
+        // single checks answer (from the cache or fallback, or in the key's lane).
+        let busy = {
+            let lanes = lock(&self.lanes);
+            lanes.contains_key(&g_key) || lanes.contains_key(&key)
+        };
+        if cached_empty(&g_rate, g_known, 1)
+            || cached_empty(&rate, known, cost)
+            || self.breaker.is_open()
+            || busy
+            || self.fallback.owes(&g_key, now)
+            || self.fallback.owes(&key, now)
+        {
             return Joint::OneByOne;
         }
-        let takes = [
-            // The global bucket of an address is shared by all its requests: extend it without
-            // conflicts (its new TAT is then a lower bound, enough for the deny cache).
-            store::Take { key: &g_key, rate: &g_rate, cost: 1, known: g_known, exact: false },
-            store::Take { key: &key, rate: &rate, cost, known, exact: true },
-        ];
-        match self.store.acquire_together(takes, now).await {
-            Ok(store::Together::Allowed([g_tat, tat])) => {
-                if self.breaker.succeeded() {
-                    tracing::info!("rate-limit store reachable again; decisions are exact across instances");
+        let Some(me) = self.me.upgrade() else { return Joint::OneByOne };
+        let slot = Arc::new(Slot::<JointDelivered>::default());
+        {
+            let (slot, g_key, key) = (slot.clone(), g_key.clone(), key.clone());
+            spawn(async move {
+                let takes = [
+                    // The global bucket of an address is shared by all its requests: extend it
+                    // without conflicts (its new TAT is then a lower bound, enough for the cache).
+                    store::Take { key: &g_key, rate: &g_rate, cost: 1, known: g_known, exact: false },
+                    store::Take { key: &key, rate: &rate, cost, known, exact: true },
+                ];
+                let started = Instant::now();
+                let d = match me.bounded(me.store.acquire_together(takes, now), started).await {
+                    Ok(store::Together::Allowed(tats)) => {
+                        me.store_answered();
+                        me.cache.observe(&g_key, tats[0], now);
+                        me.cache.observe(&key, tats[1], now);
+                        JointDelivered::Allowed { tats, now }
+                    }
+                    Ok(store::Together::Denied { index, tat }) => {
+                        me.store_answered();
+                        me.cache.observe(if index == 0 { &g_key } else { &key }, tat, now);
+                        JointDelivered::Denied { index, tat, now }
+                    }
+                    Err(StoreError::Contention) => {
+                        me.store_answered();
+                        JointDelivered::OneByOne
+                    }
+                    Err(e) => {
+                        bump(&me.counters.store_failures);
+                        if !me.store.answered_since(started) {
+                            me.store_down(policy, &error_chain(&e));
+                        }
+                        JointDelivered::OneByOne
+                    }
+                };
+                if let Some([g, u]) = slot.deliver(d)
+                    && let JointDelivered::Allowed { now, .. } = d
+                {
+                    if g {
+                        me.fallback.settle(&g_key, &g_rate, 1, now);
+                    }
+                    if u {
+                        me.fallback.settle(&key, &rate, cost, now);
+                    }
                 }
-                self.cache.observe(&g_key, g_tat, now);
-                self.cache.observe(&key, tat, now);
+            });
+        }
+        let delivered = match slot.wait(&self.store, self.settings.store_timeout, self.settings.longest_wait()).await {
+            Ok(d) => d,
+            Err(give_up) => {
+                if give_up == GiveUp::Down {
+                    bump(&self.counters.store_failures);
+                    self.store_down(policy, &"no answer from the store within RATE_LIMIT_STORE_TIMEOUT_MS");
+                }
+                let why = Why::from(give_up);
+                let decided = slot.abandon(|| {
+                    let global = self.fall_back(Policy::Global, &g_key, &g_rate, 1, why);
+                    if !matches!(&global, Ok(s) if s.is_allowed()) {
+                        return (Joint::Fallback(global, None), [false, false]);
+                    }
+                    let status = self.fall_back(policy, &key, &rate, cost, why);
+                    let admitted = matches!(&status, Ok(s) if s.is_allowed());
+                    (Joint::Fallback(global, Some(status)), [true, admitted])
+                });
+                match decided {
+                    Ok(d) => d,
+                    Err(joint) => return joint,
+                }
+            }
+        };
+        match delivered {
+            JointDelivered::Allowed { tats: [g_tat, tat], now } => {
                 self.counters.store_decisions.fetch_add(2, Ordering::Relaxed);
                 let global =
                     self.status(Policy::Global, &g_rate, Outcome::Allowed { tat: g_tat }, now, 1, Source::Store);
                 Joint::Both(global, self.status(policy, &rate, Outcome::Allowed { tat }, now, cost, Source::Store))
             }
-            Ok(store::Together::Denied { index: 0, tat }) => {
-                self.cache.observe(&g_key, tat, now);
-                self.counters.store_decisions.fetch_add(1, Ordering::Relaxed);
+            JointDelivered::Denied { index: 0, tat, now } => {
+                bump(&self.counters.store_decisions);
                 Joint::GlobalRefused(self.status(
                     Policy::Global,
                     &g_rate,
@@ -273,73 +944,8 @@ impl Limiter {
             }
             // The per-user bucket is empty and nothing was charged: the global check alone, then
             // this refusal again from the deny cache.
-            Ok(store::Together::Denied { tat, .. }) => {
-                self.cache.observe(&key, tat, now);
-                Joint::OneByOne
-            }
-            Err(store::StoreError::Contention) => Joint::OneByOne,
-            Err(e) => {
-                self.store_failed(policy, &e, now);
-                Joint::OneByOne
-            }
+            JointDelivered::Denied { .. } | JointDelivered::OneByOne => Joint::OneByOne,
         }
-    }
-
-    /// The decision of [`Self::check`] as a status (refusals included), without recording it
-    /// for the response.
-    pub async fn decide(&self, policy: Policy, subject: &Subject<'_>, cost: u32) -> Result<RateLimitStatus, ApiError> {
-        let rate = self.rate(policy);
-        let cost = u64::from(cost);
-        if cost == 0 {
-            return Err(ApiError::internal(LimitError::ZeroCost(policy.name())));
-        }
-        if cost > rate.capacity() {
-            return Err(ApiError::BadRequest(format!(
-                "This request needs {cost} units of the '{}' limit, which allows at most {} per {} s.",
-                policy.name(),
-                rate.capacity(),
-                rate.window_secs()
-            )));
-        }
-        let key = policy.key(subject);
-        let now = self.clock.now_us();
-        let known = self.cache.known(&key);
-        if let Some(tat) = known
-            && !gcra::could_admit(&rate, tat, now, cost)
-        {
-            self.counters.deny_cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(self.status(policy, &rate, Outcome::Denied { tat }, now, cost, Source::DenyCache));
-        }
-        if self.breaker.store_allowed(now) {
-            match self.store.acquire(&key, &rate, now, cost, known).await {
-                Ok(outcome) => {
-                    if self.breaker.succeeded() {
-                        tracing::info!("rate-limit store reachable again; decisions are exact across instances");
-                    }
-                    let (Outcome::Allowed { tat } | Outcome::Denied { tat }) = outcome;
-                    self.cache.observe(&key, tat, now);
-                    self.counters.store_decisions.fetch_add(1, Ordering::Relaxed);
-                    return Ok(self.status(policy, &rate, outcome, now, cost, Source::Store));
-                }
-                Err(e) => self.store_failed(policy, &e, now),
-            }
-        }
-        self.counters.fallback_decisions.fetch_add(1, Ordering::Relaxed);
-        let outcome = self.fallback.decide(&key, &rate, now, cost, known);
-        Ok(self.status(policy, &rate, outcome, now, cost, Source::Fallback))
-    }
-
-    fn store_failed(&self, policy: Policy, e: &store::StoreError, now: u64) {
-        self.counters.store_failures.fetch_add(1, Ordering::Relaxed);
-        let retry_us = self.settings.store_retry_after.as_micros() as u64;
-        let newly = self.breaker.failed(now, retry_us);
-        // Keys carry addresses and user ids: the log names the policy only.
-        tracing::warn!(
-            policy = policy.name(),
-            error = %error_chain(e),
-            newly_degraded = newly,
-            "rate-limit store unavailable; this instance decides with in-memory buckets"
-        );
     }
 
     fn status(
@@ -371,92 +977,31 @@ impl Limiter {
             source,
         }
     }
+}
 
-    /// Authentication, step 1 — before verifying a request's token: refuses the request (429,
-    /// policy `auth`) when this instance already knows the client IP has used up its failed
-    /// authentications. Uses only what this instance knows (the deny cache, or its fallback
-    /// bucket during an outage): no DynamoDB call, so a request with a valid token pays nothing.
-    /// Another instance that has not seen this IP's failures lets the request through to
-    /// verification, where a further failure is counted (and refused) by step 2.
-    pub fn auth_precheck(&self, ip: IpAddr) -> Result<(), ApiError> {
-        self.precheck(Policy::Auth, ip, 1)
-    }
+/// Sleeps before the next attempt on a contended or failing key: exponential from 5 ms to
+/// 200 ms, with jitter so that instances retrying the same key spread out.
+async fn backoff(attempt: &mut u32) {
+    let base = (5u64 << (*attempt).min(6)).min(200);
+    let jitter = std::collections::hash_map::RandomState::new().build_hasher().finish() % (base + 1);
+    *attempt += 1;
+    tokio::time::sleep(Duration::from_millis(base / 2 + jitter)).await;
+}
 
-    /// Refuses (429, recorded for the response) when this instance already knows `policy`'s
-    /// bucket for `subject` cannot admit `cost`, from its deny cache or fallback bucket; no
-    /// DynamoDB call. `Ok` says nothing was known against the request.
-    pub fn precheck<'a>(&self, policy: Policy, subject: impl Into<Subject<'a>>, cost: u64) -> Result<(), ApiError> {
-        let rate = self.rate(policy);
-        let key = policy.key(&subject.into());
-        let now = self.clock.now_us();
-        let known = [self.cache.known(&key), self.fallback.known(&key)].into_iter().flatten().max();
-        match known {
-            Some(tat) if !gcra::could_admit(&rate, tat, now, cost) => {
-                self.counters.deny_cache_hits.fetch_add(1, Ordering::Relaxed);
-                let status = self.status(policy, &rate, Outcome::Denied { tat }, now, cost, Source::DenyCache);
-                layer::record(&status);
-                Err(status
-                    .error()
-                    .unwrap_or(ApiError::QuotaExceeded { policy: policy.name().into(), retry_after_secs: 1 }))
-            }
-            _ => Ok(()),
-        }
-    }
+/// Removes a lane whose driver ended abnormally (a panic), so its key is not stuck: whoever
+/// still waits falls back.
+struct LaneGuard<'a> {
+    inner: &'a Inner,
+    key: &'a str,
+}
 
-    /// Authentication, step 2 — after a token failed verification (the 401 case): counts the
-    /// failure against the client IP's `auth` bucket (one DynamoDB call). `Ok` when the failure
-    /// fitted (answer the 401); `Err(QuotaExceeded)` when the IP had already used up its
-    /// failures (answer that 429 instead). Either way this instance now knows, so once the bucket
-    /// is empty step 1 refuses the IP's next requests without a DynamoDB call.
-    pub async fn record_auth_failure(&self, ip: IpAddr) -> Result<RateLimitStatus, ApiError> {
-        self.check(Policy::Auth, ip, 1).await
-    }
-
-    /// Whether decisions are currently made by in-memory buckets because DynamoDB failed.
-    pub fn is_degraded(&self) -> bool {
-        self.breaker.degraded.load(Ordering::Acquire)
-    }
-
-    /// DynamoDB requests sent so far.
-    pub fn store_calls(&self) -> u64 {
-        self.store.calls()
-    }
-
-    pub fn stats(&self) -> LimiterStats {
-        let c = &self.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        LimiterStats {
-            degraded: self.is_degraded(),
-            store_calls: self.store.calls(),
-            store_decisions: get(&c.store_decisions),
-            deny_cache_hits: get(&c.deny_cache_hits),
-            fallback_decisions: get(&c.fallback_decisions),
-            store_failures: get(&c.store_failures),
-            allowed: get(&c.allowed),
-            denied: get(&c.denied),
-        }
-    }
-
-    /// The limiter's state for `/health`. A degraded limiter whose retry period has passed first
-    /// tries the store once (a real conditional update on a probe bucket, so the same permission
-    /// is exercised), so health reports a recovery without waiting for a limited request.
-    pub async fn health(&self) -> LimiterStats {
-        let now = self.clock.now_us();
-        if self.is_degraded() && self.breaker.store_allowed(now) {
-            let rate = Rate::new(Rate::MAX_CAPACITY, 1).unwrap_or(self.rate(Policy::Global));
-            match self.store.acquire(PROBE_KEY, &rate, now, 1, None).await {
-                Ok(_) => {
-                    if self.breaker.succeeded() {
-                        tracing::info!("rate-limit store reachable again; decisions are exact across instances");
-                    }
-                }
-                Err(e) => {
-                    self.counters.store_failures.fetch_add(1, Ordering::Relaxed);
-                    self.breaker.failed(now, self.settings.store_retry_after.as_micros() as u64);
-                    tracing::warn!(error = %error_chain(&e), "rate-limit store still unavailable");
-                }
+impl Drop for LaneGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let queue = lock(&self.inner.lanes).remove(self.key).unwrap_or_default();
+            for w in queue {
+                w.slot.deliver(Delivered::Down);
             }
         }
-        self.stats()
     }
 }

@@ -18,6 +18,15 @@
 //! the stored TAT) or names the right shape for a second call. Because every write is
 //! conditional on the stored value, concurrent requests on one key never admit more than the
 //! bucket holds.
+//!
+//! The store also remembers when DynamoDB last *answered* (a write, or a failed condition: either
+//! proves it is serving this table); the limiter tells a store that is down from a key that is
+//! merely slow by it (see `Limiter`).
+//!
+//! After an outage, what the instances admitted from their in-memory buckets is added to the
+//! stored buckets by [`DynamoStore::charge`]: a compare-and-set that moves the TAT forward by the
+//! debt, unconditionally on whether the bucket had room (a bucket may end up overdrawn, and then
+//! refuses until the over-admission has been paid back).
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -27,7 +36,7 @@ use aws_sdk_dynamodb::types::{
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::gcra::{MICROS_PER_SEC, Outcome, Rate};
 
@@ -45,6 +54,7 @@ const EXTEND_CONDITION: &str = "attribute_not_exists(#tat) OR (#tat > :now AND #
 const SET_UPDATE: &str = "SET #tat = :tat, #exp = :exp";
 const REFILL_CONDITION: &str = "attribute_not_exists(#tat) OR #tat <= :now";
 const SWAP_CONDITION: &str = "#tat = :old";
+const NEW_CONDITION: &str = "attribute_not_exists(#tat)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -104,13 +114,38 @@ enum Attempt {
 pub struct DynamoStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    /// Hard bound of one operation (the limiter gives up on a decision earlier).
     timeout: Duration,
     calls: AtomicU64,
+    epoch: Instant,
+    /// When DynamoDB last answered, in microseconds since `epoch` (0: never).
+    last_answer_us: AtomicU64,
 }
 
 impl DynamoStore {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>, timeout: Duration) -> Self {
-        Self { client, table: table.into(), timeout, calls: AtomicU64::new(0) }
+        Self {
+            client,
+            table: table.into(),
+            timeout,
+            calls: AtomicU64::new(0),
+            epoch: Instant::now(),
+            last_answer_us: AtomicU64::new(0),
+        }
+    }
+
+    fn since_epoch(&self, t: Instant) -> u64 {
+        // +1: an answer at the epoch itself is still an answer.
+        t.saturating_duration_since(self.epoch).as_micros() as u64 + 1
+    }
+
+    fn answered(&self) {
+        self.last_answer_us.fetch_max(self.since_epoch(Instant::now()), Ordering::AcqRel);
+    }
+
+    /// Whether DynamoDB has answered any call of this store (any key) at or after `t`.
+    pub fn answered_since(&self, t: Instant) -> bool {
+        self.last_answer_us.load(Ordering::Acquire) >= self.since_epoch(t)
     }
 
     /// DynamoDB requests this store has sent (each operation once; the SDK's own retries of a
@@ -185,6 +220,7 @@ impl DynamoStore {
                 let res = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
                 let e = match res {
                     Ok(_) => {
+                        self.answered();
                         let mut tats = [0u64; 2];
                         for i in 0..2 {
                             let inc = takes[i].rate.increment_us(takes[i].cost);
@@ -201,6 +237,7 @@ impl DynamoStore {
                 let Some(TransactWriteItemsError::TransactionCanceledException(c)) = e.as_service_error() else {
                     return Err(StoreError::Transaction(Box::new(e)));
                 };
+                self.answered();
                 for (i, reason) in c.cancellation_reasons().iter().enumerate().take(2) {
                     match reason.code() {
                         Some("ConditionalCheckFailed") => match (reason.item().and_then(read_tat), shapes[i]) {
@@ -299,16 +336,73 @@ impl DynamoStore {
                 .expression_attribute_values(":old", n(old))
                 .expression_attribute_values(":tat", n(old + inc)),
         };
+        self.send(req).await
+    }
+
+    async fn send(
+        &self,
+        req: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    ) -> Result<Attempt, StoreError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         match req.send().await {
-            Ok(out) => out.attributes().and_then(read_tat).map(Attempt::Updated).ok_or(StoreError::Corrupt),
+            Ok(out) => {
+                self.answered();
+                out.attributes().and_then(read_tat).map(Attempt::Updated).ok_or(StoreError::Corrupt)
+            }
             Err(e) => match e.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    self.answered();
                     Ok(Attempt::ConditionFailed(c.item().and_then(read_tat)))
                 }
                 _ => Err(StoreError::Update(Box::new(e))),
             },
         }
+    }
+
+    /// Adds `owed_us` to the stored TAT of `key` (at least from `now`: a full bucket is charged
+    /// from now), whether or not the bucket has room: the write-back of what an instance
+    /// admitted while the store could not decide. A compare-and-set on the TAT, starting from
+    /// `known` (the failed condition returns the stored TAT for the next attempt). Returns the
+    /// new TAT.
+    pub async fn charge(
+        &self,
+        key: &str,
+        rate: &Rate,
+        now: u64,
+        owed_us: u64,
+        known: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let fut = async {
+            let mut seen = known;
+            for _ in 0..MAX_ATTEMPTS + 1 {
+                let tat = seen.unwrap_or(now).max(now) + owed_us;
+                // The item outlives the new TAT (which may be more than a window ahead).
+                let expires_at = tat.max(now + rate.tolerance_us()).div_ceil(MICROS_PER_SEC) + TTL_MARGIN_SECS;
+                let n = |v: u64| AttributeValue::N(v.to_string());
+                let mut req = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("pk", AttributeValue::S(key.to_string()))
+                    .expression_attribute_names("#tat", TAT)
+                    .expression_attribute_names("#exp", EXPIRES_AT)
+                    .update_expression(SET_UPDATE)
+                    .expression_attribute_values(":tat", n(tat))
+                    .expression_attribute_values(":exp", n(expires_at))
+                    .return_values(ReturnValue::UpdatedNew)
+                    .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+                req = match seen {
+                    Some(old) => req.condition_expression(SWAP_CONDITION).expression_attribute_values(":old", n(old)),
+                    None => req.condition_expression(NEW_CONDITION),
+                };
+                match self.send(req).await? {
+                    Attempt::Updated(tat) => return Ok(tat),
+                    Attempt::ConditionFailed(stored) => seen = stored,
+                }
+            }
+            Err(StoreError::Contention)
+        };
+        tokio::time::timeout(self.timeout, fut).await.map_err(|_| StoreError::Timeout(self.timeout))?
     }
 }
 
