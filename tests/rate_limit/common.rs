@@ -46,6 +46,7 @@ pub fn settings(overrides: &[(&str, &str)]) -> Settings {
             "chat_pro" => p.chat_pro = rate,
             "images" => p.images = rate,
             "search" => p.search = rate,
+            "audio" => p.audio = rate,
             other => panic!("unknown policy {other}"),
         }
     }
@@ -60,4 +61,40 @@ pub fn instance(stack: &TestStack, settings: &Settings, clock: &Arc<ManualClock>
         settings.clone(),
         clock.clone(),
     )
+}
+
+/// An "instance" whose DynamoDB is at `url` (a proxy a test makes slow, hung or down).
+pub async fn instance_via(stack: &TestStack, url: &str, settings: &Settings, clock: &Arc<ManualClock>) -> Limiter {
+    Limiter::with_clock(
+        baatcheet_tests::dynamodb_at(url).await,
+        stack.config().tables.rate_limits,
+        settings.clone(),
+        clock.clone(),
+    )
+}
+
+/// The TAT stored for a bucket key (microseconds), read consistently.
+pub async fn stored_tat(stack: &TestStack, key: &str) -> Option<u64> {
+    let item = baatcheet_shared::aws::dynamodb(&stack.sdk)
+        .get_item()
+        .table_name(stack.config().tables.rate_limits)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(key.to_string()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("a read of the rate-limits table")
+        .item?;
+    baatcheet_shared::rate_limit::store::read_tat(&item)
+}
+
+/// Polls `cond` every 50 ms for up to `within`.
+pub async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + within;
+    while std::time::Instant::now() < until {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cond()
 }

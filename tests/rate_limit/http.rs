@@ -1,18 +1,25 @@
 //! Rate limits over HTTP: the global per-IP limit through the local gateway (fields on a 200 and
 //! a 429, the 429 problem and Retry-After, exempt probes, X-Forwarded-For ignored), per-route
 //! checks from a handler, API Gateway events keyed by their source IP, a request without a
-//! client address, and `/health` while the limiter's store is down.
+//! client address, `/health` while the limiter's store is down, and, through the API as AWS runs
+//! it (function instances in processes of their own), a burst on one user's searches with the
+//! store slow, and two instances with the store hung.
 
 mod common;
 
 use axum::{Router, body::Body, extract::State, routing::get};
 use baatcheet_shared::auth::Tier;
-use baatcheet_shared::rate_limit::{Limiter, Policy};
+use baatcheet_shared::rate_limit::{FallbackMode, Limiter, Policy};
 use baatcheet_shared::{ApiError, AppContext, request_path};
+use baatcheet_tests::chat::{Caller, ChatHarness, chat_model, fast_config, rate_limit};
+use baatcheet_tests::deployed;
+use baatcheet_tests::fake_upstream::FakeUpstream;
+use baatcheet_tests::faults::{Fault, Faulty};
 use baatcheet_tests::{Switch, TestStack, assert_security_headers, dynamodb_at, http, serve, spawn_gateway};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use std::sync::{Arc, Once};
+use std::time::Duration;
 use tower::ServiceExt;
 
 /// A stack whose functions run with these extra environment variables.
@@ -194,4 +201,105 @@ async fn store_down_keeps_serving_and_health_reports_the_limiter_degraded() {
     let (status, body, _) = get_json(&base, "/health").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("healthy")), "{body}");
     assert!(!ctx.limiter.is_degraded());
+}
+
+// ---- The deployed shape: each function instance a process of its own (issue 25) ------------
+
+/// A chat stack whose chat function processes reach AWS through `proxy`, with `env` for the
+/// chat function (over everything else), with the Lambda-shaped API in front.
+async fn deployed_chat(
+    proxy: &Faulty,
+    env: &[(&str, &str)],
+    tweak: impl FnOnce(&mut baatcheet_local::deployed::Deployed),
+) -> (ChatHarness, FakeUpstream, baatcheet_local::lambda_stack::LambdaStack) {
+    let fake = FakeUpstream::start().await;
+    let providers = serde_json::json!([fake.provider("primary", &["k1"], chat_model("text"))]);
+    let h = ChatHarness::with(providers, fast_config(), env, None).await;
+    let url = proxy.url();
+    let mut function_env = vec![("ChatFunction", "AWS_ENDPOINT_URL", url.as_str())];
+    function_env.extend(env.iter().map(|(k, v)| ("ChatFunction", *k, *v)));
+    let gw = deployed::start_with(&h.stack, tweak, &function_env).await;
+    (h, fake, gw)
+}
+
+/// `n` concurrent searches by `who`: the statuses, and the `RateLimit` remaining of each.
+async fn searches(gw: &str, who: &Caller, n: usize) -> Vec<(u16, String, u64)> {
+    let url = format!("{gw}/api/v1/conversations/search?q=chai");
+    futures::future::join_all((0..n).map(|_| {
+        let req = http().get(&url).header("authorization", who.bearer());
+        async move {
+            let res = req.send().await.expect("an answer");
+            let (policy, (_, r, _)) = rate_limit(res.headers());
+            (res.status().as_u16(), policy, r)
+        }
+    }))
+    .await
+}
+
+#[tokio::test]
+async fn two_instances_with_the_store_hung_admit_at_most_twice_the_per_instance_bound() {
+    let proxy = Faulty::to(&baatcheet_tests::endpoint()).await;
+    let env = [
+        ("RATE_LIMIT_SEARCH", "100/1h"),
+        ("RATE_LIMIT_FALLBACK_SEARCH", "5"),
+        ("RATE_LIMIT_STORE_TIMEOUT_MS", "500"),
+        ("RATE_LIMIT_STORE_RETRY_MS", "1000"),
+        // Admitted searches then meet the hung store themselves: fail them fast.
+        ("AWS_SDK_ATTEMPT_TIMEOUT_MS", "700"),
+        ("AWS_SDK_OPERATION_TIMEOUT_MS", "1200"),
+        // Each instance keeps the signed-in user for the whole test (the users table hangs too).
+        ("AUTH_USER_CACHE_TTL_SECS", "600"),
+    ];
+    let (h, _fake, gw) = deployed_chat(&proxy, &env, |d| {
+        d.functions.get_mut("ChatFunction").expect("the chat function").reserved_concurrency = Some(2);
+    })
+    .await;
+    let base = gw.base_url();
+    let who = h.caller("burst").await;
+    // Both instances start and serve the user while the store answers (4 of 100 spent).
+    let warm = searches(&base, &who, 4).await;
+    assert!(warm.iter().all(|(s, ..)| *s == 200), "{warm:?}");
+    let pool = gw.pool("ChatFunction").unwrap();
+    assert_eq!(pool.instances_started(), 2);
+
+    proxy.set(Fault::Hung);
+    let burst = searches(&base, &who, 40).await;
+    let refused: Vec<_> = burst.iter().filter(|(s, ..)| *s == 429).collect();
+    let admitted = burst.len() - refused.len();
+    assert!(refused.iter().all(|(_, policy, _)| policy.starts_with("\"search\"")), "{burst:?}");
+    let rate = baatcheet_shared::rate_limit::policy::parse_rate("100/1h").unwrap();
+    let (per_instance, _) = FallbackMode::Allow(5).worst_case(&rate);
+    assert_eq!(per_instance, 5);
+    assert!(admitted as u64 <= 2 * per_instance, "{admitted} admitted: {burst:?}");
+    assert!(admitted >= 5, "the fallback still serves: {burst:?}");
+    assert_eq!(pool.instances_started(), 2, "the same two processes decided");
+
+    // Back: the instances find the store again by themselves and write back what they admitted:
+    // the next search sees 4 + admitted + 1 units used.
+    proxy.set(Fault::Up);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = searches(&base, &who, 1).await;
+    let (status, _, left) = &after[0];
+    assert_eq!(*status, 200, "{after:?}");
+    let expected = 100 - 4 - admitted as u64 - 1;
+    assert!((expected..=expected + 1).contains(left), "{left} left, expected {expected}: the outage was forgotten");
+}
+
+#[tokio::test]
+async fn a_150_way_search_burst_through_the_deployed_api_admits_exactly_the_limit() {
+    let proxy = Faulty::to(&baatcheet_tests::endpoint()).await;
+    // Slow but answering: every answer of the store takes 100 ms more, and the burst queues in
+    // the local endpoint on top of it. The store timeout is the deployed 500 ms.
+    proxy.set(Fault::Slow(Duration::from_millis(100)));
+    let env = [
+        ("RATE_LIMIT_SEARCH", "100/1h"),
+        ("RATE_LIMIT_STORE_TIMEOUT_MS", "500"),
+        ("RATE_LIMIT_STORE_RETRY_MS", "1000"),
+    ];
+    let (h, _fake, gw) = deployed_chat(&proxy, &env, |_| {}).await;
+    let who = h.caller("burst").await;
+    let burst = searches(&gw.base_url(), &who, 150).await;
+    let count = |s: u16| burst.iter().filter(|(status, ..)| *status == s).count();
+    assert_eq!((count(200), count(429)), (100, 50), "{burst:?}");
+    assert!(gw.pool("ChatFunction").unwrap().instances_started() > 1, "several processes shared the burst");
 }

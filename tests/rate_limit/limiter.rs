@@ -1,15 +1,17 @@
 //! The limiter against the local DynamoDB: exact under concurrency across instances, refill,
-//! TTL, the deny cache, DynamoDB calls per decision, cost > 1, tiers, the auth policy, and the
-//! in-memory fallback when the store is down or hung.
+//! TTL, the deny cache, DynamoDB calls per decision, cost > 1, tiers, the auth policy, and what
+//! happens when the store is slow, contended, down or hung (the fallback that remembers, its
+//! per-policy allowance or refusal, the write-back after an outage).
 
 mod common;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use baatcheet_shared::ApiError;
 use baatcheet_shared::auth::Tier;
-use baatcheet_shared::rate_limit::{Clock, Limiter, Policy, RateLimitStatus, Source, Subject};
+use baatcheet_shared::rate_limit::{Clock, FallbackMode, Limiter, Policy, RateLimitStatus, Settings, Source, Subject};
+use baatcheet_tests::faults::{Fault, Faulty};
 use baatcheet_tests::{Switch, TestStack, blackhole, dead_endpoint, dynamodb_at, template};
-use common::{ManualClock, SEC, instance, settings};
+use common::{ManualClock, SEC, eventually, instance, instance_via, settings, stored_tat};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -303,4 +305,263 @@ async fn dead_or_hung_store_never_fails_a_request() {
         // /health's view: degraded while the store stays unreachable.
         assert!(l.health().await.degraded);
     }
+}
+
+// ---- When the store is slow, contended or hung (issue 25) ----------------------------------
+
+const T_SEARCH: u64 = 36 * SEC; // search, 100 per hour: one unit per 36 s
+
+fn admitted(results: &[RateLimitStatus]) -> u64 {
+    results.iter().filter(|r| r.is_allowed()).count() as u64
+}
+
+/// Store timings as deployed (500 ms store timeout, 1 s between probes), search at 100 per hour.
+fn deployed_settings() -> Settings {
+    let mut s = settings(&[("search", "100/1h")]);
+    s.store_timeout = Duration::from_millis(500);
+    s.store_retry_after = Duration::from_millis(200);
+    s.contended_wait = Settings::default().contended_wait;
+    s
+}
+
+#[tokio::test]
+async fn a_user_who_spent_90_of_100_gets_at_most_what_was_left_while_the_store_hangs() {
+    let stack = TestStack::new().await;
+    let clock = ManualClock::new(); // frozen: nothing refills, so every number below is exact
+    let now = clock.now_us();
+    let proxy = Faulty::to(&baatcheet_tests::endpoint()).await;
+    let s = deployed_settings();
+    let allowance = s.fallback.search.allowance(&s.policies.search).unwrap().capacity();
+    let l = instance_via(&stack, &proxy.url(), &s, &clock).await;
+    // Two users have spent 90 of their 100 through other instances; this instance made the
+    // 90th decision of one of them (so it knows that bucket) and never saw the other.
+    let other = instance(&stack, &s, &clock);
+    assert!(decide(&other, Policy::Search, "u_seen", 89).await.is_allowed());
+    assert!(decide(&other, Policy::Search, "u_unseen", 90).await.is_allowed());
+    let st = decide(&l, Policy::Search, "u_seen", 1).await;
+    assert_eq!((st.source, st.remaining), (Source::Store, 10));
+
+    proxy.set(Fault::Hung);
+    let burst = |user: &'static str| futures::future::join_all((0..50).map(|_| decide(&l, Policy::Search, user, 1)));
+    let seen = burst("u_seen").await;
+    let unseen = burst("u_unseen").await;
+    assert!(seen.iter().chain(&unseen).all(|r| r.source == Source::Fallback), "{seen:#?}");
+    assert!(l.is_degraded());
+    // Never a fresh bucket: what was left (10), and no more than the policy's allowance; a key
+    // this instance never saw gets only the allowance.
+    assert!(admitted(&seen) <= 10 + allowance);
+    assert_eq!(admitted(&seen), 10.min(allowance), "{seen:#?}");
+    assert_eq!(admitted(&unseen), allowance, "{unseen:#?}");
+    for r in seen.iter().chain(&unseen).filter(|r| !r.is_allowed()) {
+        assert!(r.retry_after_secs.is_some_and(|s| s >= 1), "{r:?}");
+    }
+    let stats = l.stats();
+    assert_eq!(stats.fallback_by_policy.get("search"), Some(&100), "{stats:?}");
+    assert_eq!((stats.outages, stats.contended_fallbacks), (1, 0), "{stats:?}");
+
+    // The store is back: a background probe ends the outage with no request needed, and what
+    // the fallback admitted is added to the stored buckets.
+    proxy.set(Fault::Up);
+    assert!(
+        eventually(Duration::from_secs(15), || !l.is_degraded() && l.stats().pending_write_backs == 0).await,
+        "{:?}",
+        l.stats()
+    );
+    let key = |u| Policy::Search.key(&Subject::User(u));
+    assert_eq!(stored_tat(&stack, &key("u_seen")).await, Some(now + 100 * T_SEARCH), "90 + the 10 admitted");
+    assert_eq!(
+        stored_tat(&stack, &key("u_unseen")).await,
+        Some(now + (90 + allowance) * T_SEARCH),
+        "overdrawn by what the outage over-admitted, to be paid back"
+    );
+    // Every instance now refuses both, for as long as the stored buckets say.
+    let fresh = instance(&stack, &s, &clock);
+    let st = decide(&fresh, Policy::Search, "u_seen", 1).await;
+    assert_eq!((st.is_allowed(), st.source, st.retry_after_secs), (false, Source::Store, Some(36)));
+    let st = decide(&fresh, Policy::Search, "u_unseen", 1).await;
+    // 90 + 20 used of 100: the next unit fits once 11 have refilled.
+    assert_eq!((st.is_allowed(), st.retry_after_secs), (false, Some((90 + allowance + 1 - 100) * 36)));
+    assert!(l.stats().written_back >= 2);
+}
+
+#[tokio::test]
+async fn a_150_way_burst_on_one_key_with_a_slow_store_admits_exactly_the_capacity() {
+    let stack = TestStack::new().await;
+    let clock = ManualClock::new();
+    let now = clock.now_us();
+    // Every answer of the store takes 150 ms more: slow, but answering.
+    let proxy = Faulty::to(&baatcheet_tests::endpoint()).await;
+    proxy.set(Fault::Slow(Duration::from_millis(150)));
+    let s = deployed_settings();
+    let l = instance_via(&stack, &proxy.url(), &s, &clock).await;
+    let results = futures::future::join_all((0..150).map(|_| decide(&l, Policy::Search, "u_burst", 1))).await;
+    assert_eq!(admitted(&results), 100, "{:?}", l.stats());
+    assert!(results.iter().all(|r| r.source != Source::Fallback), "{results:#?}");
+    for r in results.iter().filter(|r| !r.is_allowed()) {
+        assert_eq!(r.retry_after_secs, Some(36), "{r:?}");
+    }
+    let stats = l.stats();
+    assert!(!stats.degraded && stats.fallback_decisions == 0 && stats.outages == 0, "{stats:?}");
+    assert!(stats.store_calls <= 5, "the burst shares its calls: {stats:?}");
+    assert_eq!(stored_tat(&stack, &Policy::Search.key(&Subject::User("u_burst"))).await, Some(now + 100 * T_SEARCH));
+
+    // The same across instances that share nothing but the table: four of them, 40 each.
+    let url = proxy.url();
+    let instances: Vec<_> = futures::future::join_all((0..4).map(|_| instance_via(&stack, &url, &s, &clock))).await;
+    let results =
+        futures::future::join_all((0..160).map(|i| decide(&instances[i % 4], Policy::Search, "u_spread", 1))).await;
+    assert_eq!(admitted(&results), 100);
+    assert!(results.iter().all(|r| r.source != Source::Fallback), "{results:#?}");
+    assert!(instances.iter().all(|l| !l.is_degraded()));
+}
+
+#[tokio::test]
+async fn other_users_keep_their_normal_decisions_while_one_key_is_contended() {
+    let stack = TestStack::new().await;
+    let clock = ManualClock::new();
+    let proxy = Faulty::to(&baatcheet_tests::endpoint()).await;
+    proxy.set(Fault::Slow(Duration::from_millis(100)));
+    let s = deployed_settings();
+    let (a, b) =
+        (instance_via(&stack, &proxy.url(), &s, &clock).await, instance_via(&stack, &proxy.url(), &s, &clock).await);
+    let hot = futures::future::join_all(
+        (0..150).map(|i| decide(if i % 2 == 0 { &a } else { &b }, Policy::Search, "u_hot", 1)),
+    );
+    let others = futures::future::join_all((0..5).map(|n| {
+        let l = if n % 2 == 0 { &a } else { &b };
+        async move {
+            let user = format!("u_other_{n}");
+            let mut seen = Vec::new();
+            for _ in 0..3 {
+                let started = std::time::Instant::now();
+                let st = decide(l, Policy::Search, &user, 1).await;
+                seen.push((st.is_allowed(), st.remaining, st.source, started.elapsed()));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            seen
+        }
+    }));
+    let (hot, others) = tokio::join!(hot, others);
+    assert_eq!(admitted(&hot), 100);
+    for seen in others {
+        let decisions: Vec<_> = seen.iter().map(|(ok, left, src, _)| (*ok, *left, *src)).collect();
+        assert_eq!(decisions, [(true, 99, Source::Store), (true, 98, Source::Store), (true, 97, Source::Store)]);
+        for (_, _, _, took) in seen {
+            assert!(took < s.store_timeout * 2, "not held up by the hot key: {took:?}");
+        }
+    }
+    for l in [&a, &b] {
+        let stats = l.stats();
+        assert!(!stats.degraded && stats.fallback_decisions == 0, "{stats:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_key_that_stays_slow_falls_back_alone_and_is_counted_once() {
+    let stack = TestStack::new().await;
+    let clock = ManualClock::new();
+    let now = clock.now_us();
+    let proxy = Faulty::to(&baatcheet_tests::endpoint()).await;
+    let stuck = Policy::Search.key(&Subject::User("u_stuck"));
+    // Calls about this one bucket take 3 s (a throttled or hot partition); the rest are prompt.
+    proxy.set(Fault::SlowFor(stuck.clone(), Duration::from_secs(3)));
+    let mut s = deployed_settings();
+    s.store_timeout = Duration::from_millis(300);
+    s.contended_wait = Duration::from_millis(1200);
+    let l = instance_via(&stack, &proxy.url(), &s, &clock).await;
+    let slow = async {
+        let started = std::time::Instant::now();
+        (decide(&l, Policy::Search, "u_stuck", 1).await, started.elapsed())
+    };
+    let fine = async {
+        let mut sources = Vec::new();
+        for _ in 0..12 {
+            sources.push(decide(&l, Policy::Search, "u_fine", 1).await.source);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        sources
+    };
+    let ((st, took), sources) = tokio::join!(slow, fine);
+    // It waited the contended wait (not the store timeout), then its policy's fallback decided.
+    assert_eq!((st.is_allowed(), st.source), (true, Source::Fallback), "{st:?}");
+    assert!(took >= s.contended_wait && took < s.contended_wait + Duration::from_millis(700), "{took:?}");
+    assert!(sources.iter().all(|s| *s == Source::Store), "{sources:?}");
+    let stats = l.stats();
+    assert!(!stats.degraded && stats.outages == 0 && stats.contended_fallbacks == 1, "{stats:?}");
+    // The slow call lands later: the store counted the request, so the fallback's admission is
+    // not written back again (one unit, not two).
+    assert!(eventually(Duration::from_secs(10), || l.stats().pending_write_backs == 0).await, "{:?}", l.stats());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stored_tat(&stack, &stuck).await, Some(now + T_SEARCH));
+}
+
+#[tokio::test]
+async fn a_policy_that_refuses_answers_503_while_the_store_is_down_and_others_use_their_allowance() {
+    let stack = TestStack::new().await;
+    let clock = ManualClock::new();
+    let mut s = deployed_settings();
+    s.fallback.audio = FallbackMode::Refuse;
+    s.fallback.search = FallbackMode::Allow(3);
+    s.store_retry_after = Duration::from_secs(2);
+    let dead = dead_endpoint().await;
+    let l = instance_via(&stack, &format!("http://{dead}"), &s, &clock).await;
+    match l.check(Policy::Audio, "u_8", 1).await {
+        Err(ApiError::Unavailable { retry_after_secs: Some(secs), .. }) => assert!((1..=2).contains(&secs), "{secs}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(l.is_degraded());
+    // No wait once the store is known down: the fallback answers at once.
+    let started = std::time::Instant::now();
+    let searches = futures::future::join_all((0..10).map(|_| decide(&l, Policy::Search, "u_8", 1))).await;
+    assert!(started.elapsed() < Duration::from_millis(300), "{:?}", started.elapsed());
+    assert_eq!(admitted(&searches), 3, "{searches:#?}");
+    let refused = searches.iter().find(|r| !r.is_allowed()).unwrap();
+    assert_eq!((refused.remaining, refused.retry_after_secs), (0, Some(1200)), "3 per hour: one per 1200 s");
+    let stats = l.stats();
+    assert_eq!((stats.fallback_refusals, stats.fallback_by_policy.get("audio")), (1, Some(&1)), "{stats:?}");
+}
+
+#[test]
+fn the_readme_table_states_each_policys_failure_mode_and_worst_case_as_the_code_has_them() {
+    use baatcheet_shared::auth::Tier;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let s = Settings::default();
+    let row = |name: &str| {
+        let line = readme.lines().find(|l| l.starts_with(&format!("| {name} |"))).unwrap_or_else(|| panic!("{name}"));
+        line.split('|').map(str::trim).filter(|c| !c.is_empty()).map(str::to_string).collect::<Vec<_>>()
+    };
+    let mode = |p: Policy| s.fallback.mode(p);
+    let stated = |p: Policy| {
+        let rate = s.policies.rate(p);
+        let (now, hour) = mode(p).worst_case(&rate);
+        let allowance = match mode(p) {
+            FallbackMode::Refuse => "refuse".to_string(),
+            FallbackMode::Allow(u64::MAX) => "full".to_string(),
+            FallbackMode::Allow(n) => n.to_string(),
+        };
+        (allowance, format!("{now} / {hour}"))
+    };
+    for (name, p) in [
+        ("global", Policy::Global),
+        ("auth", Policy::Auth),
+        ("images", Policy::Images),
+        ("audio", Policy::Audio),
+        ("search", Policy::Search),
+    ] {
+        let cells = row(name);
+        let (allowance, worst) = stated(p);
+        assert!(
+            cells[4].contains(&format!("allowance `{allowance}`"))
+                || cells[4].contains(&format!("allowance {allowance} ")),
+            "{name}: {cells:?}"
+        );
+        assert_eq!(cells[5], worst, "{name}");
+    }
+    let chat = row("chat");
+    let tiers = [Tier::Free, Tier::Pro, Tier::Enterprise].map(|t| stated(Policy::Chat(t)));
+    assert!(
+        chat[4].contains(&format!("allowance {} / {} / {} per hour", tiers[0].0, tiers[1].0, tiers[2].0)),
+        "{chat:?}"
+    );
+    assert_eq!(chat[5], tiers.iter().map(|t| t.1.clone()).collect::<Vec<_>>().join(", "));
 }

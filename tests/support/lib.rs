@@ -4,6 +4,7 @@
 pub mod aws_proxy;
 pub mod aws_shards;
 pub mod clerk;
+pub mod faults;
 pub mod iam;
 pub mod probe;
 pub mod resolver;
