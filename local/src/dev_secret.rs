@@ -21,7 +21,7 @@ pub enum ProvidersError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("{from} must be a JSON list of providers (see README, Chat function)")]
+    #[error("{from} must be a JSON list of providers (see docs/chat.md, Providers)")]
     NotAList { from: String },
 }
 

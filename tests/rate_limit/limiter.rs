@@ -522,9 +522,9 @@ async fn a_policy_that_refuses_answers_503_while_the_store_is_down_and_others_us
 }
 
 #[test]
-fn the_readme_table_states_each_policys_failure_mode_and_worst_case_as_the_code_has_them() {
+fn the_rate_limits_page_states_each_policys_failure_mode_and_worst_case_as_the_code_has_them() {
     use baatcheet_shared::auth::Tier;
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/rate-limits.md")).unwrap();
     let s = Settings::default();
     let row = |name: &str| {
         let line = readme.lines().find(|l| l.starts_with(&format!("| {name} |"))).unwrap_or_else(|| panic!("{name}"));

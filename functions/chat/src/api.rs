@@ -551,7 +551,7 @@ impl PageRequest {
 pub struct SearchQuery {
     /// The text to find in titles, then in messages: trimmed, then 1-200 characters, not blank,
     /// without control characters other than tab, line feed and carriage return. Matched in
-    /// folded form (README, "Search"): Urdu letter variants (Arabic keyboard ك ي ه), diacritics,
+    /// folded form (docs/chat.md, "Search"): Urdu letter variants (Arabic keyboard ك ي ه), diacritics,
     /// tatweel, joiners and digits of any script are folded; Latin is case- and accent-folded,
     /// with Roman Urdu spellings met (`salaam` = `salam`, `kese` = `kaise`).
     #[param(value_type = SearchText, inline, example = "chai")]

@@ -3,7 +3,7 @@
 //! digits) and Roman Urdu matches across its common spellings. A query matches when its folded
 //! form is a substring of the folded text.
 //!
-//! Each character of the text goes through these steps, in order (README, "Search"):
+//! Each character of the text goes through these steps, in order (docs/chat.md, "Search"):
 //! 1. Compatibility decomposition (NFKD, so the text is matched by its NFKC equivalence class):
 //!    presentation forms and ligatures (ﻻ, ﷲ, ﬁ) become their letters, fullwidth and styled
 //!    letters and digits become plain ones, precomposed letters split into letter + marks.
