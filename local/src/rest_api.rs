@@ -243,10 +243,11 @@ async fn serve(api: &RestApi, ctx: &mut Ctx, req: Request) -> Response {
         Ok(b) => b,
         Err(_) => return gateway_error(api, ctx, "REQUEST_TOO_LARGE", 413, "Request Too Long"),
     };
-    let event = proxy_event(api, ctx, &parts, &path, &route, params, &body);
-    let inv = Invocation::new(event.to_string());
+    // The ids come first: the event's X-Amzn-Trace-Id header carries the trace Lambda is given.
+    let mut inv = Invocation::new(Bytes::new());
     ctx.set("integration.requestId", inv.request_id.clone());
     ctx.set("xrayTraceId", inv.trace_id.split(';').next().unwrap_or_default().trim_start_matches("Root=").to_string());
+    inv.event = proxy_event(api, ctx, &parts, &path, &route, params, &body).to_string().into();
     let accept = parts.headers.get("accept").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let deadline = tokio::time::Instant::now() + route.timeout;
     let integration_started = Instant::now();
