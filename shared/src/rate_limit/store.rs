@@ -123,6 +123,19 @@ pub struct DynamoStore {
 }
 
 impl DynamoStore {
+    /// One bucket's UpdateItem as every write of it starts: its key, the attribute names, the new
+    /// TAT back on success and the stored item back on a failed condition.
+    fn bucket_update(&self, key: &str) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(key.to_string()))
+            .expression_attribute_names("#tat", TAT)
+            .expression_attribute_names("#exp", EXPIRES_AT)
+            .return_values(ReturnValue::UpdatedNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+    }
+
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>, timeout: Duration) -> Self {
         Self {
             client,
@@ -306,15 +319,7 @@ impl DynamoStore {
     ) -> Result<Attempt, StoreError> {
         let inc = rate.increment_us(cost);
         let n = |v: u64| AttributeValue::N(v.to_string());
-        let mut req = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(key.to_string()))
-            .expression_attribute_names("#tat", TAT)
-            .expression_attribute_names("#exp", EXPIRES_AT)
-            .return_values(ReturnValue::UpdatedNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let mut req = self.bucket_update(key);
         // The item may expire once its TAT has passed: at most now + tau after this update.
         let expires_at = (now + rate.tolerance_us()).div_ceil(MICROS_PER_SEC) + TTL_MARGIN_SECS;
         req = req.expression_attribute_values(":exp", n(expires_at));
@@ -380,17 +385,10 @@ impl DynamoStore {
                 let expires_at = tat.max(now + rate.tolerance_us()).div_ceil(MICROS_PER_SEC) + TTL_MARGIN_SECS;
                 let n = |v: u64| AttributeValue::N(v.to_string());
                 let mut req = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .key("pk", AttributeValue::S(key.to_string()))
-                    .expression_attribute_names("#tat", TAT)
-                    .expression_attribute_names("#exp", EXPIRES_AT)
+                    .bucket_update(key)
                     .update_expression(SET_UPDATE)
                     .expression_attribute_values(":tat", n(tat))
-                    .expression_attribute_values(":exp", n(expires_at))
-                    .return_values(ReturnValue::UpdatedNew)
-                    .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+                    .expression_attribute_values(":exp", n(expires_at));
                 req = match seen {
                     Some(old) => req.condition_expression(SWAP_CONDITION).expression_attribute_values(":old", n(old)),
                     None => req.condition_expression(NEW_CONDITION),
