@@ -309,3 +309,40 @@ async fn webhook_starts_with_a_secret_without_value_and_fails_closed() {
 async fn webhook_starts_without_the_secret_and_fails_closed() {
     webhook_starts(Secret::Missing).await;
 }
+
+/// In production (`ENVIRONMENT=prod`) every function refuses to start without
+/// `CLERK_AUTHORIZED_PARTIES` (no `azp` check would accept tokens the Clerk instance signs for
+/// any client): the process exits before polling, saying which setting is missing. With the
+/// setting, the same binary starts and answers.
+#[tokio::test]
+async fn functions_refuse_to_start_in_production_without_authorized_parties() {
+    let mut stack = TestStack::new().await;
+    stack.env.insert("ENVIRONMENT".into(), "prod".into());
+    stack.env.remove("CLERK_AUTHORIZED_PARTIES");
+    for name in ["health", "webhook", "chat", "docs"] {
+        let api = RuntimeApi::start().await.expect("runtime API");
+        let out = tokio::process::Command::new(binary(name))
+            .envs(&stack.env)
+            .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(ANSWER_TIMEOUT, out)
+            .await
+            .unwrap_or_else(|_| panic!("{name} kept running in production without authorized parties"))
+            .expect("the function binary runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: {:?}", out.status);
+        assert!(
+            stderr.contains("CLERK_AUTHORIZED_PARTIES") && stderr.contains("ENVIRONMENT=prod"),
+            "{name} must say what is missing: {stderr}"
+        );
+    }
+    // The same production settings with authorized parties: health starts and answers.
+    stack.env.insert("CLERK_AUTHORIZED_PARTIES".into(), "https://app.baatcheet.test".into());
+    let mut f = Function::start("health", &stack).await;
+    let live = buffered(&f.invoke(&fixture("live.json")).await);
+    assert_eq!(live.status, 200, "{live:?}");
+}

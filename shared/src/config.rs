@@ -49,7 +49,7 @@ impl Tables {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `development`, `staging`, `production`.
+    /// `development` (unset), `staging` or `prod` (template.yaml's `Environment`).
     pub environment: String,
     pub version: String,
     pub tables: Tables,
@@ -95,8 +95,11 @@ impl Config {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let environment = get("ENVIRONMENT").unwrap_or_else(|| "development".into());
+        let clerk = crate::auth::ClerkConfig::from_lookup(&get)?;
+        clerk.check_for_environment(&environment)?;
         Ok(Self {
-            environment: get("ENVIRONMENT").unwrap_or_else(|| "development".into()),
+            environment,
             version: get("APP_VERSION").unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),
             tables,
             secret_id: req("SECRET_ID")?,
@@ -105,7 +108,7 @@ impl Config {
             dependency_timeout: Duration::from_millis(parse_num(&get, "DEPENDENCY_TIMEOUT_MS", 1500)?),
             health_probe_ttl: Duration::from_millis(parse_num(&get, "HEALTH_PROBE_TTL_MS", 1000)?),
             rate_limits: crate::rate_limit::Settings::from_lookup(&get)?,
-            clerk: crate::auth::ClerkConfig::from_lookup(&get)?,
+            clerk,
         })
     }
 }
@@ -175,5 +178,14 @@ mod tests {
         }
         let m = vars(&[("SECRET_TTL_SECONDS", "soon")]);
         assert!(Config::from_lookup(|k| m.get(k).cloned()).is_err());
+    }
+
+    #[test]
+    fn production_without_authorized_parties_does_not_start() {
+        let m = vars(&[("ENVIRONMENT", "prod")]);
+        let err = Config::from_lookup(|k| m.get(k).cloned()).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { name: "CLERK_AUTHORIZED_PARTIES", .. }), "{err}");
+        let m = vars(&[("ENVIRONMENT", "prod"), ("CLERK_AUTHORIZED_PARTIES", "https://app.baatcheet.app")]);
+        assert_eq!(Config::from_lookup(|k| m.get(k).cloned()).unwrap().environment, "prod");
     }
 }

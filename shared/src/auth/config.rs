@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use crate::config::ConfigError;
 
+/// The `ENVIRONMENT` value of production (template.yaml's `Environment` parameter).
+pub const PRODUCTION: &str = "prod";
+
 /// Clerk's Backend API, whose `GET /v1/jwks` serves the instance's signing keys.
 pub const DEFAULT_API_URL: &str = "https://api.clerk.com";
 
@@ -84,6 +87,22 @@ impl ClerkConfig {
         })
     }
 
+    /// Production refuses to start without authorized parties: with none, `azp` is not checked,
+    /// and a token the Clerk instance signs for any other client (any origin, a native app of
+    /// another product) would be accepted here.
+    pub fn check_for_environment(&self, environment: &str) -> Result<(), ConfigError> {
+        if environment == PRODUCTION && self.authorized_parties.is_empty() {
+            return Err(ConfigError::Invalid {
+                name: "CLERK_AUTHORIZED_PARTIES",
+                reason: format!(
+                    "must list the origins of the apps that may call this API (e.g. https://app.baatcheet.pk) \
+                     when ENVIRONMENT={PRODUCTION}; set the ClerkAuthorizedParties parameter"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The Backend API's JWKS endpoint.
     pub fn backend_jwks_url(&self) -> String {
         format!("{}/v1/jwks", self.api_url)
@@ -154,6 +173,19 @@ mod tests {
         assert_eq!(c.authorized_parties, ["https://app.example.com", "http://localhost:5173"]);
         assert_eq!(c.clock_skew, Duration::from_secs(10));
         assert_eq!(c.backend_jwks_url(), "http://127.0.0.1:4000/v1/jwks");
+    }
+
+    #[test]
+    fn production_requires_authorized_parties() {
+        let open = parse(&[]).unwrap();
+        let err = open.check_for_environment("prod").unwrap_err().to_string();
+        assert!(err.contains("CLERK_AUTHORIZED_PARTIES") && err.contains("ENVIRONMENT=prod"), "{err}");
+        assert!(open.check_for_environment("staging").is_ok());
+        assert!(open.check_for_environment("development").is_ok());
+        let listed = parse(&[("CLERK_AUTHORIZED_PARTIES", "https://app.example.com")]).unwrap();
+        assert!(listed.check_for_environment("prod").is_ok());
+        let blank = parse(&[("CLERK_AUTHORIZED_PARTIES", " , ")]).unwrap();
+        assert!(blank.check_for_environment("prod").is_err(), "separators alone list nothing");
     }
 
     #[test]

@@ -31,6 +31,12 @@ pub enum AuthError {
     InvalidAuthorizedParty,
     #[error("the session token has no valid subject")]
     InvalidSubject,
+    #[error("the token is not a Clerk session token (an OAuth access or machine token)")]
+    NotASessionToken,
+    #[error("the session is not active (it has pending tasks)")]
+    SessionNotActive,
+    #[error("the request carries more than one different __session cookie")]
+    AmbiguousSessionCookie,
     #[error("the user has been deleted")]
     UserDeleted,
 
@@ -61,6 +67,9 @@ impl AuthError {
             Self::InvalidIssuer => "invalid_issuer",
             Self::InvalidAuthorizedParty => "invalid_authorized_party",
             Self::InvalidSubject => "invalid_subject",
+            Self::NotASessionToken => "not_a_session_token",
+            Self::SessionNotActive => "session_not_active",
+            Self::AmbiguousSessionCookie => "ambiguous_session_cookie",
             Self::UserDeleted => "user_deleted",
             Self::NotConfigured(_)
             | Self::InvalidKeyConfig(_)

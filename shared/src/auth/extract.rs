@@ -11,17 +11,20 @@ use std::convert::Infallible;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
+use super::origin::check_request_origin;
 use super::token::token_from_headers;
 use super::user::{AuthUser, Role};
 use crate::client_ip::ClientIp;
 use crate::context::AppContext;
 use crate::error::ApiError;
 
-/// Who is calling: the token from `Authorization: Bearer` or the `__session` cookie, verified,
-/// and resolved to a live user. Failures are 401 problem+json with a `reason` (5xx when the
+/// Who is calling: the token from `Authorization: Bearer` or the `__session` cookie (a cookie
+/// on a state-changing request only from an allowed origin, else 403), verified, and resolved
+/// to a live user. Failures are 401 problem+json with a `reason` (5xx when the
 /// service itself cannot authenticate). The token is never logged.
 pub async fn authenticate(parts: &Parts, ctx: &AppContext) -> Result<AuthUser, ApiError> {
-    let token = token_from_headers(&parts.headers)?;
+    let (token, source) = token_from_headers(&parts.headers)?;
+    check_request_origin(&parts.method, &parts.headers, source, &ctx.config.cors_origins)?;
     // The auth policy (per IP) limits failed verifications, so token guessing and forgery from
     // one address stop after a few tries. An IP this instance knows to be spent gets 429 before
     // any verification work; a request without a token is not an attempt and is not counted.

@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod origin;
 pub mod token;
 pub mod user;
 

@@ -1,11 +1,13 @@
 //! Clerk session-token verification: the pure part (no I/O), so every rule is unit-tested.
 //!
-//! Order matters and follows Clerk's backend SDK, tightened where its users trip:
-//! size bound -> shape -> header (`alg` must be exactly RS256, read here before any library
-//! touches the token) -> key chosen by the caller from `kid` -> signature -> claims (`exp`, `nbf`,
-//! `iat` with skew; `iss` equal to the configured issuer; `azp` present and listed when
-//! authorized parties are configured; `sub` present). Nothing from the payload is trusted before
-//! the signature has been checked.
+//! The contract: accept only what Clerk's own verifier (`@clerk/backend` `verifyToken`, as its
+//! `authenticateRequest` calls it for a session token) accepts with the same issuer and
+//! authorized parties; `tests/clerk_differential.rs` runs both on a generated corpus. Order:
+//! size bound -> shape -> header (`alg` exactly RS256, `typ` absent or `JWT`, no machine-token
+//! `cat`, no `crit`; read here before any library touches the token) -> key chosen by the caller
+//! from `kid` -> signature -> claims (`exp`, `nbf`, `iat` with skew; `iss` equal to the issuer;
+//! `azp` exactly one of the authorized parties when configured; `sub` a user, not a machine;
+//! `sts` not `pending`). Nothing from the payload is trusted before the signature is checked.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,6 +20,14 @@ use super::error::AuthError;
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Bound on the `kid` header and the `sub` claim (used as cache and table keys).
 const MAX_ID_LEN: usize = 128;
+/// The only `typ` a session token may carry (Clerk's `assertHeaderType`; `at+jwt` is an OAuth
+/// access token signed by the same instance keys). Clerk's session tokens may also omit it.
+const SESSION_TYP: &str = "JWT";
+/// Clerk's JWT categories (`cat` header) that a session token may carry: session and "ignore";
+/// any other (e.g. the M2M category) is refused, as `authenticateRequest` does.
+const SESSION_CATEGORIES: [&str; 2] = ["cl_B7d4PD111AAA", "cl_I7d4PD111III"];
+/// Subject prefix of Clerk machine (M2M) tokens; Clerk refuses them as session tokens.
+const MACHINE_SUBJECT_PREFIX: &str = "mch_";
 
 /// The token split and its header read, signature not yet checked.
 #[derive(Debug)]
@@ -57,7 +67,8 @@ fn is_b64url(b: u8) -> bool {
 
 /// Splits the token and reads its header. Rejects, before any cryptography: oversized input,
 /// anything but three non-empty base64url parts, a header that is not a JSON object, any `alg`
-/// but RS256 (so `none` and HS* never reach a verifier), and `crit` extensions.
+/// but RS256 (so `none` and HS* never reach a verifier), a `typ` other than `JWT` or a `cat`
+/// other than a session's (OAuth access and M2M tokens), and `crit` extensions.
 pub fn parse(token: &str) -> Result<UnverifiedToken<'_>, AuthError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(AuthError::TooLarge { max: MAX_TOKEN_BYTES });
@@ -83,6 +94,16 @@ pub fn parse(token: &str) -> Result<UnverifiedToken<'_>, AuthError> {
         Some(Value::String(alg)) if alg == "RS256" => {}
         Some(_) => return Err(AuthError::UnsupportedAlgorithm),
         None => return Err(AuthError::Malformed("header has no alg")),
+    }
+    match fields.get("typ") {
+        None => {}
+        Some(Value::String(t)) if t == SESSION_TYP => {}
+        Some(_) => return Err(AuthError::NotASessionToken),
+    }
+    match fields.get("cat") {
+        None => {}
+        Some(Value::String(c)) if SESSION_CATEGORIES.contains(&c.as_str()) => {}
+        Some(_) => return Err(AuthError::NotASessionToken),
     }
     if fields.contains_key("crit") {
         return Err(AuthError::Malformed("critical header extensions are not supported"));
@@ -168,9 +189,9 @@ fn check_claims(claims: &Map<String, Value>, rules: &Rules, now: i64) -> Result<
     }
     let azp = string_claim(claims, "azp");
     if !rules.authorized_parties.is_empty() {
-        // Clerk's SDK skips the check when azp is absent; a token without it is refused here.
+        // Exactly as listed (Clerk compares the strings as they are): no trailing-slash leniency.
         match &azp {
-            Some(a) if rules.authorized_parties.iter().any(|p| p == a.trim_end_matches('/')) => {}
+            Some(a) if rules.authorized_parties.iter().any(|p| p == a) => {}
             _ => return Err(AuthError::InvalidAuthorizedParty),
         }
     }
@@ -180,6 +201,16 @@ fn check_claims(claims: &Map<String, Value>, rules: &Rules, now: i64) -> Result<
         }
         _ => return Err(AuthError::InvalidSubject),
     };
+    if sub.starts_with(MACHINE_SUBJECT_PREFIX) {
+        return Err(AuthError::NotASessionToken);
+    }
+    // A session with pending tasks (e.g. choosing an organization) is signed out for Clerk's
+    // `auth()` by default; only an active session (or a token predating `sts`) is let in.
+    match claims.get("sts") {
+        None => {}
+        Some(Value::String(s)) if s == "active" => {}
+        Some(_) => return Err(AuthError::SessionNotActive),
+    }
     Ok(Claims {
         sub,
         session_id: string_claim(claims, "sid"),
@@ -189,8 +220,18 @@ fn check_claims(claims: &Map<String, Value>, rules: &Rules, now: i64) -> Result<
     })
 }
 
+/// Where a request's token came from: the cookie is sent by the browser on its own, so only a
+/// cookie-borne token needs the origin check (`super::origin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    Bearer,
+    Cookie,
+}
+
 /// The token of a request: `Authorization: Bearer <jwt>`, otherwise the `__session` cookie.
-pub fn token_from_headers(headers: &http::HeaderMap) -> Result<&str, AuthError> {
+/// Two different `__session` values (a sibling subdomain can set its own) are ambiguous and
+/// refused rather than picking one; the same value sent twice is one token.
+pub fn token_from_headers(headers: &http::HeaderMap) -> Result<(&str, TokenSource), AuthError> {
     let mut auth = headers.get_all(http::header::AUTHORIZATION).iter();
     if let Some(value) = auth.next() {
         if auth.next().is_some() {
@@ -201,10 +242,11 @@ pub fn token_from_headers(headers: &http::HeaderMap) -> Result<&str, AuthError> 
             && scheme.eq_ignore_ascii_case("bearer")
         {
             let token = token.trim();
-            return if token.is_empty() { Err(AuthError::MissingToken) } else { Ok(token) };
+            return if token.is_empty() { Err(AuthError::MissingToken) } else { Ok((token, TokenSource::Bearer)) };
         }
         // Another scheme (Basic, ...): fall through to the cookie, as a browser may send both.
     }
+    let mut found: Option<&str> = None;
     for value in headers.get_all(http::header::COOKIE) {
         let Ok(value) = value.to_str() else { continue };
         for pair in value.split(';') {
@@ -212,13 +254,17 @@ pub fn token_from_headers(headers: &http::HeaderMap) -> Result<&str, AuthError> 
                 && name.trim() == "__session"
             {
                 let v = v.trim().trim_matches('"');
-                if !v.is_empty() {
-                    return Ok(v);
+                if v.is_empty() {
+                    continue;
+                }
+                match found {
+                    Some(first) if first != v => return Err(AuthError::AmbiguousSessionCookie),
+                    _ => found = Some(v),
                 }
             }
         }
     }
-    Err(AuthError::MissingToken)
+    found.map(|t| (t, TokenSource::Cookie)).ok_or(AuthError::MissingToken)
 }
 
 #[cfg(test)]
@@ -371,9 +417,45 @@ pub(crate) mod tests {
     fn wrong_or_missing_azp() {
         assert_eq!(reason(&sign(&with(json!({"azp": "https://evil.example"})))), "invalid_authorized_party");
         assert_eq!(reason(&sign(&with(json!({"azp": null})))), "invalid_authorized_party");
+        // Compared as Clerk compares: exactly, so a trailing slash or another case is another party.
+        assert_eq!(reason(&sign(&with(json!({"azp": "https://app.baatcheet.test/"})))), "invalid_authorized_party");
+        assert_eq!(reason(&sign(&with(json!({"azp": "https://APP.baatcheet.test"})))), "invalid_authorized_party");
+        assert_eq!(reason(&sign(&with(json!({"azp": ["https://app.baatcheet.test"]})))), "invalid_authorized_party");
         let open = Rules { authorized_parties: vec![], ..rules() };
         let t = sign(&with(json!({"azp": "https://anything.example"})));
         assert!(parse(&t).unwrap().verify(&keys()[0].decoding, &open, NOW).is_ok());
+    }
+
+    /// Signs `claims` under a hand-written header (fields jsonwebtoken's Header cannot carry).
+    fn sign_with_header(header: Value, claims: &Value) -> String {
+        let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+        let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &keys()[0].encoding, Algorithm::RS256).unwrap();
+        format!("{input}.{sig}")
+    }
+
+    #[test]
+    fn only_session_tokens_by_typ_and_category() {
+        let ok = |h: Value| check(&sign_with_header(h, &claims())).map(|_| ());
+        assert!(ok(json!({"alg": "RS256", "kid": "k1", "typ": "JWT"})).is_ok());
+        assert!(ok(json!({"alg": "RS256", "kid": "k1"})).is_ok(), "typ is optional, as in Clerk");
+        assert!(ok(json!({"alg": "RS256", "typ": "JWT", "cat": "cl_B7d4PD111AAA"})).is_ok());
+        for typ in [json!("at+jwt"), json!("application/at+jwt"), json!("jwt"), json!("JWS"), json!(""), json!(1)] {
+            let t = sign_with_header(json!({"alg": "RS256", "kid": "k1", "typ": typ}), &claims());
+            assert_eq!(reason(&t), "not_a_session_token", "typ {typ}");
+        }
+        for cat in [json!("cl_B7d4PD333AAA"), json!("cl_other"), json!(null), json!(["cl_B7d4PD111AAA"])] {
+            let t = sign_with_header(json!({"alg": "RS256", "typ": "JWT", "cat": cat}), &claims());
+            assert_eq!(reason(&t), "not_a_session_token", "cat {cat}");
+        }
+        // A machine (M2M) subject is not a user, whatever the header says.
+        assert_eq!(reason(&sign(&with(json!({"sub": "mch_2xyz"})))), "not_a_session_token");
+    }
+
+    #[test]
+    fn pending_sessions_are_refused() {
+        assert!(check(&sign(&with(json!({"sts": "active"})))).is_ok());
+        assert_eq!(reason(&sign(&with(json!({"sts": "pending"})))), "session_not_active");
+        assert_eq!(reason(&sign(&with(json!({"sts": 1})))), "session_not_active");
     }
 
     #[test]
@@ -448,16 +530,17 @@ pub(crate) mod tests {
 
     #[test]
     fn token_comes_from_bearer_then_cookie() {
+        use TokenSource::{Bearer, Cookie};
         let mut h = http::HeaderMap::new();
         assert!(matches!(token_from_headers(&h), Err(AuthError::MissingToken)));
         h.insert("cookie", "theme=dark; __session=cookie.tok.en; other=1".parse().unwrap());
-        assert_eq!(token_from_headers(&h).unwrap(), "cookie.tok.en");
+        assert_eq!(token_from_headers(&h).unwrap(), ("cookie.tok.en", Cookie));
         h.insert("authorization", "Bearer header.tok.en".parse().unwrap());
-        assert_eq!(token_from_headers(&h).unwrap(), "header.tok.en");
+        assert_eq!(token_from_headers(&h).unwrap(), ("header.tok.en", Bearer));
         h.insert("authorization", "bearer   spaced.tok.en ".parse().unwrap());
-        assert_eq!(token_from_headers(&h).unwrap(), "spaced.tok.en");
+        assert_eq!(token_from_headers(&h).unwrap(), ("spaced.tok.en", Bearer));
         h.insert("authorization", "Basic dXNlcjpwdw==".parse().unwrap());
-        assert_eq!(token_from_headers(&h).unwrap(), "cookie.tok.en");
+        assert_eq!(token_from_headers(&h).unwrap(), ("cookie.tok.en", Cookie));
         h.append("authorization", "Bearer x.y.z".parse().unwrap());
         assert_eq!(token_from_headers(&h).unwrap_err().reason(), Some("malformed"));
         let mut h = http::HeaderMap::new();
@@ -465,5 +548,26 @@ pub(crate) mod tests {
         assert!(matches!(token_from_headers(&h), Err(AuthError::MissingToken)));
         h.insert("authorization", "Bearer ".parse().unwrap());
         assert!(matches!(token_from_headers(&h), Err(AuthError::MissingToken)));
+    }
+
+    #[test]
+    fn two_different_session_cookies_are_ambiguous() {
+        let mut h = http::HeaderMap::new();
+        h.insert("cookie", "__session=a.b.c; theme=dark; __session=d.e.f".parse().unwrap());
+        assert_eq!(token_from_headers(&h).unwrap_err().reason(), Some("ambiguous_session_cookie"));
+        // Split over two Cookie headers (HTTP/2 sends one per cookie).
+        let mut h = http::HeaderMap::new();
+        h.append("cookie", "__session=a.b.c".parse().unwrap());
+        h.append("cookie", "__session=d.e.f".parse().unwrap());
+        assert_eq!(token_from_headers(&h).unwrap_err().reason(), Some("ambiguous_session_cookie"));
+        // The same value twice is one token; an empty one is no token.
+        let mut h = http::HeaderMap::new();
+        h.insert("cookie", "__session=a.b.c; __session=\"a.b.c\"; __session=".parse().unwrap());
+        assert_eq!(token_from_headers(&h).unwrap(), ("a.b.c", TokenSource::Cookie));
+        // A Bearer token makes the cookies irrelevant.
+        let mut h = http::HeaderMap::new();
+        h.insert("cookie", "__session=a.b.c; __session=d.e.f".parse().unwrap());
+        h.insert("authorization", "Bearer g.h.i".parse().unwrap());
+        assert_eq!(token_from_headers(&h).unwrap(), ("g.h.i", TokenSource::Bearer));
     }
 }
