@@ -151,6 +151,20 @@ ensure_playwright_core() {
     "playwright-core@$PLAYWRIGHT_CORE_VERSION" >/dev/null
 }
 
+# Clerk's own token verifier (@clerk/backend, npm) for the differential token test
+# (tests/clerk_differential.rs): pinned in tests/clerk/package.json and its package-lock.json,
+# installed with `npm ci` into tests/clerk/node_modules when missing or another version.
+ensure_clerk_backend() {
+  local dir="$ROOT/tests/clerk" want have=""
+  want="$(node -p 'require(process.argv[1]).dependencies["@clerk/backend"]' "$dir/package.json")"
+  if [ -f "$dir/node_modules/@clerk/backend/package.json" ]; then
+    have="$(node -p 'require(process.argv[1]).version' "$dir/node_modules/@clerk/backend/package.json")"
+  fi
+  if [ "$have" = "$want" ]; then return; fi
+  log "installing @clerk/backend@$want (npm ci, tests/clerk/package-lock.json) for the differential token test"
+  npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
+}
+
 # Artillery (npm) for the load tests (scripts/load.sh), pinned, into .local/artillery; no global
 # install. 2.0.21 is the last release that runs on Node 18/20 (later ones need Node >= 22.13).
 # Telemetry off, here and in every run; no browser download for its Playwright engine (unused).

@@ -17,6 +17,8 @@ log "MOTO_FAST (the local endpoint of make load and make bench) answers as stock
 # moto answers one call at a time: a parallel suite must not mistake its queue for an outage.
 export AWS_SDK_ATTEMPT_TIMEOUT_MS="${AWS_SDK_ATTEMPT_TIMEOUT_MS:-15000}"
 export AWS_SDK_OPERATION_TIMEOUT_MS="${AWS_SDK_OPERATION_TIMEOUT_MS:-40000}"
+# Clerk's verifier, run by the differential token test beside this API's.
+ensure_clerk_backend
 # The function binaries tests/deployed.rs and the gateway run as Lambda runs them.
 cargo build -p health -p webhook -p chat -p docs --bins
 cargo test --workspace --all-targets --no-fail-fast "$@"

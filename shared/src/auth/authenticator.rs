@@ -104,10 +104,16 @@ impl Authenticator {
 
     /// Verifies a session token and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        self.verify_at(token, now_secs()).await
+    }
+
+    /// [`Self::verify`] at `now` (seconds since the epoch): the clock is the one input a
+    /// comparison with another verifier (tests/clerk_differential.rs) must pin on both sides.
+    pub async fn verify_at(&self, token: &str, now: i64) -> Result<Claims, AuthError> {
         let parsed = token::parse(token)?;
         let rules = self.rules.as_ref().ok_or(AuthError::NotConfigured("CLERK_ISSUER is not set"))?;
         let key = self.key_for(parsed.kid.as_deref()).await?;
-        parsed.verify(&key, rules, now_secs())
+        parsed.verify(&key, rules, now)
     }
 
     /// Verifies the token and resolves its user: from the cache, else the users table, else
