@@ -261,3 +261,82 @@ async fn an_audio_upload_arrives_as_sent() {
     assert_eq!(sent.body["file_bytes"], bytes.len());
     assert_eq!(sent.body["file_fnv1a"], fnv1a(&bytes), "the audio reached the provider intact");
 }
+
+/// A browser attaches the `__session` cookie to requests any site starts: through the gateway,
+/// a completion POSTed with the cookie from another site is refused with a problem body before
+/// anything reaches the provider; the same POST with a Bearer token from anywhere works, as does
+/// the cookie from an allowed origin (CORS_ALLOWED_ORIGINS) and a cookie GET from anywhere. Two
+/// different `__session` cookies are refused as ambiguous.
+#[tokio::test]
+async fn cookie_sessions_change_data_only_from_allowed_origins_and_bearer_from_anywhere() {
+    let fake = FakeUpstream::start().await;
+    fake.set_default(Behavior::ok().chunks(2));
+    let (h, gw) = chat_stack(&fake).await;
+    let base = gw.base_url();
+    let alice = h.caller("alice").await;
+    let cookie = format!("theme=dark; __session={}", alice.token());
+    let completion = || http().post(format!("{base}/api/v1/chat/completions")).json(&json!({"message": "Salaam"}));
+
+    for (origin, site) in [("https://evil.example", "cross-site"), ("https://other.baatcheet.test", "same-site")] {
+        let res = completion()
+            .header("cookie", &cookie)
+            .header("origin", origin)
+            .header("sec-fetch-site", site)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            res.headers()["content-type"].to_str().unwrap().starts_with("application/problem+json"),
+            "{:?}",
+            res.headers()
+        );
+        let body = problem(res, 403).await;
+        assert!(body["detail"].as_str().unwrap().contains("allowed origin"), "{body}");
+    }
+    // A cookie POST with no Origin and no Sec-Fetch-Site (no evidence of where it came from).
+    problem(completion().header("cookie", &cookie).send().await.unwrap(), 403).await;
+    assert_eq!(fake.request_count(), 0, "a refused request reaches no provider");
+
+    // Bearer from another site: the browser never attaches it on its own, so it is not checked.
+    let res = completion()
+        .header("authorization", alice.bearer())
+        .header("origin", "https://evil.example")
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("event: done"));
+    // The cookie from the app's own origin (CORS_ALLOWED_ORIGINS) works.
+    let res = completion()
+        .header("cookie", &cookie)
+        .header("origin", "https://app.baatcheet.test")
+        .header("sec-fetch-site", "same-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("event: done"));
+    assert_eq!(fake.request_count(), 2);
+    // Reading with the cookie from anywhere is not a forgery risk (CORS keeps the answer away).
+    let res = http()
+        .get(format!("{base}/api/v1/conversations"))
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let list: Value = res.json().await.unwrap();
+    assert_eq!(list["conversations"].as_array().unwrap().len(), 2);
+
+    // A sibling subdomain's second __session: refused, not the first one picked.
+    let bob = h.caller("bob").await;
+    let res = http()
+        .get(format!("{base}/api/v1/conversations"))
+        .header("cookie", format!("__session={}; __session={}", alice.token(), bob.token()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(res, 401).await["reason"], "ambiguous_session_cookie");
+}
