@@ -326,7 +326,16 @@ async fn context_is_the_newest_50_of_60_messages_in_order() {
 #[tokio::test]
 async fn dynamodb_calls_per_completion_are_counted() {
     let fake = FakeUpstream::start().await;
-    let h = one_provider(&fake, fast_config()).await;
+    // The user stays cached for the whole test, however slow the machine (the default TTL, the
+    // revocation bound, is 2 s).
+    let models = chat_model("m");
+    let h = ChatHarness::with(
+        json!([fake.provider("primary", &["k1"], models)]),
+        fast_config(),
+        &[("AUTH_USER_CACHE_TTL_SECS", "600")],
+        None,
+    )
+    .await;
     let alice = h.caller("alice").await;
     h.calls.take();
     let (_, all) = stream(&h, &alice, json!({"message": "first"})).await;

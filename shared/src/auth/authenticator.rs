@@ -141,8 +141,10 @@ impl Authenticator {
         Ok(record.auth_user())
     }
 
-    /// Drops a user from this instance's cache (the webhook calls it after a write, so a
-    /// co-located API sees a role change or deletion at once).
+    /// Drops a user from this instance's cache only: a write made here (the admin API) applies
+    /// to this instance's next request at once. Other instances (every other Lambda instance, of
+    /// this function or another) keep their copy until it is `user_cache_ttl` old, the
+    /// revocation bound.
     pub fn forget_user(&self, clerk_id: &str) {
         self.cache.remove(clerk_id);
     }

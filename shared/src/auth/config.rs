@@ -13,6 +13,13 @@ pub const PRODUCTION: &str = "prod";
 /// Clerk's Backend API, whose `GET /v1/jwks` serves the instance's signing keys.
 pub const DEFAULT_API_URL: &str = "https://api.clerk.com";
 
+/// Default user cache TTL: the revocation bound. A role, tier or deletion written to the users
+/// table (webhook or admin) applies to every request that starts this long after the write, on
+/// every instance: each instance re-reads a user (one strongly consistent GetItem) once its
+/// cached copy is this old. Lambda instances share no memory, so no instance can drop another's
+/// copy; the TTL is what bounds them all.
+pub const USER_CACHE_TTL_SECS: u64 = 2;
+
 /// How the per-instance JWKS cache behaves. Not read from the environment: the defaults are the
 /// contract (5 min TTL, unknown-kid refetch at most once a minute); tests shorten them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +62,8 @@ pub struct ClerkConfig {
     pub jwks_url: Option<String>,
     /// `CLERK_JWT_KEY` from the environment: the PEM public key for networkless verification.
     pub jwt_key: Option<String>,
-    /// `AUTH_USER_CACHE_TTL_SECS` (default 30): how long a user row is trusted per instance.
+    /// `AUTH_USER_CACHE_TTL_SECS` (default [`USER_CACHE_TTL_SECS`]): how long a user row is
+    /// trusted per instance, i.e. the revocation bound (docs/auth.md).
     pub user_cache_ttl: Duration,
     pub jwks: JwksPolicy,
 }
@@ -82,7 +90,7 @@ impl ClerkConfig {
             api_url,
             jwks_url,
             jwt_key: get("CLERK_JWT_KEY").filter(|v| !v.trim().is_empty()),
-            user_cache_ttl: Duration::from_secs(secs(&opt, "AUTH_USER_CACHE_TTL_SECS", 30)?),
+            user_cache_ttl: Duration::from_secs(secs(&opt, "AUTH_USER_CACHE_TTL_SECS", USER_CACHE_TTL_SECS)?),
             jwks: JwksPolicy::default(),
         })
     }
@@ -158,6 +166,7 @@ mod tests {
         assert_eq!(c.clock_skew, Duration::from_secs(5));
         assert_eq!(c.backend_jwks_url(), "https://api.clerk.com/v1/jwks");
         assert_eq!(c.jwks, JwksPolicy::default());
+        assert_eq!(c.user_cache_ttl, Duration::from_secs(USER_CACHE_TTL_SECS));
     }
 
     #[test]

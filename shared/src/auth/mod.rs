@@ -11,7 +11,7 @@ pub mod token;
 pub mod user;
 
 pub use authenticator::Authenticator;
-pub use config::{ClerkConfig, JwksPolicy};
+pub use config::{ClerkConfig, JwksPolicy, USER_CACHE_TTL_SECS};
 pub use error::AuthError;
 pub use extract::{RequireRoleLayer, authenticate, require_role};
 pub use user::{AuthUser, Role, Tier};
