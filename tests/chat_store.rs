@@ -180,18 +180,19 @@ async fn delete_removes_every_message_and_an_interrupted_delete_leaves_nothing_r
     assert_eq!(raw_items(&h, id).await, 61);
 
     // An interruption right after the first step of a delete: the conversation is marked deleted
-    // and out of the index, its messages still in the table.
+    // and moved out of the user's list to their `UDEL#` index partition, its messages still in the
+    // table.
     h.ctx
         .dynamo
         .update_item()
         .table_name(&h.ctx.config.tables.conversations)
         .key("pk", AttributeValue::S(format!("CONV#{id}")))
         .key("sk", AttributeValue::S("META".into()))
-        .update_expression("SET #d = :now REMOVE #gpk, #gsk")
+        .update_expression("SET #d = :now, #gpk = :deleting")
         .expression_attribute_names("#d", "deleted_at")
         .expression_attribute_names("#gpk", "gsi1pk")
-        .expression_attribute_names("#gsk", "gsi1sk")
         .expression_attribute_values(":now", AttributeValue::S(now_rfc3339()))
+        .expression_attribute_values(":deleting", AttributeValue::S("UDEL#alice".into()))
         .send()
         .await
         .unwrap();

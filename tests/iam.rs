@@ -168,7 +168,9 @@ fn health_flows(p: Probe) -> BoxFuture<'static, ()> {
 
 /// Signed deliveries down every branch of the webhook's store: applied (one TransactWriteItems:
 /// the delivery record's Put and the user's Update), a duplicate (the transaction refused), an
-/// older event (the delivery recorded alone with PutItem), a deletion (the user's Update).
+/// older event (the delivery recorded alone with PutItem), a deletion (the user's Update) and the
+/// erasure of the user's data (their tombstone read, their items found through the index and
+/// batch-deleted, their buckets batch-deleted, the end recorded).
 fn webhook_flows(p: Probe) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         let id = clerk::unique_user();
@@ -183,9 +185,24 @@ fn webhook_flows(p: Probe) -> BoxFuture<'static, ()> {
         assert_eq!(p.send(older.request(clerk::WEBHOOK_SECRET)).await, ok, "an older user.updated");
         assert_eq!(delivery_outcome(&p, &older.id).await.as_deref(), Some("stale"));
 
+        // The user's data, written past the proxy, for the erasure to find and delete.
+        let item = baatcheet_shared::aws::dynamodb(&p.stack.sdk)
+            .get_item()
+            .table_name(&p.stack.env["USERS_TABLE"])
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(id.clone()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("user readable");
+        let user_id = item.item().and_then(|i| i.get("user_id")).and_then(|v| v.as_s().ok()).expect("user_id").clone();
+        baatcheet_tests::seed::conversations(&p.stack, &user_id, 1, 2).await;
+
         let deleted = Delivery::new(&deleted_event(&id));
         assert_eq!(p.send(deleted.request(clerk::WEBHOOK_SECRET)).await, ok, "user.deleted");
         assert_eq!(delivery_outcome(&p, &deleted.id).await.as_deref(), Some("applied"));
+        let left = baatcheet_tests::seed::scan_all(&p.stack).await;
+        let mentions = left["CONVERSATIONS_TABLE"].iter().filter(|i| baatcheet_tests::seed::mentions(i, &user_id));
+        assert_eq!(mentions.count(), 0, "the erasure ran");
     })
 }
 

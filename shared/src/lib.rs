@@ -7,6 +7,7 @@ pub mod client_ip;
 pub mod config;
 pub mod context;
 pub mod cors;
+pub mod erasure;
 pub mod error;
 pub mod keys;
 pub mod lambda;

@@ -5,7 +5,12 @@
 //! Item: `pk` (= `clerk_id`), `user_id` (BaatCheet's own id, set once with `if_not_exists`),
 //! `email`, `first_name`, `last_name`, `image_url`, `role`, `tier`, `created_at`/`updated_at`
 //! (Clerk's, ms), `deleted`/`deleted_at`, `synced_at` (ours, ms), `source` (`webhook`|`token`),
-//! `revision` (count of writes applied).
+//! `revision` (count of writes applied), `erasure` (`pending`|`done`) and `erased_at` (ms).
+//!
+//! A deleted user's item is a tombstone: ids, `deleted`/`deleted_at`, the erasure state and
+//! bookkeeping, and no personal data (no email, names, image; nor role, tier or Clerk's times).
+//! It stays, so that no later or replayed event resurrects the user and the erasure of their
+//! data knows their `user_id`.
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure, Update};
 use std::collections::HashMap;
@@ -31,6 +36,10 @@ const DELETED_AT: &str = "deleted_at";
 const SYNCED_AT: &str = "synced_at";
 const SOURCE: &str = "source";
 const REVISION: &str = "revision";
+const ERASURE: &str = "erasure";
+const ERASED_AT: &str = "erased_at";
+const ERASURE_PENDING: &str = "pending";
+const ERASURE_DONE: &str = "done";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -56,6 +65,10 @@ pub struct UserRecord {
     pub role: Role,
     pub tier: Tier,
     pub deleted: bool,
+    /// When the webhook applied the deletion (ms).
+    pub deleted_at: Option<i64>,
+    /// Deleted, and their data not all erased yet.
+    pub erasure_pending: bool,
     /// Clerk's `updated_at` (ms) of the data held; None until the webhook has written the user.
     pub updated_at: Option<i64>,
     pub revision: i64,
@@ -86,6 +99,8 @@ impl UserRecord {
             role: Role::parse_lenient(s(ROLE).as_deref()),
             tier: Tier::parse_lenient(s(TIER).as_deref()),
             deleted: item.get(DELETED).and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+            deleted_at: n(DELETED_AT),
+            erasure_pending: s(ERASURE).as_deref() == Some(ERASURE_PENDING),
             updated_at: n(UPDATED_AT),
             revision: n(REVISION).unwrap_or(0),
             clerk_id,
@@ -127,8 +142,11 @@ const UPSERT_EXPR: &str = "SET #user_id = if_not_exists(#user_id, :user_id), #cl
 const UPSERT_COND: &str = "attribute_not_exists(#pk) OR ((attribute_not_exists(#updated_at) OR #updated_at < :updated) \
      AND (attribute_not_exists(#deleted) OR #deleted = :false))";
 const DELETE_EXPR: &str = "SET #user_id = if_not_exists(#user_id, :user_id), #clerk_id = :clerk_id, #deleted = :true, \
-     #deleted_at = :now, #synced_at = :now, #source = :source REMOVE #email, #first_name, #last_name, #image_url \
+     #deleted_at = :now, #synced_at = :now, #source = :source, #erasure = :pending \
+     REMOVE #email, #first_name, #last_name, #image_url, #role, #tier, #created_at, #updated_at \
      ADD #revision :one";
+const ERASED_EXPR: &str = "SET #erasure = :done, #erased_at = :now ADD #revision :one";
+const ERASED_COND: &str = "#deleted = :true AND #erasure = :pending";
 const DELETE_COND: &str = "attribute_not_exists(#deleted) OR #deleted = :false";
 
 fn s(v: &str) -> AttributeValue {
@@ -305,8 +323,8 @@ impl UsersStore {
         (names, values)
     }
 
-    /// The write of a `user.deleted` event: marks the user deleted and drops their personal
-    /// data. Deletion is final (Clerk never reuses ids), so later or replayed events cannot
+    /// The write of a `user.deleted` event: marks the user deleted, drops their personal data
+    /// (leaving the tombstone) and marks the erasure of everything else of theirs pending. Deletion is final (Clerk never reuses ids), so later or replayed events cannot
     /// resurrect the user; an item is created if the user was never seen, for the same reason.
     pub fn mark_deleted(&self, clerk_id: &str, now_ms: i64) -> Result<Update, StoreError> {
         let values = HashMap::from([
@@ -317,12 +335,40 @@ impl UsersStore {
             (":now".to_string(), num(now_ms)),
             (":source".to_string(), s("webhook")),
             (":one".to_string(), num(1)),
+            (":pending".to_string(), s(ERASURE_PENDING)),
         ]);
         let names = names(&[
             USER_ID, CLERK_ID, DELETED, DELETED_AT, SYNCED_AT, SOURCE, EMAIL, FIRST_NAME, LAST_NAME, IMAGE_URL,
-            REVISION,
+            REVISION, ERASURE, ROLE, TIER, CREATED_AT, UPDATED_AT,
         ]);
         self.update(clerk_id, Write::Delete, names, values)
+    }
+
+    /// Records that nothing of a deleted user is left but the tombstone. Conditional on the
+    /// erasure being pending, so a repeat changes nothing; returns whether this call recorded it.
+    pub async fn mark_erased(&self, clerk_id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(clerk_id)))
+            .update_expression(ERASED_EXPR)
+            .condition_expression(ERASED_COND)
+            .set_expression_attribute_names(Some(names(&[ERASURE, ERASED_AT, REVISION, DELETED])))
+            .set_expression_attribute_values(Some(HashMap::from([
+                (":done".to_string(), s(ERASURE_DONE)),
+                (":pending".to_string(), s(ERASURE_PENDING)),
+                (":true".to_string(), AttributeValue::Bool(true)),
+                (":now".to_string(), num(now_ms)),
+                (":one".to_string(), num(1)),
+            ])))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(dynamo_err("UpdateItem")(Box::new(e))),
+        }
     }
 
     fn update(

@@ -206,3 +206,4 @@ pub fn as_client(router: axum::Router, ip: &str) -> axum::Router {
 pub mod chat;
 pub mod deployed;
 pub mod fake_upstream;
+pub mod seed;

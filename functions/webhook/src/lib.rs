@@ -4,6 +4,7 @@
 
 pub mod clerk;
 pub mod deliveries;
+pub mod erasure;
 pub mod svix;
 
 use axum::{
@@ -23,6 +24,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use clerk::Action;
 use deliveries::{Deliveries, Outcome};
+use erasure::{Eraser, ErasureSettings, Progress};
 
 /// Every route answers buffered (the JSON proxy response).
 pub const RESPONSE_MODE: baatcheet_shared::lambda::ResponseMode = baatcheet_shared::lambda::ResponseMode::Buffered;
@@ -35,6 +37,7 @@ pub const MAX_BODY_BYTES: usize = 128 * 1024;
 struct WebhookState {
     ctx: AppContext,
     deliveries: Arc<Deliveries>,
+    eraser: Arc<Eraser>,
 }
 
 /// The acknowledgement Svix needs to stop retrying a delivery.
@@ -53,10 +56,16 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     baatcheet_shared::openapi::document(routes().into_openapi())
 }
 
+/// The router with the default erasure settings.
 pub fn router(ctx: AppContext) -> Router {
+    router_with(ctx, ErasureSettings::default())
+}
+
+pub fn router_with(ctx: AppContext, erasure: ErasureSettings) -> Router {
     let users = UsersStore::new(ctx.dynamo.clone(), ctx.config.tables.users.clone());
+    let eraser = Eraser::new(users.clone(), erasure::stores(&ctx), erasure);
     let deliveries = Deliveries::new(ctx.dynamo.clone(), ctx.config.tables.webhook_deliveries.clone(), users);
-    let state = WebhookState { ctx: ctx.clone(), deliveries: Arc::new(deliveries) };
+    let state = WebhookState { ctx: ctx.clone(), deliveries: Arc::new(deliveries), eraser: Arc::new(eraser) };
     let (routes, _) = routes().split_for_parts();
     request_path::wrap(routes.with_state(state), &ctx)
 }
@@ -79,8 +88,10 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes,
 ///
 /// Clerk, through Svix, reports `user.created`, `user.updated` and `user.deleted`. The signature
 /// (`svix-id`, `svix-timestamp`, `svix-signature`, or the `webhook-*` names) is verified over the
-/// raw body; each delivery is applied exactly once and never over newer data. Other event types
-/// are acknowledged and ignored. Not behind the per-IP global limit.
+/// raw body; each delivery is applied exactly once and never over newer data. `user.deleted`
+/// erases all of the user's data; while that is unfinished (more than one invocation's work)
+/// the answer is 503, and Svix's next delivery continues it. Other event types are acknowledged
+/// and ignored. Not behind the per-IP global limit.
 #[utoipa::path(post, path = "/api/v1/clerk/webhook", tag = "webhooks", operation_id = "receiveClerkWebhook",
     request_body(content = serde_json::Value, content_type = "application/json",
         description = "A Clerk event as Svix delivers it.",
@@ -123,11 +134,23 @@ async fn receive(
         Action::Delete { clerk_id } => Some(clerk_id.as_str()),
         Action::Ignore => None,
     };
+    // This instance's own cache only (an in-process API, as in tests and `make dev`'s gateway);
+    // chat instances pick the change up within their user cache TTL (docs/auth.md).
     if let Some(id) = clerk_id
         && outcome == Outcome::Applied
     {
         state.ctx.auth.forget_user(id);
     }
     tracing::info!(svix_id = %svix.id, event_type = %event_type, clerk_id = clerk_id.unwrap_or("-"), outcome = ?outcome, "webhook delivery");
+    // Applied, or seen before (a re-delivery, another user.deleted): either way the erasure
+    // continues if it is pending.
+    if let Action::Delete { clerk_id } = &action
+        && state.eraser.run(clerk_id).await.map_err(ApiError::internal)? == Progress::More
+    {
+        return Err(ApiError::Unavailable {
+            detail: "The user's data is being erased; deliver again to continue.".into(),
+            retry_after_secs: Some(5),
+        });
+    }
     Ok(Json(Received { received: true }))
 }

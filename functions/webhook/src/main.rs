@@ -4,6 +4,7 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     baatcheet_shared::telemetry::init();
-    let app = baatcheet_shared::AppContext::from_env_with(webhook::router).await?;
+    let erasure = webhook::erasure::ErasureSettings::from_env()?;
+    let app = baatcheet_shared::AppContext::from_env_with(|ctx| webhook::router_with(ctx, erasure)).await?;
     baatcheet_shared::lambda::serve(app, webhook::RESPONSE_MODE).await
 }

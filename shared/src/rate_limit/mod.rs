@@ -50,6 +50,7 @@
 pub mod breaker;
 pub mod clock;
 pub mod deny_cache;
+pub mod erase;
 pub mod fallback;
 pub mod gcra;
 pub mod headers;

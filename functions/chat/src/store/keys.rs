@@ -4,13 +4,15 @@
 //! |--------------|---------------|-------------|-----------------|---------------|
 //! | conversation | `CONV#{cid}`  | `META`      | `USER#{uid}`    | `CONV#{cid}`  |
 //! | message      | `CONV#{cid}`  | `M#{mid}`   | `UMSG#{uid}`    | `M#{mid}`     |
+//! | conversation being deleted | `CONV#{cid}` | `META` | `UDEL#{uid}` | `CONV#{cid}` |
 //!
 //! - A conversation and its messages share a partition. `META` sorts after every `M#...`, so one
 //!   descending Query returns the conversation first and then its newest messages (the context of a
 //!   completion is one call).
 //! - Ids are UUID v7: a user's conversations list newest first on the index, messages sort by id.
-//! - A conversation being deleted loses its `gsi1pk`/`gsi1sk` first (a sparse index): it leaves the
-//!   user's list at once, before its messages are removed.
+//! - A conversation being deleted moves to `UDEL#{uid}` on the index first: it leaves the user's
+//!   list (and search) at once, before its messages are removed, and stays findable by user id
+//!   until its item goes (an interrupted delete is finished by the user's erasure).
 //! - Messages are indexed under the user (`UMSG#`) so search reads the user's own items only.
 
 use super::ids::{ConversationId, MessageId};
@@ -33,6 +35,10 @@ pub fn user_conversations(user_id: &str) -> String {
 
 pub fn conv_gsi_sk(id: ConversationId) -> String {
     format!("CONV#{id}")
+}
+
+pub fn user_deleting(user_id: &str) -> String {
+    format!("UDEL#{user_id}")
 }
 
 pub fn user_messages(user_id: &str) -> String {

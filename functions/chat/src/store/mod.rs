@@ -7,6 +7,7 @@
 //! user's conversation (or one being deleted) reports `NotFound`, exactly like a missing one.
 
 pub mod cursor;
+pub mod erase;
 pub mod fold;
 pub mod ids;
 pub mod keys;
@@ -396,7 +397,7 @@ impl ConversationStore {
     }
 
     /// Deletes a conversation and all its messages. First the conversation is marked deleted and
-    /// leaves the user's list (one conditional update): from then on nothing of it is reachable,
+    /// leaves the user's list for the `UDEL#` index partition (one conditional update): from then on nothing of it is reachable,
     /// even if what follows is interrupted. Then its messages go in batches, the conversation item
     /// last. Deleting a conversation already marked resumes the removal.
     /// Returns how many messages were removed.
@@ -406,14 +407,14 @@ impl ConversationStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(keys::conv_pk(id), keys::META_SK)))
-            .update_expression("SET #deleted_at = if_not_exists(#deleted_at, :now) REMOVE #gpk, #gsk")
+            .update_expression("SET #deleted_at = if_not_exists(#deleted_at, :now), #gpk = :deleting")
             .condition_expression("#user_id = :uid")
             .expression_attribute_names("#deleted_at", "deleted_at")
             .expression_attribute_names("#gpk", "gsi1pk")
-            .expression_attribute_names("#gsk", "gsi1sk")
             .expression_attribute_names("#user_id", "user_id")
             .expression_attribute_values(":now", s(now_rfc3339()))
             .expression_attribute_values(":uid", s(user_id))
+            .expression_attribute_values(":deleting", s(keys::user_deleting(user_id)))
             .send()
             .await;
         match marked {
@@ -460,7 +461,7 @@ impl ConversationStore {
         Ok(removed)
     }
 
-    async fn delete_batch(&self, keys_only: &[Item]) -> Result<(), StoreError> {
+    pub(crate) async fn delete_batch(&self, keys_only: &[Item]) -> Result<(), StoreError> {
         let mut requests = keys_only
             .iter()
             .map(|k| {
