@@ -37,3 +37,6 @@ mod iam;
 
 #[path = "health.rs"]
 mod health;
+
+#[path = "chat_limits.rs"]
+mod chat_limits;

@@ -660,6 +660,7 @@ async fn transcription_sends_the_audio_as_multipart_with_failover() {
             file_name: "audio.wav".into(),
             content_type: "audio/wav".into(),
         },
+        seconds: 1,
         language: Some("ur".into()),
         model: None,
     };

@@ -71,6 +71,35 @@ fn a_declared_type_that_lies_is_415() {
 }
 
 #[test]
+fn audio_is_measured_and_a_file_longer_than_allowed_is_422() {
+    // ffmpeg, from a 3 s tone, into each container.
+    let tones = [
+        ("tone-3s.mp3", "audio/mpeg"),
+        ("tone-3s.ogg", "audio/ogg"),
+        ("tone-3s.webm", "audio/webm"),
+        ("tone-3s.live.webm", "audio/webm"),
+        ("tone-3s.m4a", "audio/mp4"),
+        ("tone-3s.flac", "audio/flac"),
+    ];
+    let short = UploadLimits { max_audio_seconds: 2, ..limits() };
+    for (name, declared) in tones {
+        let f = upload::verify(MediaClass::Audio, Some(declared), read(name), &limits()).unwrap();
+        assert_eq!(f.audio_length().map(|l| l.charged_seconds()), Some(3), "{name}");
+        let err = upload::verify(MediaClass::Audio, Some(declared), read(name), &short).unwrap_err();
+        assert_eq!(err, UploadError::TooLong { seconds: 3, max: 2 }, "{name}");
+        assert_eq!(err.at("/file").status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    for (name, _, declared) in FILES.iter().filter(|(_, k, _)| k.class() == MediaClass::Audio) {
+        let f = upload::verify(MediaClass::Audio, Some(declared), read(name), &limits()).unwrap();
+        assert_eq!(f.audio_length().map(|l| l.charged_seconds()), Some(1), "{name}: under a second");
+    }
+    assert_eq!(
+        upload::verify(MediaClass::Image, Some("image/png"), read("tiny.png"), &limits()).unwrap().audio_length(),
+        None
+    );
+}
+
+#[test]
 fn a_file_of_the_other_class_is_415() {
     let err = upload::verify(MediaClass::Audio, Some("audio/wav"), read("tiny.png"), &limits()).unwrap_err();
     assert_eq!(err.at("/file").status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
@@ -150,7 +179,7 @@ fn empty_and_oversized_bodies() {
     let err = upload::verify(MediaClass::Image, Some("image/png"), Bytes::new(), &limits()).unwrap_err();
     assert_eq!(err, UploadError::Empty);
     assert_eq!(err.at("/images/0").status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let small = UploadLimits { max_image_bytes: 100, max_audio_bytes: 1000, max_images_per_message: 5 };
+    let small = UploadLimits { max_image_bytes: 100, max_audio_bytes: 1000, ..UploadLimits::default() };
     let err = upload::verify(MediaClass::Image, Some("image/gif"), read("tiny.gif"), &small).unwrap_err();
     assert_eq!(err, UploadError::TooLarge(100));
     assert_eq!(err.at("/images/0").status(), StatusCode::PAYLOAD_TOO_LARGE);

@@ -564,4 +564,13 @@ fn the_rate_limits_page_states_each_policys_failure_mode_and_worst_case_as_the_c
         "{chat:?}"
     );
     assert_eq!(chat[5], tiers.iter().map(|t| t.1.clone()).collect::<Vec<_>>().join(", "));
+    let audio = row("audio_seconds");
+    let tiers = [Tier::Free, Tier::Pro, Tier::Enterprise].map(|t| stated(Policy::AudioSeconds(t)));
+    assert!(
+        audio[4].contains(&format!("allowance {} / {} / {} per hour", tiers[0].0, tiers[1].0, tiers[2].0)),
+        "{audio:?}"
+    );
+    assert_eq!(audio[5], tiers.iter().map(|t| t.1.clone()).collect::<Vec<_>>().join(", "));
+    let rates = [Tier::Free, Tier::Pro, Tier::Enterprise].map(|t| s.policies.rate(Policy::AudioSeconds(t)).capacity());
+    assert!(audio[1].starts_with(&format!("{} / {} / {} per 1 h", rates[0], rates[1], rates[2])), "{audio:?}");
 }

@@ -279,12 +279,17 @@ pub async fn transcribe(
     ValidQuery(query): ValidQuery<TranscribeQuery>,
     AudioUpload(file): AudioUpload,
 ) -> Result<Json<Transcription>, ApiError> {
+    // Every verified audio file has a length (the upload check measured it).
+    let seconds = file
+        .audio_length()
+        .map(|l| l.charged_seconds())
+        .ok_or_else(|| ApiError::internal("a verified audio file without a measured length"))?;
     let audio = AudioFile {
         bytes: file.bytes().clone(),
         file_name: file.file_name(),
         content_type: file.media_type().to_string(),
     };
-    let input = TranscriptionInput { audio, language: query.language, model: query.model };
+    let input = TranscriptionInput { audio, seconds, language: query.language, model: query.model };
     Ok(Json(state.service.transcribe(&user, input).await?))
 }
 

@@ -112,7 +112,8 @@ pub struct LimiterStats {
     /// Requests answered 503 because their policy refuses while the store cannot decide.
     pub fallback_refusals: u64,
     /// Fallback decisions by policy (`global`, `auth`, `chat_free`, `chat_pro`,
-    /// `chat_enterprise`, `images`, `audio`, `search`).
+    /// `chat_enterprise`, `images`, `audio`, `audio_seconds_free`, `audio_seconds_pro`,
+    /// `audio_seconds_enterprise`, `search`).
     pub fallback_by_policy: BTreeMap<String, u64>,
     /// Times this instance found the store down.
     pub outages: u64,
@@ -134,7 +135,7 @@ struct Counters {
     contended_fallbacks: AtomicU64,
     fallback_refusals: AtomicU64,
     written_back: AtomicU64,
-    by_policy: [AtomicU64; 8],
+    by_policy: [AtomicU64; policy::ALL.len()],
 }
 
 /// The counter label of a policy (chat by tier).
@@ -144,6 +145,9 @@ fn label(policy: Policy) -> &'static str {
         Policy::Chat(Tier::Free) => "chat_free",
         Policy::Chat(Tier::Pro) => "chat_pro",
         Policy::Chat(Tier::Enterprise) => "chat_enterprise",
+        Policy::AudioSeconds(Tier::Free) => "audio_seconds_free",
+        Policy::AudioSeconds(Tier::Pro) => "audio_seconds_pro",
+        Policy::AudioSeconds(Tier::Enterprise) => "audio_seconds_enterprise",
         p => p.name(),
     }
 }

@@ -6,7 +6,8 @@
 //! | auth | 5 / 15 min | client IP, failed authentications (`RATE_LIMIT_AUTH`) |
 //! | chat | 100 / 1000 / 10000 per 1 h by tier | user (`RATE_LIMIT_CHAT_FREE`, `_PRO`, `_ENTERPRISE`) |
 //! | images | 50 / 1 h | user (`RATE_LIMIT_IMAGES`) |
-//! | audio | 20 / 1 h | user (`RATE_LIMIT_AUDIO`) |
+//! | audio | 20 / 1 h | user, files sent to transcription (`RATE_LIMIT_AUDIO`) |
+//! | audio_seconds | 1200 / 10800 / 72000 per 1 h by tier | user, seconds of audio transcribed (`RATE_LIMIT_AUDIO_SECONDS_FREE`, `_PRO`, `_ENTERPRISE`) |
 //! | search | 100 / 1 h | user (`RATE_LIMIT_SEARCH`) |
 //!
 //! Each variable is `<count>/<window>`, the window in seconds or with a unit: `1000/1h`,
@@ -14,8 +15,8 @@
 //!
 //! Each policy also has a failure mode ([`FallbackMode`], `RATE_LIMIT_FALLBACK_<POLICY>`): what
 //! it answers while the store cannot decide. Defaults ([`FallbackModes::default`]): global the
-//! whole limit, auth 5, chat 10 / 50 / 200 by tier, images 5, audio 2, search 20 units per window
-//! and key on one instance.
+//! whole limit, auth 5, chat 10 / 50 / 200 by tier, images 5, audio 2, audio seconds 120 / 600 /
+//! 3600 by tier, search 20 units per window and key on one instance.
 //!
 //! Keys start with the policy's name (`global#ip#203.0.113.9`, `chat#user#u_123`), so buckets of
 //! different policies never share a key. The chat tiers share one bucket per user: a bucket's TAT
@@ -45,7 +46,11 @@ pub enum Policy {
     Chat(Tier),
     /// Images by user; each image a request carries costs one.
     Images,
+    /// Audio files sent to transcription by user (one per file).
     Audio,
+    /// Seconds of audio transcribed by user, sized by the user's tier: a file costs its
+    /// duration (a weighted charge), so a long file cannot pass for a short one.
+    AudioSeconds(Tier),
     Search,
 }
 
@@ -58,6 +63,7 @@ impl Policy {
             Self::Chat(_) => "chat",
             Self::Images => "images",
             Self::Audio => "audio",
+            Self::AudioSeconds(_) => "audio_seconds",
             Self::Search => "search",
         }
     }
@@ -136,6 +142,9 @@ pub struct Policies {
     pub chat_enterprise: Rate,
     pub images: Rate,
     pub audio: Rate,
+    pub audio_seconds_free: Rate,
+    pub audio_seconds_pro: Rate,
+    pub audio_seconds_enterprise: Rate,
     pub search: Rate,
 }
 
@@ -159,6 +168,11 @@ impl Default for Policies {
             chat_enterprise: rate(10_000, HOUR),
             images: rate(50, HOUR),
             audio: rate(20, HOUR),
+            // Seconds of audio per hour: free 20 minutes (voice notes), pro 3 hours, enterprise
+            // 20 hours (meetings). A file is charged its duration, at most `MAX_AUDIO_SECONDS`.
+            audio_seconds_free: rate(1200, HOUR),
+            audio_seconds_pro: rate(10_800, HOUR),
+            audio_seconds_enterprise: rate(72_000, HOUR),
             search: rate(100, HOUR),
         }
     }
@@ -174,6 +188,9 @@ impl Policies {
             Policy::Chat(Tier::Enterprise) => self.chat_enterprise,
             Policy::Images => self.images,
             Policy::Audio => self.audio,
+            Policy::AudioSeconds(Tier::Free) => self.audio_seconds_free,
+            Policy::AudioSeconds(Tier::Pro) => self.audio_seconds_pro,
+            Policy::AudioSeconds(Tier::Enterprise) => self.audio_seconds_enterprise,
             Policy::Search => self.search,
         }
     }
@@ -237,6 +254,9 @@ pub struct FallbackModes {
     pub chat_enterprise: FallbackMode,
     pub images: FallbackMode,
     pub audio: FallbackMode,
+    pub audio_seconds_free: FallbackMode,
+    pub audio_seconds_pro: FallbackMode,
+    pub audio_seconds_enterprise: FallbackMode,
     pub search: FallbackMode,
 }
 
@@ -250,6 +270,9 @@ impl Default for FallbackModes {
             chat_enterprise: FallbackMode::Allow(200),
             images: FallbackMode::Allow(5),
             audio: FallbackMode::Allow(2),
+            audio_seconds_free: FallbackMode::Allow(120),
+            audio_seconds_pro: FallbackMode::Allow(600),
+            audio_seconds_enterprise: FallbackMode::Allow(3600),
             search: FallbackMode::Allow(20),
         }
     }
@@ -265,13 +288,16 @@ impl FallbackModes {
             Policy::Chat(Tier::Enterprise) => self.chat_enterprise,
             Policy::Images => self.images,
             Policy::Audio => self.audio,
+            Policy::AudioSeconds(Tier::Free) => self.audio_seconds_free,
+            Policy::AudioSeconds(Tier::Pro) => self.audio_seconds_pro,
+            Policy::AudioSeconds(Tier::Enterprise) => self.audio_seconds_enterprise,
             Policy::Search => self.search,
         }
     }
 }
 
-/// Every policy, chat once per tier (for tables and counters).
-pub const ALL: [Policy; 8] = [
+/// Every policy, chat and audio seconds once per tier (for tables and counters).
+pub const ALL: [Policy; 11] = [
     Policy::Global,
     Policy::Auth,
     Policy::Chat(Tier::Free),
@@ -279,6 +305,9 @@ pub const ALL: [Policy; 8] = [
     Policy::Chat(Tier::Enterprise),
     Policy::Images,
     Policy::Audio,
+    Policy::AudioSeconds(Tier::Free),
+    Policy::AudioSeconds(Tier::Pro),
+    Policy::AudioSeconds(Tier::Enterprise),
     Policy::Search,
 ];
 
@@ -363,6 +392,9 @@ impl Settings {
                 chat_enterprise: rate("RATE_LIMIT_CHAT_ENTERPRISE", p.chat_enterprise)?,
                 images: rate("RATE_LIMIT_IMAGES", p.images)?,
                 audio: rate("RATE_LIMIT_AUDIO", p.audio)?,
+                audio_seconds_free: rate("RATE_LIMIT_AUDIO_SECONDS_FREE", p.audio_seconds_free)?,
+                audio_seconds_pro: rate("RATE_LIMIT_AUDIO_SECONDS_PRO", p.audio_seconds_pro)?,
+                audio_seconds_enterprise: rate("RATE_LIMIT_AUDIO_SECONDS_ENTERPRISE", p.audio_seconds_enterprise)?,
                 search: rate("RATE_LIMIT_SEARCH", p.search)?,
             },
             store_timeout: millis("RATE_LIMIT_STORE_TIMEOUT_MS", 1, d.store_timeout)?,
@@ -376,6 +408,12 @@ impl Settings {
                 chat_enterprise: mode("RATE_LIMIT_FALLBACK_CHAT_ENTERPRISE", f.chat_enterprise)?,
                 images: mode("RATE_LIMIT_FALLBACK_IMAGES", f.images)?,
                 audio: mode("RATE_LIMIT_FALLBACK_AUDIO", f.audio)?,
+                audio_seconds_free: mode("RATE_LIMIT_FALLBACK_AUDIO_SECONDS_FREE", f.audio_seconds_free)?,
+                audio_seconds_pro: mode("RATE_LIMIT_FALLBACK_AUDIO_SECONDS_PRO", f.audio_seconds_pro)?,
+                audio_seconds_enterprise: mode(
+                    "RATE_LIMIT_FALLBACK_AUDIO_SECONDS_ENTERPRISE",
+                    f.audio_seconds_enterprise,
+                )?,
                 search: mode("RATE_LIMIT_FALLBACK_SEARCH", f.search)?,
             },
         })
@@ -418,6 +456,9 @@ mod tests {
         assert_eq!(q(Policy::Chat(Tier::Enterprise), &p), (10_000, 3600));
         assert_eq!(q(Policy::Images, &p), (50, 3600));
         assert_eq!(q(Policy::Audio, &p), (20, 3600));
+        assert_eq!(q(Policy::AudioSeconds(Tier::Free), &p), (1200, 3600));
+        assert_eq!(q(Policy::AudioSeconds(Tier::Pro), &p), (10_800, 3600));
+        assert_eq!(q(Policy::AudioSeconds(Tier::Enterprise), &p), (72_000, 3600));
         assert_eq!(q(Policy::Search, &p), (100, 3600));
     }
 

@@ -1,8 +1,12 @@
 //! Speech to text through a Whisper-compatible `/audio/transcriptions` upstream, with the same
 //! failover as chat. The audio's type and size are checked by the upload layer (`AudioUpload`:
-//! magic numbers, `MAX_AUDIO_BYTES`); the bounds are re-checked here.
+//! magic numbers, `MAX_AUDIO_BYTES`, a duration within `MAX_AUDIO_SECONDS`); the bounds are
+//! re-checked here. The route charged the file to the `audio` limit (one per file); the service
+//! charges its seconds to `audio_seconds` (by tier) once the request is known to be valid, before
+//! the upstream is called.
 
 use baatcheet_shared::auth::AuthUser;
+use baatcheet_shared::rate_limit::Policy;
 use baatcheet_shared::{ApiError, FieldError};
 
 use super::ChatService;
@@ -12,6 +16,8 @@ use crate::providers::client::AudioFile;
 #[derive(Debug, Clone)]
 pub struct TranscriptionInput {
     pub audio: AudioFile,
+    /// The audio's measured duration in whole seconds (its `audio_seconds` charge).
+    pub seconds: u32,
     /// ISO 639-1 code (e.g. `ur`, `en`) to help the model; detected when absent.
     pub language: Option<String>,
     /// A model with the `audio` capability; the first configured one when absent.
@@ -51,8 +57,9 @@ impl ChatService {
                 retry_after_secs: Some(30),
             })?,
         };
+        self.limiter.check(Policy::AudioSeconds(user.tier), &user.user_id, input.seconds.max(1)).await?;
         let done = self.providers.transcribe(&catalog, &model.id, &input.audio, input.language.as_deref()).await?;
-        tracing::info!(user = %user.user_id, provider = %done.provider, bytes = input.audio.bytes.len(), "transcribed");
+        tracing::info!(user = %user.user_id, provider = %done.provider, bytes = input.audio.bytes.len(), seconds = input.seconds, "transcribed");
         Ok(Transcription { text: done.response.text, language: done.response.language.or(input.language) })
     }
 }

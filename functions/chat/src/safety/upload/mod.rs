@@ -1,11 +1,14 @@
 //! Uploads checked by magic number. A file is accepted only if its bytes are a well-formed
 //! file of an allowed type ([`sniff`]) of the expected class (image or audio), the declared
 //! media type (Content-Type, data-URL type) names that same type, and it is within the size
-//! limits. Anything else: 415 (type), 413 (size), 422 (empty). An accepted [`VerifiedFile`] has
+//! limits; audio must also have a duration its packets tell ([`duration`]) within
+//! `MAX_AUDIO_SECONDS`. Anything else: 415 (type, or audio whose duration cannot be told), 413
+//! (size), 422 (empty, longer than allowed). An accepted [`VerifiedFile`] has
 //! a server-made id, canonical media type and extension: nothing the client chose (name, type)
 //! is kept.
 
 pub mod data_url;
+pub mod duration;
 pub mod kind;
 pub mod multipart;
 pub mod sniff;
@@ -17,6 +20,7 @@ use baatcheet_shared::error::{ApiError, FieldError};
 use baatcheet_shared::validation::{FileId, MIB, body};
 
 pub use data_url::parse_data_url;
+pub use duration::{AudioLength, DurationError};
 pub use kind::{Kind, MediaClass};
 pub use multipart::{AudioUpload, read_single_file};
 pub use sniff::{SniffError, detect};
@@ -27,16 +31,19 @@ pub struct UploadLimits {
     pub max_image_bytes: usize,
     pub max_audio_bytes: usize,
     pub max_images_per_message: usize,
+    /// The longest audio file accepted, in seconds (`MAX_AUDIO_SECONDS`).
+    pub max_audio_seconds: u32,
 }
 
 impl Default for UploadLimits {
     fn default() -> Self {
-        Self { max_image_bytes: 4 * MIB, max_audio_bytes: 4 * MIB, max_images_per_message: 5 }
+        // 10 minutes: a long voice note or a short meeting; longer recordings are split.
+        Self { max_image_bytes: 4 * MIB, max_audio_bytes: 4 * MIB, max_images_per_message: 5, max_audio_seconds: 600 }
     }
 }
 
 impl UploadLimits {
-    /// `MAX_IMAGE_BYTES`, `MAX_AUDIO_BYTES`, `MAX_IMAGES_PER_MESSAGE`.
+    /// `MAX_IMAGE_BYTES`, `MAX_AUDIO_BYTES`, `MAX_IMAGES_PER_MESSAGE`, `MAX_AUDIO_SECONDS`.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let d = Self::default();
         let num = |name: &'static str, default: usize| match get(name) {
@@ -52,6 +59,8 @@ impl UploadLimits {
             max_image_bytes: num("MAX_IMAGE_BYTES", d.max_image_bytes)?,
             max_audio_bytes: num("MAX_AUDIO_BYTES", d.max_audio_bytes)?,
             max_images_per_message: num("MAX_IMAGES_PER_MESSAGE", d.max_images_per_message)?,
+            max_audio_seconds: u32::try_from(num("MAX_AUDIO_SECONDS", d.max_audio_seconds as usize)?)
+                .map_err(|_| ConfigError::Invalid { name: "MAX_AUDIO_SECONDS", reason: "too large".into() })?,
         })
     }
 
@@ -94,6 +103,10 @@ pub enum UploadError {
     NotDataUrl,
     #[error("the base64 data is invalid")]
     Base64,
+    #[error("{0}")]
+    Duration(DurationError),
+    #[error("the audio lasts {seconds} s; at most {max} s is accepted")]
+    TooLong { seconds: u32, max: u32 },
 }
 
 impl UploadError {
@@ -101,7 +114,7 @@ impl UploadError {
     pub fn at(&self, pointer: &str) -> ApiError {
         let msg = if pointer.is_empty() { self.to_string() } else { format!("{pointer}: {self}") };
         match self {
-            Self::Empty | Self::NotDataUrl | Self::Base64 => {
+            Self::Empty | Self::NotDataUrl | Self::Base64 | Self::TooLong { .. } => {
                 ApiError::Validation(vec![FieldError::new(pointer, self.to_string())])
             }
             Self::TooLarge(_) => ApiError::PayloadTooLarge(format!("{msg}.")),
@@ -123,6 +136,8 @@ pub struct VerifiedFile {
     id: FileId,
     kind: Kind,
     bytes: Bytes,
+    /// Audio only: how long it plays.
+    length: Option<AudioLength>,
 }
 
 impl VerifiedFile {
@@ -142,6 +157,10 @@ impl VerifiedFile {
     }
     pub fn bytes(&self) -> &Bytes {
         &self.bytes
+    }
+    /// How long an audio file plays (measured by its packets); `None` for an image.
+    pub fn audio_length(&self) -> Option<AudioLength> {
+        self.length
     }
     pub fn into_bytes(self) -> Bytes {
         self.bytes
@@ -180,5 +199,16 @@ pub fn verify(
     if detected != declared_kind {
         return Err(UploadError::Mismatch { declared: declared_kind.media_type(), detected: detected.media_type() });
     }
-    Ok(VerifiedFile { id: FileId::new(), kind: detected, bytes })
+    let length = match class {
+        MediaClass::Image => None,
+        MediaClass::Audio => {
+            let length = duration::measure(detected, &bytes).map_err(UploadError::Duration)?;
+            let seconds = length.charged_seconds();
+            if seconds > limits.max_audio_seconds {
+                return Err(UploadError::TooLong { seconds, max: limits.max_audio_seconds });
+            }
+            Some(length)
+        }
+    };
+    Ok(VerifiedFile { id: FileId::new(), kind: detected, bytes, length })
 }
