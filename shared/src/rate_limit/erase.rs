@@ -79,6 +79,7 @@ mod tests {
                 "chat#user#usr_1",
                 "images#user#usr_1",
                 "audio#user#usr_1",
+                "audio_seconds#user#usr_1",
                 "search#user#usr_1"
             ]
         );
