@@ -40,3 +40,6 @@ mod health;
 
 #[path = "chat_limits.rs"]
 mod chat_limits;
+
+#[path = "chat_resume.rs"]
+mod chat_resume;

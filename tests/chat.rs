@@ -347,8 +347,9 @@ async fn dynamodb_calls_per_completion_are_counted() {
     println!("DynamoDB calls, follow-up in a conversation: {follow_up:?}");
     // The user is cached (signed in before); the limiter charges both policies (global per IP,
     // chat per user) in one transaction; the prompt is stored before the upstream call, the answer after.
-    assert_eq!(new_conversation, ["TransactWriteItems", "TransactWriteItems", "TransactWriteItems"]);
-    assert_eq!(follow_up, ["TransactWriteItems", "Query", "TransactWriteItems", "TransactWriteItems"]);
+    // The answer's item is written (PutItem) before the upstream call, so it can be followed at once.
+    assert_eq!(new_conversation, ["TransactWriteItems", "TransactWriteItems", "PutItem", "TransactWriteItems"]);
+    assert_eq!(follow_up, ["TransactWriteItems", "Query", "TransactWriteItems", "PutItem", "TransactWriteItems"]);
 }
 
 #[tokio::test]
@@ -422,34 +423,43 @@ async fn regenerate_answers_a_prompt_left_without_an_answer() {
 }
 
 #[tokio::test]
-async fn a_client_that_disconnects_leaves_a_partial_answer_marked_incomplete() {
+async fn a_client_that_disconnects_does_not_stop_the_answer_which_is_stored_as_it_grows() {
     let fake = FakeUpstream::start().await;
-    fake.set_default(Behavior::ok().chunks(200).token_delay(Duration::from_millis(50)));
+    // 30 pieces of 100 bytes, 100 ms apart: progressive writes (every 512 bytes and 1 s at most) land mid-answer.
+    let reply: String = (0..30).map(|i| format!("{i:02} {}\n", "x".repeat(96))).collect();
+    fake.set_default(Behavior::ok().reply(&reply).chunks(30).token_delay(Duration::from_millis(100)));
     let h = one_provider(&fake, fast_config()).await;
     let alice = h.caller("alice").await;
     let mut res =
         h.post("/api/v1/chat/completions", &alice).json(&json!({"message": "a long story"})).send().await.unwrap();
     let mut seen = String::new();
-    while !seen.contains("tok1 ") {
+    while events(&parse_sse(&seen)).iter().filter(|(n, _)| n == "delta").count() < 2 {
         let chunk = res.chunk().await.unwrap().expect("stream continues");
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
     let id = events(&parse_sse(&seen))[0].1["conversation_id"].as_str().unwrap().to_string();
     drop(res); // the client goes away mid-answer
 
-    let mut answer = None;
-    for _ in 0..100 {
+    let mut partial = None;
+    let answer = loop {
         let (_, msgs) = stored(&h, &alice, &id).await;
-        if let Some(m) = msgs.into_iter().find(|m| m.role == Role::Assistant) {
-            answer = Some(m);
-            break;
+        let answer =
+            msgs.into_iter().find(|m| m.role == Role::Assistant).expect("the answer's item exists from the start");
+        match answer.status {
+            MessageStatus::Streaming => {
+                if !answer.content.is_empty() && partial.is_none() {
+                    partial = Some(answer.content);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            _ => break answer,
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let answer = answer.expect("the partial answer is stored");
-    assert_eq!(answer.status, MessageStatus::Incomplete);
-    assert!(answer.content.starts_with("tok0 tok1 "), "{}", answer.content);
-    assert!(!answer.content.contains("tok199"), "stopped reading when the client left");
+    };
+    assert_eq!(answer.status, MessageStatus::Complete, "the answer went on without its client");
+    assert_eq!(answer.content, reply);
+    let partial = partial.expect("the text was stored while it was generated");
+    assert!(partial.len() < reply.len() && reply.starts_with(&partial), "{} of {}", partial.len(), reply.len());
+    assert_eq!(fake.request_count(), 1);
 }
 
 #[tokio::test]

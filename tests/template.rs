@@ -77,9 +77,14 @@ fn invoked_function(uri: &str) -> Option<String> {
     Some(id.find("Alias").map_or(id, |i| &id[..i]).to_string())
 }
 
-/// The chat routes that wait on an LLM provider's answer: they may run to the function's timeout.
-const LONG_ROUTES: [(&str, &str); 3] =
-    [("POST", "/api/v1/chat/completions"), ("POST", "/api/v1/chat/regenerate"), ("POST", "/api/v1/chat/transcribe")];
+/// The chat routes that wait on an LLM provider's answer (or follow one being generated): they may
+/// run to the function's timeout.
+const LONG_ROUTES: [(&str, &str); 4] = [
+    ("POST", "/api/v1/chat/completions"),
+    ("POST", "/api/v1/chat/regenerate"),
+    ("POST", "/api/v1/chat/transcribe"),
+    ("GET", "/api/v1/chat/messages/{message_id}/stream"),
+];
 
 /// API Gateway's default integration timeout, and the most a streamed integration may have.
 const DEFAULT_TIMEOUT_MS: u64 = 29_000;

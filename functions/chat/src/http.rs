@@ -29,15 +29,18 @@ use crate::api::{
 };
 use crate::config::ChatConfig;
 use crate::providers::client::AudioFile;
-use crate::service::{ChatService, ChatStream, TranscriptionInput};
+use crate::service::{Answer, ChatService, ChatStream, Idempotent, TranscriptionInput};
+use crate::sse::EventId;
 use crate::sse::{self, StreamEvent};
-use crate::store::ids::ConversationId;
+use crate::store::idempotency::{self, Claim, IdempotencyStore, KeyRef};
+use crate::store::ids::{ConversationId, MessageId};
 use crate::store::model::Conversation;
 
 pub const MODELS: &str = "/api/v1/chat/models";
 pub const COMPLETIONS: &str = "/api/v1/chat/completions";
 pub const REGENERATE: &str = "/api/v1/chat/regenerate";
 pub const TRANSCRIBE: &str = "/api/v1/chat/transcribe";
+pub const MESSAGE_STREAM: &str = "/api/v1/chat/messages/{message_id}/stream";
 pub const CONVERSATIONS: &str = "/api/v1/conversations";
 pub const SEARCH: &str = "/api/v1/conversations/search";
 pub const CONVERSATION: &str = "/api/v1/conversations/{id}";
@@ -116,11 +119,79 @@ async fn route_limit(State((ctx, limit)): State<(AppContext, RouteLimit)>, req: 
         RouteLimit::Audio => Policy::Audio,
         RouteLimit::Search => Policy::Search,
     };
-    if let Err(refused) = ctx.limiter.check(policy, &user.user_id, 1).await {
-        return refused.into_response();
+    let key = match parts.headers.get(IDEMPOTENCY_KEY) {
+        Some(v) if matches!(limit, RouteLimit::Chat | RouteLimit::Audio) => {
+            match idempotency::parse_key(v.as_bytes()) {
+                Ok(k) => Some(k),
+                Err(_) => return ApiError::BadRequest(BAD_KEY.into()).into_response(),
+            }
+        }
+        _ => None,
+    };
+    let Some(key) = key else {
+        if let Err(refused) = ctx.limiter.check(policy, &user.user_id, 1).await {
+            return refused.into_response();
+        }
+        return next.run(Request::from_parts(parts, body)).await;
+    };
+    // The same key, user and request within a day costs once: the body is read here to tell.
+    let bytes = match axum::body::to_bytes(body, IDEMPOTENT_BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => return ApiError::PayloadTooLarge("The request body is too large.".into()).into_response(),
+    };
+    let route = parts.uri.path().rsplit('/').next().unwrap_or_default().to_string();
+    let content_type = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let fingerprint = idempotency::fingerprint(&route, parts.uri.query().unwrap_or_default(), content_type, &bytes);
+    let store = IdempotencyStore::new(ctx.dynamo.clone(), ctx.config.tables.conversations.clone());
+    let key = KeyRef::new(&user.user_id, &route, &key);
+    let claim = match store.claim(&key, &user.user_id, &fingerprint).await {
+        Ok(c) => c,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let owner = match claim {
+        Claim::Mismatch => {
+            return ApiError::Validation(vec![baatcheet_shared::FieldError::new(
+                "/headers/idempotency-key",
+                "was already used with a different request; use a new key for a new request",
+            )])
+            .into_response();
+        }
+        Claim::Owner => {
+            if let Err(refused) = ctx.limiter.check(policy, &user.user_id, 1).await {
+                if let Err(e) = store.release(&key).await {
+                    tracing::warn!(cause = %baatcheet_shared::error::error_chain(&e), "releasing a refused key");
+                }
+                return refused.into_response();
+            }
+            true
+        }
+        // A repeat costs nothing more than any request: the global limit only.
+        Claim::Repeat(_) => {
+            if let Err(refused) = ctx.limiter.check(Policy::Global, &user.user_id, 1).await {
+                return refused.into_response();
+            }
+            false
+        }
+    };
+    parts.extensions.insert(Idempotent { store: store.clone(), key: key.clone(), claim });
+    let res = next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await;
+    if owner && (res.status().is_client_error() || res.status().is_server_error()) {
+        // An error that stored nothing frees the key (one whose user message is kept marks it failed).
+        if let Err(e) = store.release(&key).await {
+            tracing::warn!(cause = %baatcheet_shared::error::error_chain(&e), "releasing a key after an error");
+        }
     }
-    next.run(Request::from_parts(parts, body)).await
+    res
 }
+
+/// The header of the IETF httpapi draft.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const BAD_KEY: &str = "Idempotency-Key must be 1 to 128 characters from A-Z a-z 0-9 - _ . : ~ + / = (optionally in \
+double quotes); a UUID is a good key.";
+/// What a keyed request's body may be, read whole to compare repeats (API Gateway takes 10 MB).
+const IDEMPOTENT_BODY_LIMIT: usize = 10 * MIB;
+/// How long a repeat of a transcription waits for the first one's text.
+const IDEMPOTENT_WAIT: std::time::Duration = std::time::Duration::from_secs(110);
 
 /// The guard a group of routes gets: their per-user limit (or the admin role) and body limits.
 /// The router applies them; the OpenAPI document is built from the same groups without them.
@@ -139,6 +210,7 @@ type Guarded<'a> = &'a dyn Fn(OpenApiRouter<ChatState>, Guard) -> OpenApiRouter<
 fn routes(guard: Guarded<'_>) -> OpenApiRouter<ChatState> {
     OpenApiRouter::new()
         .routes(routes!(models))
+        .routes(routes!(message_stream))
         .routes(routes!(list_conversations))
         .routes(routes!(get_conversation, rename_conversation, delete_conversation))
         .merge(guard(OpenApiRouter::new().routes(routes!(completions)), Guard::Completions))
@@ -160,15 +232,22 @@ is stored under, `created`, and for regenerate `replaces`), then `event: delta` 
 next piece of the answer) any number of times, then either `event: done` (`StreamDone`: model, provider, usage, \
 `finish_reason`) or `event: error` (a `ProblemDetails`; the answer is stored as `incomplete`); comment lines \
 (`: keep-alive`) keep an idle connection open. The `text/event-stream` schema describes one event (`StreamEvent`); \
-its example shows the wire format. With `\"stream\": false`: one JSON `CompletionResponse`.";
+its example shows the wire format. Every event carries an `id`: `0` for `conversation`, the answer's length in \
+UTF-8 bytes so far for `delta`, `end` for `done`/`error`. The answer is stored as it is generated and goes on when \
+the client goes away: reconnect with `GET /api/v1/chat/messages/{message_id}/stream` and `Last-Event-ID` for the \
+rest. With `\"stream\": false`: one JSON `CompletionResponse`.";
 
 /// An example of the event stream.
-const SSE_EXAMPLE: &str = "event: conversation\n\
+const SSE_EXAMPLE: &str = "id: 0\n\
+event: conversation\n\
 data: {\"conversation_id\":\"0190b8a4-5b7e-7000-8000-000000000001\",\"user_message_id\":\"0190b8a4-5b7f-7000-8000-000000000002\",\"message_id\":\"0190b8a4-5b80-7000-8000-000000000003\",\"title\":\"Chai kaise banate hain?\",\"created\":true}\n\n\
+id: 5\n\
 event: delta\n\
 data: {\"content\":\"Chai \"}\n\n\
+id: 22\n\
 event: delta\n\
 data: {\"content\":\"banane ke liye...\"}\n\n\
+id: end\n\
 event: done\n\
 data: {\"message_id\":\"0190b8a4-5b80-7000-8000-000000000003\",\"model\":\"llama-3.1-8b-instant\",\"provider\":\"groq\",\"usage\":{\"prompt_tokens\":42,\"completion_tokens\":5,\"total_tokens\":47},\"finish_reason\":\"stop\"}\n\n";
 
@@ -208,6 +287,13 @@ fn sse_response(state: &ChatState, stream: ChatStream) -> Response {
     sse::response(stream.events, state.service.config().heartbeat)
 }
 
+fn answer_response(state: &ChatState, answer: Answer) -> Response {
+    match answer {
+        Answer::Stream(s) => sse_response(state, s),
+        Answer::Whole(w) => Json(w).into_response(),
+    }
+}
+
 /// Send a message
 ///
 /// The reply as server-sent events when `stream` (the default), else as one JSON answer.
@@ -223,14 +309,12 @@ fn sse_response(state: &ChatState, stream: ChatStream) -> Response {
 pub async fn completions(
     State(state): State<ChatState>,
     user: AuthUser,
+    key: Option<Extension<Idempotent>>,
     ValidJson(req): ValidJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     let (input, stream) = req.into_input();
-    if stream {
-        Ok(sse_response(&state, state.service.stream_completion(&user, input).await?))
-    } else {
-        Ok(Json(state.service.complete(&user, input).await?).into_response())
-    }
+    let answer = state.service.completion(&user, input, stream, key.as_ref().map(|k| &k.0)).await?;
+    Ok(answer_response(&state, answer))
 }
 
 /// Regenerate the last answer
@@ -248,14 +332,54 @@ pub async fn completions(
 pub async fn regenerate(
     State(state): State<ChatState>,
     user: AuthUser,
+    key: Option<Extension<Idempotent>>,
     ValidJson(req): ValidJson<RegenerateRequest>,
 ) -> Result<Response, ApiError> {
     let (input, stream) = req.into_input();
-    if stream {
-        Ok(sse_response(&state, state.service.stream_regenerate(&user, input).await?))
-    } else {
-        Ok(Json(state.service.regenerate(&user, input).await?).into_response())
-    }
+    let answer = state.service.regeneration(&user, input, stream, key.as_ref().map(|k| &k.0)).await?;
+    Ok(answer_response(&state, answer))
+}
+
+/// What the stream route sends, for the document.
+const FOLLOW_DESCRIPTION: &str = "The answer's events, with the same ids as the stream that generated it: \
+without `Last-Event-ID`, all of them (`conversation`, the text so far as one `delta`, then the rest live); with \
+it, only those after that id. It ends with `done` or `error` like the original stream; comment lines \
+(`: keep-alive`) keep an idle connection open.";
+
+/// Follow or resume an answer
+///
+/// The standard SSE reconnect: send back the `id` of the last event received as `Last-Event-ID` and
+/// the stream goes on from there, with no gap and no repeat, while the answer is still being generated
+/// (by any instance) or after it was stored. Only the answer's owner may read it. Under the global
+/// limit only: following an answer costs no chat quota.
+#[utoipa::path(get, path = "/api/v1/chat/messages/{message_id}/stream", tag = "chat", operation_id = "streamMessage",
+    security(("clerk" = [])),
+    params(
+        ("message_id" = inline(MessageId), Path, description = "The answer's id (`message_id` of the `conversation` event)."),
+        ("Last-Event-ID" = Option<String>, Header, description = "The `id` of the last event received: `0`, a \
+            decimal byte offset into the answer, or `end`.", example = "42"),
+    ),
+    responses(
+        (status = 200, description = FOLLOW_DESCRIPTION,
+            content((StreamEvent = "text/event-stream", example = json!(SSE_EXAMPLE)))),
+        BadRequest, Unauthorized, NotFound, ValidationFailed, TooManyRequests, ServiceUnavailable,
+    ))]
+pub async fn message_stream(
+    State(state): State<ChatState>,
+    user: AuthUser,
+    ValidPath(message_id): ValidPath<MessageId>,
+    headers: http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let last = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(EventId::parse)
+                .ok_or_else(|| ApiError::BadRequest("Last-Event-ID is not an event id of this stream.".into()))?,
+        ),
+    };
+    Ok(sse_response(&state, state.service.follow(&user, message_id, last).await?))
 }
 
 /// Transcribe an audio file
@@ -276,9 +400,13 @@ pub async fn regenerate(
 pub async fn transcribe(
     State(state): State<ChatState>,
     user: AuthUser,
+    key: Option<Extension<Idempotent>>,
     ValidQuery(query): ValidQuery<TranscribeQuery>,
     AudioUpload(file): AudioUpload,
-) -> Result<Json<Transcription>, ApiError> {
+) -> Result<Response, ApiError> {
+    if let Some(Extension(Idempotent { store, key, claim: Claim::Repeat(record) })) = &key {
+        return replay_transcription(store, key, record.clone()).await;
+    }
     // Every verified audio file has a length (the upload check measured it).
     let seconds = file
         .audio_length()
@@ -290,7 +418,39 @@ pub async fn transcribe(
         content_type: file.media_type().to_string(),
     };
     let input = TranscriptionInput { audio, seconds, language: query.language, model: query.model };
-    Ok(Json(state.service.transcribe(&user, input).await?))
+    let text = state.service.transcribe(&user, input).await?;
+    if let Some(Extension(k)) = &key {
+        let json = serde_json::to_string(&text).map_err(ApiError::internal)?;
+        k.store.done(&k.key, &json).await?;
+    }
+    Ok(Json(text).into_response())
+}
+
+/// A repeat of a transcription: the first one's JSON, once it is there.
+async fn replay_transcription(
+    store: &IdempotencyStore,
+    key: &KeyRef,
+    mut record: idempotency::KeyRecord,
+) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(json) = record.response {
+            let mut res = Response::new(axum::body::Body::from(json));
+            res.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+            return Ok(res);
+        }
+        if started.elapsed() > IDEMPOTENT_WAIT {
+            return Err(ApiError::Conflict(
+                "The first request with this Idempotency-Key is still running; retry shortly.".into(),
+            ));
+        }
+        tokio::time::sleep(crate::service::follow::FOLLOW_POLL).await;
+        record = store.get(key).await?.ok_or_else(|| {
+            ApiError::Conflict(
+                "The first request with this Idempotency-Key ended without an answer; send the request again.".into(),
+            )
+        })?;
+    }
 }
 
 /// The caller's conversations, newest first

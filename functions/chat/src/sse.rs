@@ -2,6 +2,9 @@
 //! (`{content}`) per chunk, then `event: done` or `event: error` (a problem object), with a comment
 //! heartbeat whenever nothing was sent for the heartbeat interval. Each event's data is one line of
 //! JSON (serde escapes newlines), so no payload can break the framing or inject an event.
+//!
+//! Every event carries an `id:` a client sends back as `Last-Event-ID` to resume (see [`EventId`]):
+//! the ids depend only on the answer's text, so a replay from the store and the live stream agree.
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -34,6 +37,56 @@ pub struct Delta<'a> {
     pub content: &'a str,
 }
 
+/// Where an event leaves the client: `0` after the `conversation` event, the answer's length in
+/// UTF-8 bytes after a `delta`, `end` after `done` or `error`. Resuming after `n` sends the answer
+/// from byte `n` on, so a reconnecting client gets no gap and no repeat however the text was cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventId {
+    At(usize),
+    End,
+}
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EventId::At(n) => write!(f, "{n}"),
+            EventId::End => f.write_str("end"),
+        }
+    }
+}
+
+impl EventId {
+    /// A `Last-Event-ID` as this service writes them (at most 9 digits: answers are < 1 MB), else `None`.
+    pub fn parse(s: &str) -> Option<Self> {
+        if s == "end" {
+            return Some(EventId::End);
+        }
+        if s.is_empty() || s.len() > 9 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok().map(EventId::At)
+    }
+}
+
+/// One event with its id, as the body writes it.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub id: EventId,
+    pub event: ChatEvent,
+}
+
+impl SseEvent {
+    pub fn new(id: EventId, event: ChatEvent) -> Self {
+        Self { id, event }
+    }
+
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = format!("id: {}\n", self.id).into_bytes();
+        out.extend_from_slice(&self.event.to_bytes());
+        Bytes::from(out)
+    }
+}
+
 pub const HEARTBEAT: &[u8] = b": keep-alive\n\n";
 
 /// Documentation only: the schema of one event of the stream, for the `text/event-stream`
@@ -57,12 +110,19 @@ impl StreamEvent {
 impl PartialSchema for StreamEvent {
     fn schema() -> RefOr<Schema> {
         let mut events = OneOfBuilder::new().description(Some(
-            "One server-sent event: `conversation` first, `delta` any number of times, then `done` or `error`. \
-             `data` is one line of JSON (`contentSchema`); comment lines (`: keep-alive`) are heartbeats.",
+            "One server-sent event: `conversation` first, `delta` any number of times, then `done` or `error`, \
+             each with an `id`. `data` is one line of JSON (`contentSchema`); comment lines (`: keep-alive`) are heartbeats.",
         ));
         for (event, data) in Self::kinds() {
             events = events.item(
                 ObjectBuilder::new()
+                    .property(
+                        "id",
+                        ObjectBuilder::new().schema_type(Type::String).pattern(Some("^([0-9]{1,9}|end)$")).description(
+                            Some("`0` (conversation), the answer's length in UTF-8 bytes so far (delta), `end` (done, error): send it back as `Last-Event-ID` to resume."),
+                        ),
+                    )
+                    .required("id")
                     .property("event", ObjectBuilder::new().schema_type(Type::String).enum_values(Some([event])))
                     .required("event")
                     .property(
@@ -118,7 +178,7 @@ impl ChatEvent {
 /// The response body: events as they come, a heartbeat after each `heartbeat` of silence. Ends when
 /// the producer is done (its sender dropped).
 pub fn body_stream(
-    events: mpsc::Receiver<ChatEvent>,
+    events: mpsc::Receiver<SseEvent>,
     heartbeat: Duration,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     futures::stream::unfold(events, move |mut rx| async move {
@@ -132,7 +192,7 @@ pub fn body_stream(
 
 /// A `200 text/event-stream` response over `events`, with headers that keep proxies from
 /// buffering or transforming it.
-pub fn response(events: mpsc::Receiver<ChatEvent>, heartbeat: Duration) -> Response {
+pub fn response(events: mpsc::Receiver<SseEvent>, heartbeat: Duration) -> Response {
     let mut res = (StatusCode::OK, Body::from_stream(body_stream(events, heartbeat))).into_response();
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
@@ -248,10 +308,20 @@ mod tests {
         let mut body = Box::pin(body_stream(rx, Duration::from_secs(15)));
         // Nothing to send for 15 s: a heartbeat comment.
         assert_eq!(body.next().await.unwrap().unwrap(), Bytes::from_static(HEARTBEAT));
-        tx.send(ChatEvent::Delta("hi".into())).await.unwrap();
-        assert!(body.next().await.unwrap().unwrap().starts_with(b"event: delta"));
+        tx.send(SseEvent::new(EventId::At(2), ChatEvent::Delta("hi".into()))).await.unwrap();
+        assert!(body.next().await.unwrap().unwrap().starts_with(b"id: 2\nevent: delta"));
         drop(tx);
         assert!(body.next().await.is_none());
+    }
+
+    #[test]
+    fn event_ids_parse_as_written() {
+        for id in [EventId::At(0), EventId::At(17), EventId::At(999_999_999), EventId::End] {
+            assert_eq!(EventId::parse(&id.to_string()), Some(id));
+        }
+        for bad in ["", "-1", "1e3", " 5", "5 ", "0x10", "1234567890", "END", "١٢"] {
+            assert_eq!(EventId::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

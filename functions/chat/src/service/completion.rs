@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::attachments::Image;
+use super::idempotent::{Answer, Idempotent};
 use super::{ChatService, owner};
 use crate::api::{
     AnswerMessage, AttachmentInput, CompletionInput, CompletionResponse, RegenerateInput, StreamDone, StreamStart,
@@ -29,10 +30,11 @@ use crate::context::{self, ContextLimits, estimate_tokens};
 use crate::modes;
 use crate::providers::catalog::{Catalog, Model};
 use crate::providers::client::{StreamError, StreamEvent};
-use crate::providers::{ChatParams, Opened, Providers, wire};
-use crate::sse::ChatEvent;
+use crate::providers::{ChatParams, Completed, Opened, Providers, wire};
+use crate::sse::{ChatEvent, EventId, SseEvent};
+use crate::store::idempotency::Claim;
 use crate::store::ids::{ConversationId, MessageId};
-use crate::store::model::{Conversation, Message, MessageStatus, Role, Usage, now_rfc3339};
+use crate::store::model::{AnswerMeta, Conversation, Message, MessageStatus, Role, Usage, now_rfc3339};
 use crate::store::{ConversationStore, Settings};
 use crate::title;
 
@@ -44,17 +46,21 @@ pub const MAX_ANSWER_BYTES: usize = 300_000;
 /// A started stream: what the first event says, and the events to send.
 pub struct ChatStream {
     pub start: StreamStart,
-    pub events: mpsc::Receiver<ChatEvent>,
+    pub events: mpsc::Receiver<SseEvent>,
 }
 
 /// Everything needed to ask the upstream, after the user's message is stored.
-struct Prepared {
+pub(super) struct Prepared {
     catalog: Arc<Catalog>,
-    conversation_id: ConversationId,
+    pub(super) conversation_id: ConversationId,
     title: String,
     created: bool,
-    user_message_id: MessageId,
-    replaces: Option<MessageId>,
+    pub(super) user_message_id: MessageId,
+    pub(super) replaces: Option<MessageId>,
+    /// The message answered was marked failed by an earlier attempt.
+    revive: bool,
+    /// A regenerate: holds the conversation's regenerate lock while it runs.
+    regenerate: bool,
     model: String,
     params: ChatParams,
     prompt_estimate: u64,
@@ -177,7 +183,10 @@ impl ChatService {
         let existing = match input.conversation_id {
             Some(id) => {
                 let keep = self.config.context_messages.saturating_sub(1);
-                Some(self.store.load_recent(owner(user), id, keep).await?)
+                let (conversation, mut recent) = self.store.load_recent(owner(user), id, keep).await?;
+                // An answer still being written is no context yet.
+                recent.retain(|m| m.status != MessageStatus::Streaming);
+                Some((conversation, recent))
             }
             None => None,
         };
@@ -242,19 +251,29 @@ impl ChatService {
             created,
             user_message_id,
             replaces: None,
+            revive: false,
+            regenerate: false,
             model: model.id,
             params,
             prompt_estimate,
         })
     }
 
-    async fn prepare_regenerate(&self, user: &AuthUser, input: RegenerateInput) -> Result<Prepared, ApiError> {
+    pub(super) async fn prepare_regenerate(
+        &self,
+        user: &AuthUser,
+        input: RegenerateInput,
+    ) -> Result<Prepared, ApiError> {
         input.validate()?;
         let catalog = self.providers.catalog().await?;
         let keep = self.config.context_messages;
         // The newest `keep` messages before the answer being replaced, plus that answer.
         let (conversation, mut recent) = self.store.load_recent(owner(user), input.conversation_id, keep + 1).await?;
         let replaces = match recent.last() {
+            // An answer still being written (by a completion, or a regenerate): follow it instead.
+            Some(m) if m.status == MessageStatus::Streaming && !super::follow::abandoned(m) => {
+                return Err(running_conflict(m.id));
+            }
             Some(m) if m.role == Role::Assistant => recent.pop().map(|m| m.id),
             _ => None,
         };
@@ -262,6 +281,7 @@ impl ChatService {
             return Err(ApiError::Conflict("This conversation has no message to answer.".into()));
         };
         let user_message_id = prompt.id;
+        let revive = prompt.status == MessageStatus::Failed;
         if recent.len() > keep {
             recent.drain(..recent.len() - keep);
         }
@@ -295,84 +315,215 @@ impl ChatService {
             created: false,
             user_message_id,
             replaces,
+            revive,
+            regenerate: true,
             model: model.id,
             params,
             prompt_estimate,
         })
     }
 
-    /// `stream: true` completion. Returns once the upstream produced its first token (or failed
-    /// everywhere: then the error, e.g. 503 with Retry-After, and no stream).
-    pub async fn stream_completion(&self, user: &AuthUser, input: CompletionInput) -> Result<ChatStream, ApiError> {
+    /// A completion (`stream`: events from the first token on, else one JSON answer). Returns once
+    /// the upstream produced its first token, or failed everywhere: then the error (e.g. 503 with
+    /// Retry-After, the user's message marked failed) and no stream. With an Idempotency-Key
+    /// already used, the first request's answer instead (followed or replayed, never generated twice).
+    pub async fn completion(
+        &self,
+        user: &AuthUser,
+        input: CompletionInput,
+        stream: bool,
+        key: Option<&Idempotent>,
+    ) -> Result<Answer, ApiError> {
+        if let Some(k) = key
+            && let Claim::Repeat(record) = &k.claim
+        {
+            let retry = RegenerateInput {
+                conversation_id: record.conversation_id.unwrap_or_else(ConversationId::new),
+                model: input.model.clone(),
+                mode: input.mode,
+                temperature: input.temperature,
+                max_tokens: input.max_tokens,
+            };
+            return self.repeat(user, k, record.clone(), stream, retry, true).await;
+        }
         let prepared = self.prepare_completion(user, input).await?;
-        self.start_stream(user, prepared).await
+        self.answer(user, prepared, stream, key).await
     }
 
-    /// `stream: false` completion.
-    pub async fn complete(&self, user: &AuthUser, input: CompletionInput) -> Result<CompletionResponse, ApiError> {
-        let prepared = self.prepare_completion(user, input).await?;
-        self.answer_whole(user, prepared).await
-    }
-
-    /// Regenerates the last answer, streamed. The user's message is neither stored again nor sent
-    /// twice; the old answer is replaced when the new one is stored.
-    pub async fn stream_regenerate(&self, user: &AuthUser, input: RegenerateInput) -> Result<ChatStream, ApiError> {
+    /// Regenerates the last answer (or answers a user message left failed), streamed or whole. The
+    /// user's message is neither stored again nor sent twice; the old answer is replaced when the
+    /// new one is stored. One regenerate per conversation at a time: another is a 409 naming it.
+    pub async fn regeneration(
+        &self,
+        user: &AuthUser,
+        input: RegenerateInput,
+        stream: bool,
+        key: Option<&Idempotent>,
+    ) -> Result<Answer, ApiError> {
+        if let Some(k) = key
+            && let Claim::Repeat(record) = &k.claim
+        {
+            return self.repeat(user, k, record.clone(), stream, input, false).await;
+        }
         let prepared = self.prepare_regenerate(user, input).await?;
-        self.start_stream(user, prepared).await
+        self.answer(user, prepared, stream, key).await
     }
 
-    /// Regenerates the last answer, whole.
-    pub async fn regenerate(&self, user: &AuthUser, input: RegenerateInput) -> Result<CompletionResponse, ApiError> {
-        let prepared = self.prepare_regenerate(user, input).await?;
-        self.answer_whole(user, prepared).await
-    }
-
-    async fn start_stream(&self, user: &AuthUser, p: Prepared) -> Result<ChatStream, ApiError> {
-        let opened = self.providers.open_stream(&p.catalog, &p.model, &p.params).await?;
+    /// Writes the answer's item (status `streaming`, so it can be followed from now on) after
+    /// taking the conversation's regenerate lock when it replaces an answer, then asks the upstream.
+    pub(super) async fn answer(
+        &self,
+        user: &AuthUser,
+        p: Prepared,
+        stream: bool,
+        key: Option<&Idempotent>,
+    ) -> Result<Answer, ApiError> {
         let start = StreamStart {
             conversation_id: p.conversation_id,
             user_message_id: p.user_message_id,
             message_id: MessageId::new(),
-            title: p.title,
+            title: p.title.clone(),
             created: p.created,
             replaces: p.replaces,
         };
+        let meta = AnswerMeta {
+            user_message_id: start.user_message_id,
+            replaces: start.replaces,
+            created: start.created,
+            title: start.title.clone(),
+            finish_reason: None,
+        };
+        if p.regenerate {
+            self.store.claim_regenerate(owner(user), start.conversation_id, start.message_id).await?;
+        }
+        let streaming = answer_message(start.message_id, String::new(), MessageStatus::Streaming, &p.model, "", None);
+        let begun = async {
+            self.store.begin_answer(owner(user), start.conversation_id, &streaming, &meta).await?;
+            if let Some(k) = key {
+                k.store.started(&k.key, start.conversation_id, start.user_message_id, start.message_id).await?;
+            }
+            Ok::<_, ApiError>(())
+        };
+        if let Err(e) = begun.await {
+            self.abandon(&start, p.regenerate).await;
+            return Err(e);
+        }
+        let (replaces, regenerate) = (p.replaces, p.regenerate);
+        let outcome = if stream {
+            match self.providers.open_stream(&p.catalog, &p.model, &p.params).await {
+                Ok(opened) => Ok(Answer::Stream(self.start_stream(user, p, start.clone(), meta, opened))),
+                Err(e) => Err(e.into()),
+            }
+        } else {
+            match self.providers.complete(&p.catalog, &p.model, &p.params).await {
+                Ok(done) => return self.answer_whole(user, p, start, meta, done).await.map(Answer::Whole),
+                Err(e) => Err(e.into()),
+            }
+        };
+        match outcome {
+            Ok(a) => Ok(a),
+            Err(e) => {
+                // No provider answered: nothing of this attempt stays but the user's message, marked.
+                self.abandon(&start, regenerate).await;
+                if let Some(k) = key
+                    && let Err(f) = k.store.failed(&k.key, start.conversation_id, start.user_message_id).await
+                {
+                    tracing::error!(cause = %error_chain(&f), "recording a failed attempt on its key did not work");
+                }
+                Err(if replaces.is_none() {
+                    self.unanswered(start.conversation_id, start.user_message_id, e).await
+                } else {
+                    e
+                })
+            }
+        }
+    }
+
+    /// Removes an answer's item that never got a token, and the regenerate lock it held.
+    async fn abandon(&self, start: &StreamStart, regenerate: bool) {
+        if let Err(d) = self.store.drop_answer(start.conversation_id, start.message_id).await {
+            tracing::error!(cause = %error_chain(&d), "removing an answer that never started failed");
+        }
+        if regenerate {
+            self.store.release_regenerate(start.conversation_id, start.message_id).await;
+        }
+    }
+
+    /// Starts the task that relays the opened upstream to the client and stores the answer.
+    fn start_stream(
+        &self,
+        user: &AuthUser,
+        p: Prepared,
+        start: StreamStart,
+        meta: AnswerMeta,
+        opened: Opened,
+    ) -> ChatStream {
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         let pump = Pump {
             store: self.store.clone(),
             providers: self.providers.clone(),
             user_id: owner(user).to_string(),
             start: start.clone(),
+            meta,
+            revive: p.revive,
+            regenerate: p.regenerate,
             model: p.model,
             prompt_estimate: p.prompt_estimate,
             idle_timeout: self.providers.idle_timeout(),
             request: RequestInfo::current(),
         };
-        // Spawned, so the answer is stored even when the client (and its response body) goes away.
+        // Spawned, so the answer goes on (and is stored) when the client goes away: it can come back
+        // for the rest with the stream route.
         tokio::spawn(pump.run(opened, tx).instrument(tracing::Span::current()));
-        Ok(ChatStream { start, events: rx })
+        ChatStream { start, events: rx }
     }
 
-    async fn answer_whole(&self, user: &AuthUser, p: Prepared) -> Result<CompletionResponse, ApiError> {
+    /// The user's message could not be answered by any provider: it is marked `failed` (kept, so a
+    /// retry answers it rather than storing another), and the problem says so.
+    async fn unanswered(&self, conversation: ConversationId, message: MessageId, err: ApiError) -> ApiError {
+        if let Err(e) = self.store.set_status(conversation, message, MessageStatus::Failed).await {
+            tracing::error!(cause = %error_chain(&e), "marking a message failed did not work");
+            return err;
+        }
+        let note = format!(
+            "Your message {message} is saved but was not answered (marked failed); retry with the same \
+             Idempotency-Key, or regenerate, to answer it."
+        );
+        match err {
+            ApiError::Unavailable { detail, retry_after_secs } => {
+                ApiError::Unavailable { detail: format!("{detail} {note}"), retry_after_secs }
+            }
+            other => other,
+        }
+    }
+
+    async fn answer_whole(
+        &self,
+        user: &AuthUser,
+        p: Prepared,
+        start: StreamStart,
+        meta: AnswerMeta,
+        done: Completed,
+    ) -> Result<CompletionResponse, ApiError> {
         let store = self.store.clone();
-        let providers = self.providers.clone();
         let user_id = owner(user).to_string();
         // Spawned, so a client that hangs up does not cancel the store of an answer being paid for.
         let task = async move {
-            let done = providers.complete(&p.catalog, &p.model, &p.params).await?;
             let usage = usage_or_estimate(done.answer.usage, p.prompt_estimate, &done.answer.content);
-            let message = Message {
-                id: MessageId::new(),
-                role: Role::Assistant,
-                content: done.answer.content,
-                status: MessageStatus::Complete,
-                created_at: now_rfc3339(),
-                model: Some(p.model.clone()),
-                provider: Some(done.provider.clone()),
-                usage: Some(usage),
-                attachments: Vec::new(),
-            };
-            store.finish(&user_id, p.conversation_id, &message, p.replaces).await?;
+            let message = answer_message(
+                start.message_id,
+                done.answer.content,
+                MessageStatus::Complete,
+                &p.model,
+                &done.provider,
+                Some(usage),
+            );
+            let meta = AnswerMeta { finish_reason: done.answer.finish_reason, ..meta };
+            let stored = store.finish_answer(&user_id, p.conversation_id, &message, &meta, p.revive).await;
+            if p.regenerate {
+                store.release_regenerate(p.conversation_id, message.id).await;
+            }
+            stored?;
             Ok::<_, ApiError>(CompletionResponse {
                 conversation_id: p.conversation_id,
                 message: AnswerMessage { id: message.id, role: Role::Assistant, content: message.content },
@@ -385,81 +536,155 @@ impl ChatService {
     }
 }
 
+impl From<crate::store::RegenerateRefused> for ApiError {
+    fn from(r: crate::store::RegenerateRefused) -> Self {
+        match r {
+            crate::store::RegenerateRefused::Running(m) => running_conflict(m),
+            crate::store::RegenerateRefused::Store(e) => e.into(),
+        }
+    }
+}
+
+/// The 409 of a request that would answer what another request is answering.
+pub fn running_conflict(running: MessageId) -> ApiError {
+    ApiError::Conflict(format!(
+        "An answer to this conversation is already being generated: message {running}. Follow it with \
+         GET /api/v1/chat/messages/{running}/stream."
+    ))
+}
+
+/// An assistant message as stored.
+fn answer_message(
+    id: MessageId,
+    content: String,
+    status: MessageStatus,
+    model: &str,
+    provider: &str,
+    usage: Option<Usage>,
+) -> Message {
+    Message {
+        id,
+        role: Role::Assistant,
+        content,
+        status,
+        created_at: now_rfc3339(),
+        model: Some(model.to_string()),
+        provider: (!provider.is_empty()).then(|| provider.to_string()),
+        usage,
+        attachments: Vec::new(),
+    }
+}
+
 /// Moves one streamed answer from the upstream to the client and into the store.
 struct Pump {
     store: ConversationStore,
     providers: Arc<Providers>,
     user_id: String,
     start: StreamStart,
+    meta: AnswerMeta,
+    /// The user message was marked failed by an earlier attempt: complete again once answered.
+    revive: bool,
+    regenerate: bool,
     model: String,
     prompt_estimate: u64,
     idle_timeout: Duration,
     request: Option<RequestInfo>,
 }
 
-/// How the stream ended.
-enum End {
-    Complete,
-    ClientGone,
-    Failed(StreamError),
+/// How often a streaming answer's text is written while it grows: when at least
+/// `PROGRESS_BYTES` were added and `PROGRESS_INTERVAL` passed since the last write, whichever comes
+/// later. An answer of `b` bytes over `s` seconds costs at most `min(b / PROGRESS_BYTES, s)`
+/// progress writes, besides its first item and its final transaction.
+pub const PROGRESS_BYTES: usize = 512;
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest an answer may take, from its first token, inside the function's 120 s timeout
+/// (template.yaml): past it the answer is stored as `incomplete`.
+pub const ANSWER_BUDGET: Duration = Duration::from_secs(100);
+
+/// The client's side of a stream: events go there until it goes away; the answer goes on anyway.
+struct Client(Option<mpsc::Sender<SseEvent>>);
+
+impl Client {
+    async fn send(&mut self, id: EventId, event: ChatEvent) {
+        if let Some(tx) = &self.0
+            && tx.send(SseEvent::new(id, event)).await.is_err()
+        {
+            tracing::info!("client went away; the answer goes on and is stored");
+            self.0 = None;
+        }
+    }
+}
+
+/// The bounded progressive writes of one answer.
+struct Progress {
+    stored: usize,
+    at: tokio::time::Instant,
+}
+
+impl Progress {
+    fn due(&self, len: usize) -> bool {
+        len >= self.stored + PROGRESS_BYTES && self.at.elapsed() >= PROGRESS_INTERVAL
+    }
 }
 
 impl Pump {
-    async fn run(self, opened: Opened, tx: mpsc::Sender<ChatEvent>) {
+    async fn run(self, opened: Opened, tx: mpsc::Sender<SseEvent>) {
         let Opened { provider, mut stream, first, ended } = opened;
+        let deadline = tokio::time::Instant::now() + ANSWER_BUDGET;
+        let mut client = Client(Some(tx));
         let mut content = String::new();
         let mut usage = None;
         let mut finish_reason = None;
-        let mut end = End::Complete;
+        let mut failed: Option<StreamError> = None;
+        let mut progress = Progress { stored: 0, at: tokio::time::Instant::now() };
 
-        let mut client_gone = tx.send(ChatEvent::Conversation(self.start.clone())).await.is_err();
-        let mut on_event = |ev: StreamEvent, content: &mut String| -> Option<String> {
-            match ev {
-                StreamEvent::Delta(t) => {
-                    content.push_str(&t);
-                    return Some(t);
+        client.send(EventId::At(0), ChatEvent::Conversation(self.start.clone())).await;
+        let mut pending: std::collections::VecDeque<StreamEvent> = first.into();
+        let mut upstream_open = !ended;
+        loop {
+            let ev = match pending.pop_front() {
+                Some(ev) => ev,
+                None if !upstream_open => break,
+                None => {
+                    let next = tokio::select! {
+                        n = tokio::time::timeout(self.idle_timeout, stream.next()) => n,
+                        _ = tokio::time::sleep_until(deadline) => {
+                            failed = Some(StreamError::Protocol("the answer's time budget ran out".into()));
+                            break;
+                        }
+                    };
+                    match next {
+                        Err(_) => {
+                            failed = Some(StreamError::Idle);
+                            break;
+                        }
+                        Ok(Err(e)) => {
+                            failed = Some(e);
+                            break;
+                        }
+                        Ok(Ok(None)) => {
+                            upstream_open = false;
+                            continue;
+                        }
+                        Ok(Ok(Some(ev))) => ev,
+                    }
                 }
+            };
+            match ev {
                 StreamEvent::Usage(u) => usage = Some(u),
                 StreamEvent::Finish(r) => finish_reason = Some(r),
-            }
-            None
-        };
-        for ev in first {
-            if let Some(t) = on_event(ev, &mut content)
-                && !client_gone
-            {
-                client_gone = tx.send(ChatEvent::Delta(t)).await.is_err();
-            }
-        }
-        if client_gone {
-            end = End::ClientGone;
-        } else if !ended {
-            loop {
-                let next = tokio::select! {
-                    biased;
-                    _ = tx.closed() => { end = End::ClientGone; break; }
-                    n = tokio::time::timeout(self.idle_timeout, stream.next()) => n,
-                };
-                let ev = match next {
-                    Err(_) => Err(StreamError::Idle),
-                    Ok(r) => r,
-                };
-                match ev {
-                    Ok(None) => break,
-                    Err(e) => {
-                        end = End::Failed(e);
+                StreamEvent::Delta(t) if t.is_empty() => {}
+                StreamEvent::Delta(t) => {
+                    if content.len() + t.len() > MAX_ANSWER_BYTES {
+                        failed = Some(StreamError::Protocol("answer exceeds the stored size limit".into()));
                         break;
                     }
-                    Ok(Some(ev)) => {
-                        if let Some(t) = on_event(ev, &mut content) {
-                            if content.len() > MAX_ANSWER_BYTES {
-                                end = End::Failed(StreamError::Protocol("answer exceeds the stored size limit".into()));
-                                break;
-                            }
-                            if tx.send(ChatEvent::Delta(t)).await.is_err() {
-                                end = End::ClientGone;
-                                break;
-                            }
+                    content.push_str(&t);
+                    client.send(EventId::At(content.len()), ChatEvent::Delta(t)).await;
+                    if progress.due(content.len()) {
+                        match self.store.progress(self.start.conversation_id, self.start.message_id, &content).await {
+                            Ok(()) => progress = Progress { stored: content.len(), at: tokio::time::Instant::now() },
+                            Err(e) => tracing::warn!(cause = %error_chain(&e), "storing answer progress failed"),
                         }
                     }
                 }
@@ -467,34 +692,25 @@ impl Pump {
         }
         drop(stream); // stop the upstream generating (and billing) as soon as we are done with it
 
-        let status = if matches!(end, End::Complete) { MessageStatus::Complete } else { MessageStatus::Incomplete };
+        let status = if failed.is_none() { MessageStatus::Complete } else { MessageStatus::Incomplete };
         let usage = usage_or_estimate(usage, self.prompt_estimate, &content);
-        let message = Message {
-            id: self.start.message_id,
-            role: Role::Assistant,
-            content,
-            status,
-            created_at: now_rfc3339(),
-            model: Some(self.model.clone()),
-            provider: Some(provider.clone()),
-            usage: Some(usage),
-            attachments: Vec::new(),
-        };
-        let stored = self.store.finish(&self.user_id, self.start.conversation_id, &message, self.start.replaces).await;
+        let message = answer_message(self.start.message_id, content, status, &self.model, &provider, Some(usage));
+        let meta = AnswerMeta { finish_reason: finish_reason.clone(), ..self.meta.clone() };
+        let stored =
+            self.store.finish_answer(&self.user_id, self.start.conversation_id, &message, &meta, self.revive).await;
         if let Err(e) = &stored {
             tracing::error!(cause = %error_chain(e), conversation = %self.start.conversation_id, "storing the answer failed");
         }
-        let outcome = match end {
-            End::ClientGone => {
-                tracing::info!(conversation = %self.start.conversation_id, stored = stored.is_ok(), "client went away; partial answer kept");
-                return;
-            }
-            End::Failed(e) => {
+        if self.regenerate {
+            self.store.release_regenerate(self.start.conversation_id, self.start.message_id).await;
+        }
+        let outcome = match failed {
+            Some(e) => {
                 self.providers.report_stream_failure(&provider);
                 tracing::warn!(provider = %provider, cause = %error_chain(&e), "upstream failed mid-stream");
                 ChatEvent::Error(Box::new(problem_for(&ApiError::BadGateway(Box::new(e)), self.request.as_ref())))
             }
-            End::Complete => match stored {
+            None => match stored {
                 Ok(()) => ChatEvent::Done(StreamDone {
                     message_id: message.id,
                     model: self.model.clone(),
@@ -505,7 +721,7 @@ impl Pump {
                 Err(e) => ChatEvent::Error(Box::new(problem_for(&ApiError::from(e), self.request.as_ref()))),
             },
         };
-        let _ = tx.send(outcome).await;
+        client.send(EventId::End, outcome).await;
     }
 }
 

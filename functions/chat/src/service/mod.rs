@@ -5,6 +5,8 @@
 pub mod attachments;
 pub mod completion;
 pub mod conversations;
+pub mod follow;
+pub mod idempotent;
 pub mod transcribe;
 
 use crate::safety::ssrf::{Resolver, SystemResolver};
@@ -20,6 +22,7 @@ use crate::store::ConversationStore;
 use attachments::Attachments;
 
 pub use completion::ChatStream;
+pub use idempotent::{Answer, Idempotent};
 pub use transcribe::TranscriptionInput;
 
 pub struct ChatService {

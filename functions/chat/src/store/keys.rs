@@ -5,6 +5,7 @@
 //! | conversation | `CONV#{cid}`  | `META`      | `USER#{uid}`    | `CONV#{cid}`  |
 //! | message      | `CONV#{cid}`  | `M#{mid}`   | `UMSG#{uid}`    | `M#{mid}`     |
 //! | conversation being deleted | `CONV#{cid}` | `META` | `UDEL#{uid}` | `CONV#{cid}` |
+//! | idempotency key | `IDEM#{uid}` | `{route}#{key}` | —          | —             |
 //!
 //! - A conversation and its messages share a partition. `META` sorts after every `M#...`, so one
 //!   descending Query returns the conversation first and then its newest messages (the context of a
@@ -13,7 +14,9 @@
 //! - A conversation being deleted moves to `UDEL#{uid}` on the index first: it leaves the user's
 //!   list (and search) at once, before its messages are removed, and stays findable by user id
 //!   until its item goes (an interrupted delete is finished by the user's erasure).
-//! - Messages are indexed under the user (`UMSG#`) so search reads the user's own items only.
+//! - Messages are indexed under the user (`UMSG#`) so search reads the user's own items only, and
+//!   the stream route finds an answer's conversation from its id alone.
+//! - Idempotency-Key records (`idempotency`) sit in a partition per user, with a TTL (`expires_at`).
 
 use super::ids::{ConversationId, MessageId};
 

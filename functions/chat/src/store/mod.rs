@@ -9,6 +9,7 @@
 pub mod cursor;
 pub mod erase;
 pub mod fold;
+pub mod idempotency;
 pub mod ids;
 pub mod keys;
 pub mod model;
@@ -17,7 +18,11 @@ pub mod search;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{Delete, DeleteRequest, Put, TransactWriteItem, Update, WriteRequest};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, DeleteRequest, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    WriteRequest,
+};
 use baatcheet_shared::ApiError;
 use baatcheet_shared::error::error_chain;
 use std::collections::HashMap;
@@ -25,7 +30,7 @@ use std::time::Duration;
 
 use cursor::Cursor;
 use ids::{ConversationId, MessageId};
-use model::{Conversation, Item, Message, n, now_rfc3339, s};
+use model::{AnswerMeta, Conversation, Item, Message, MessageStatus, n, now_rfc3339, s};
 
 use crate::modes::Mode;
 
@@ -81,6 +86,18 @@ pub struct Settings {
     pub model: String,
     pub system_prompt: Option<String>,
 }
+
+/// Why a regenerate could not start.
+#[derive(Debug)]
+pub enum RegenerateRefused {
+    /// Another regenerate of this conversation is writing this answer.
+    Running(MessageId),
+    Store(StoreError),
+}
+
+/// The longest a regenerate lock holds: an answer's budget with its first-token wait and a margin
+/// (a lock whose instance died frees itself then).
+pub const REGENERATE_LOCK: Duration = Duration::from_secs(150);
 
 /// Items per BatchWriteItem (the DynamoDB maximum).
 const BATCH_WRITE: usize = 25;
@@ -261,7 +278,58 @@ impl ConversationStore {
         answer: &Message,
         replaces: Option<MessageId>,
     ) -> Result<(), StoreError> {
-        let mut items = vec![self.put(answer.to_item(id, user_id))?];
+        let items = vec![self.put(answer.to_item(id, user_id))?];
+        self.finish_items(user_id, id, items, replaces).await
+    }
+
+    /// As [`Self::finish`], for an answer begun with [`Self::begin_answer`] (its streaming item is
+    /// overwritten) or never begun, keeping what replays its stream. With `revive`, the user
+    /// message it answers (marked failed by an earlier attempt) is complete again.
+    pub async fn finish_answer(
+        &self,
+        user_id: &str,
+        id: ConversationId,
+        answer: &Message,
+        meta: &AnswerMeta,
+        revive: bool,
+    ) -> Result<(), StoreError> {
+        let mut item = answer.to_item(id, user_id);
+        meta.write(&mut item);
+        let put = build(
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(#pk) OR #status = :streaming")
+                .expression_attribute_names("#pk", "pk")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":streaming", s(MessageStatus::Streaming.as_str()))
+                .build(),
+        )?;
+        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        if revive {
+            let update = build(
+                Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(keys::conv_pk(id), keys::msg_sk(meta.user_message_id))))
+                    .update_expression("SET #status = :complete")
+                    .condition_expression("attribute_exists(#pk)")
+                    .expression_attribute_names("#pk", "pk")
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":complete", s(MessageStatus::Complete.as_str()))
+                    .build(),
+            )?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        self.finish_items(user_id, id, items, meta.replaces).await
+    }
+
+    async fn finish_items(
+        &self,
+        user_id: &str,
+        id: ConversationId,
+        mut items: Vec<TransactWriteItem>,
+        replaces: Option<MessageId>,
+    ) -> Result<(), StoreError> {
         items.push(self.touch(user_id, id, if replaces.is_some() { 0 } else { 1 }, None)?);
         if let Some(old) = replaces {
             let delete = build(
@@ -273,6 +341,215 @@ impl ConversationStore {
             items.push(TransactWriteItem::builder().delete(delete).build());
         }
         self.transact("store answer", items).await
+    }
+
+    /// The item of an answer about to stream (status `streaming`, no text yet), written before the
+    /// upstream is asked so that a follower (the stream route, a repeat with the same
+    /// Idempotency-Key, a refused concurrent regenerate) finds it from the start. The conversation
+    /// item moves only when the answer is finished.
+    pub async fn begin_answer(
+        &self,
+        user_id: &str,
+        id: ConversationId,
+        answer: &Message,
+        meta: &AnswerMeta,
+    ) -> Result<(), StoreError> {
+        let mut item = answer.to_item(id, user_id);
+        meta.write(&mut item);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", "pk")
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::dynamo("begin answer", e))
+    }
+
+    /// The text generated so far of a streaming answer (one UpdateItem; the caller bounds how often).
+    pub async fn progress(&self, id: ConversationId, answer: MessageId, content: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::conv_pk(id), keys::msg_sk(answer))))
+            .update_expression("SET #content = :content")
+            .condition_expression("#status = :streaming")
+            .expression_attribute_names("#content", "content")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":content", s(content))
+            .expression_attribute_values(":streaming", s(MessageStatus::Streaming.as_str()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::dynamo("store answer progress", e))
+    }
+
+    /// Removes an answer that never got a token (every provider failed), if still streaming.
+    pub async fn drop_answer(&self, id: ConversationId, answer: MessageId) -> Result<(), StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::conv_pk(id), keys::msg_sk(answer))))
+            .condition_expression("#status = :streaming")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":streaming", s(MessageStatus::Streaming.as_str()))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(StoreError::dynamo("drop answer", e)),
+        }
+    }
+
+    /// Sets a message's status (a user message no provider answered becomes `failed`).
+    pub async fn set_status(
+        &self,
+        id: ConversationId,
+        message: MessageId,
+        status: MessageStatus,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::conv_pk(id), keys::msg_sk(message))))
+            .update_expression("SET #status = :status")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", s(status.as_str()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::dynamo("set message status", e))
+    }
+
+    /// The conversation a message of this user's belongs to, through the by-user index (the
+    /// message id alone names it in the stream route); `NotFound` for anyone else's.
+    pub async fn message_conversation(&self, user_id: &str, message: MessageId) -> Result<ConversationId, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(keys::INDEX)
+            .key_condition_expression("#gpk = :gpk AND #gsk = :gsk")
+            .expression_attribute_names("#gpk", "gsi1pk")
+            .expression_attribute_names("#gsk", "gsi1sk")
+            .expression_attribute_values(":gpk", s(keys::user_messages(user_id)))
+            .expression_attribute_values(":gsk", s(keys::msg_sk(message)))
+            .projection_expression("#cid")
+            .expression_attribute_names("#cid", "conversation_id")
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("find message", e))?;
+        out.items()
+            .first()
+            .and_then(|i| i.get("conversation_id"))
+            .and_then(|v| v.as_s().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// One message of this user's conversation, read consistently (a follower sees every write
+    /// made before), with what replays an answer's stream; `NotFound` if absent or not theirs.
+    pub async fn message(
+        &self,
+        user_id: &str,
+        id: ConversationId,
+        message: MessageId,
+    ) -> Result<(Message, Option<AnswerMeta>), StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::conv_pk(id), keys::msg_sk(message))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("get message", e))?;
+        let item = out.item().ok_or(StoreError::NotFound)?;
+        if item.get("user_id").and_then(|v| v.as_s().ok()).is_none_or(|u| u != user_id) {
+            return Err(StoreError::NotFound);
+        }
+        Ok((Message::from_item(item)?, AnswerMeta::read(item)))
+    }
+
+    /// Takes the conversation's regenerate lock for answer `answer` (one regenerate at a time), on
+    /// the conversation item: free, or held past [`REGENERATE_LOCK`] by an instance that died.
+    /// Held: `Running` with the answer being written; not this user's: `NotFound`.
+    pub async fn claim_regenerate(
+        &self,
+        user_id: &str,
+        id: ConversationId,
+        answer: MessageId,
+    ) -> Result<(), RegenerateRefused> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let until = now + i64::try_from(REGENERATE_LOCK.as_secs()).unwrap_or(i64::MAX);
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::conv_pk(id), keys::META_SK)))
+            .update_expression("SET #answering = :mid, #answering_until = :until")
+            .condition_expression(
+                "#user_id = :uid AND attribute_not_exists(#deleted_at) AND \
+                 (attribute_not_exists(#answering) OR #answering_until < :now)",
+            )
+            .expression_attribute_names("#answering", "answering")
+            .expression_attribute_names("#answering_until", "answering_until")
+            .expression_attribute_names("#user_id", "user_id")
+            .expression_attribute_names("#deleted_at", "deleted_at")
+            .expression_attribute_values(":mid", s(answer.to_string()))
+            .expression_attribute_values(":until", AttributeValue::N(until.to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":uid", s(user_id))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    let old = c.item();
+                    let mine = old.is_some_and(|i| {
+                        i.get("user_id").and_then(|v| v.as_s().ok()).is_some_and(|u| u == user_id)
+                            && !i.contains_key("deleted_at")
+                    });
+                    match old.and_then(|i| i.get("answering")).and_then(|v| v.as_s().ok()).and_then(|v| v.parse().ok())
+                    {
+                        Some(running) if mine => Err(RegenerateRefused::Running(running)),
+                        _ => Err(RegenerateRefused::Store(StoreError::NotFound)),
+                    }
+                }
+                _ => Err(RegenerateRefused::Store(StoreError::dynamo("claim regenerate", e))),
+            },
+        }
+    }
+
+    /// Releases the regenerate lock `answer` holds (if it still does). Best effort: a lock left
+    /// behind expires after [`REGENERATE_LOCK`].
+    pub async fn release_regenerate(&self, id: ConversationId, answer: MessageId) {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::conv_pk(id), keys::META_SK)))
+            .update_expression("REMOVE #answering, #answering_until")
+            .condition_expression("#answering = :mid")
+            .expression_attribute_names("#answering", "answering")
+            .expression_attribute_names("#answering_until", "answering_until")
+            .expression_attribute_values(":mid", s(answer.to_string()))
+            .send()
+            .await;
+        if let Err(e) = out
+            && !e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception())
+        {
+            tracing::warn!(cause = %error_chain(&e), "releasing a regenerate lock failed; it expires by itself");
+        }
     }
 
     /// The conversation item, if it is this user's and not being deleted.

@@ -30,14 +30,40 @@ impl Role {
     }
 }
 
-/// `incomplete`: the answer stopped early (upstream failure, or the client went away after
-/// streaming began).
+/// `incomplete`: the answer stopped early (upstream failure or its time budget); `streaming`: the
+/// answer is being written (follow it with `GET /api/v1/chat/messages/{message_id}/stream`);
+/// `failed`: a user message no provider could answer (a retry with the same Idempotency-Key, or a
+/// regenerate, answers it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageStatus {
     Complete,
-    /// The answer stopped early (upstream failure or client disconnect after streaming began).
+    /// The answer stopped early (upstream failure or the answer's time budget ran out).
     Incomplete,
+    /// The answer is still being generated and stored progressively.
+    Streaming,
+    /// A user message no provider could answer.
+    Failed,
+}
+
+impl MessageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Complete => "complete",
+            MessageStatus::Incomplete => "incomplete",
+            MessageStatus::Streaming => "streaming",
+            MessageStatus::Failed => "failed",
+        }
+    }
+
+    fn parse(s: Option<&str>) -> Self {
+        match s {
+            Some("incomplete") => MessageStatus::Incomplete,
+            Some("streaming") => MessageStatus::Streaming,
+            Some("failed") => MessageStatus::Failed,
+            _ => MessageStatus::Complete,
+        }
+    }
 }
 
 /// Token counts of one answer; `estimated` when the upstream did not report them.
@@ -122,6 +148,43 @@ pub struct Conversation {
     pub deleted: bool,
 }
 
+/// What an answer's item keeps besides the message, so its stream can be replayed exactly as it
+/// was sent (the `conversation` event) and ended (`done`), by any instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnswerMeta {
+    pub user_message_id: MessageId,
+    pub replaces: Option<MessageId>,
+    pub created: bool,
+    pub title: String,
+    pub finish_reason: Option<String>,
+}
+
+impl AnswerMeta {
+    pub fn write(&self, item: &mut Item) {
+        item.insert("answers".into(), s(self.user_message_id.to_string()));
+        item.insert("created_conversation".into(), AttributeValue::Bool(self.created));
+        item.insert("stream_title".into(), s(&self.title));
+        if let Some(r) = self.replaces {
+            item.insert("replaces".into(), s(r.to_string()));
+        }
+        if let Some(f) = &self.finish_reason {
+            item.insert("finish_reason".into(), s(f));
+        }
+    }
+
+    /// `None` for items written before answers kept it (and for user messages).
+    pub fn read(item: &Item) -> Option<Self> {
+        let id = |k: &str| opt_s(item, k).and_then(|v| v.parse::<MessageId>().ok());
+        Some(Self {
+            user_message_id: id("answers")?,
+            replaces: id("replaces"),
+            created: item.get("created_conversation").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+            title: opt_s(item, "stream_title").unwrap_or_default(),
+            finish_reason: opt_s(item, "finish_reason"),
+        })
+    }
+}
+
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
@@ -200,13 +263,7 @@ impl Message {
             ("conversation_id".into(), s(conversation.to_string())),
             ("role".into(), s(self.role.as_str())),
             ("content".into(), s(&self.content)),
-            (
-                "status".into(),
-                s(match self.status {
-                    MessageStatus::Complete => "complete",
-                    MessageStatus::Incomplete => "incomplete",
-                }),
-            ),
+            ("status".into(), s(self.status.as_str())),
             ("created_at".into(), s(&self.created_at)),
         ]);
         if let Some(m) = &self.model {
@@ -250,10 +307,7 @@ impl Message {
             "assistant" => Role::Assistant,
             other => return Err(StoreError::Corrupt(format!("unknown role {other}"))),
         };
-        let status = match opt_s(item, "status").as_deref() {
-            Some("incomplete") => MessageStatus::Incomplete,
-            _ => MessageStatus::Complete,
-        };
+        let status = MessageStatus::parse(opt_s(item, "status").as_deref());
         let usage = item.get("usage").and_then(|v| v.as_m().ok()).map(|m| Usage {
             prompt_tokens: get_n(m, "prompt_tokens"),
             completion_tokens: get_n(m, "completion_tokens"),
@@ -320,5 +374,20 @@ mod tests {
         let item = m.to_item(c.id, "u1");
         assert_eq!(item["gsi1pk"].as_s().unwrap(), "UMSG#u1");
         assert_eq!(Message::from_item(&item).unwrap(), m);
+        let meta = AnswerMeta {
+            user_message_id: MessageId::new(),
+            replaces: Some(MessageId::new()),
+            created: true,
+            title: "t".into(),
+            finish_reason: Some("stop".into()),
+        };
+        let mut item = item;
+        assert_eq!(AnswerMeta::read(&item), None);
+        meta.write(&mut item);
+        assert_eq!(AnswerMeta::read(&item), Some(meta));
+        for st in [MessageStatus::Complete, MessageStatus::Incomplete, MessageStatus::Streaming, MessageStatus::Failed]
+        {
+            assert_eq!(MessageStatus::parse(Some(st.as_str())), st);
+        }
     }
 }
