@@ -13,6 +13,7 @@ use baatcheet_tests::deployed::start_with;
 use baatcheet_tests::fake_upstream::{Behavior, FakeUpstream};
 use baatcheet_tests::http;
 use baatcheet_tests::seed::{self, Item, mentions};
+use chat::store::idempotency::{Claim, IdempotencyStore, KeyRef};
 use serde_json::{Value, json};
 
 /// Sends `d` as Svix does a (re-)delivery: same id, fresh timestamp and signature.
@@ -115,6 +116,12 @@ async fn user_deleted_erases_everything_but_a_tombstone_over_several_invocations
         })
         .collect();
     seed::batch_put(&dynamo, &h.stack.env["RATE_LIMITS_TABLE"], buckets).await;
+    // Idempotency-Key records: their own table partition, no index entry.
+    let idempotency = IdempotencyStore::new(dynamo.clone(), h.stack.env["CONVERSATIONS_TABLE"].clone());
+    for key in ["key-1", "key-2"] {
+        let claim = idempotency.claim(&KeyRef::new(&uid, "completions", key), &uid, "fingerprint").await.unwrap();
+        assert_eq!(claim, Claim::Owner);
+    }
 
     let theirs = |all: &std::collections::BTreeMap<&str, Vec<Item>>, who: &str, uid: &str| -> Vec<(String, Item)> {
         all.iter()

@@ -1,7 +1,8 @@
 //! Erasure of one user's conversations and messages (their search entries are the messages'
 //! own index entries, so they go with them). Everything is found through the by-user index, never
 //! a Scan: messages under `UMSG#{uid}`, conversations under `USER#{uid}`, and conversations whose
-//! delete was interrupted under `UDEL#{uid}` (keys.rs). Messages go first, conversation items
+//! delete was interrupted under `UDEL#{uid}` (keys.rs); Idempotency-Key records by a Query of their
+//! table partition `IDEM#{uid}`. Messages go first, conversation items
 //! last, so an interrupted run leaves everything still findable for the next one. Stateless:
 //! what was deleted is simply not found again.
 
@@ -24,7 +25,8 @@ impl ConversationStore {
                 return Ok(Erased::More);
             }
         }
-        Ok(Erased::Done)
+        // Idempotency-Key records: a partition of the table per user (no index entry).
+        super::idempotency::IdempotencyStore::new(self.client().clone(), self.table()).erase(user_id, budget).await
     }
 
     /// Deletes the table items of one index partition, page by page (each page's keys once:

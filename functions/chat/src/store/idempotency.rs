@@ -9,10 +9,12 @@
 //! | `failed`  | no provider answered `user_message_id`; a repeat takes the record over      |
 //! | `done`    | finished; `response` holds a JSON answer that has no message (transcribe)   |
 //!
-//! Erasure finds every record of a user with one Query on their partition ([`IdempotencyStore::delete_all_for_user`]).
+//! Erasure finds every record of a user with one Query on their partition ([`IdempotencyStore::erase`],
+//! called by the conversations store's erasure; [`IdempotencyStore::delete_all_for_user`]).
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+use baatcheet_shared::erasure::{Budget, Erased};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
@@ -335,12 +337,22 @@ impl IdempotencyStore {
         }
     }
 
-    /// Deletes every key record of a user (erasure): one Query per page of their partition, then
-    /// batch deletes. Returns how many were removed.
+    /// Deletes every key record of a user: one Query per page of their partition, then batch
+    /// deletes. Returns how many were removed.
     pub async fn delete_all_for_user(&self, user_id: &str) -> Result<usize, StoreError> {
-        let mut removed = 0;
+        let mut budget = Budget::new(usize::MAX);
+        self.erase(user_id, &mut budget).await?;
+        Ok(usize::MAX - budget.left())
+    }
+
+    /// The erasure of a user's key records (part of the conversations store's), at most
+    /// `budget.left()` items; `Done` once none is left.
+    pub async fn erase(&self, user_id: &str, budget: &mut Budget) -> Result<Erased, StoreError> {
         let mut start = None;
         loop {
+            if budget.is_spent() {
+                return Ok(Erased::More);
+            }
             let page = self
                 .client
                 .query()
@@ -351,6 +363,7 @@ impl IdempotencyStore {
                 .expression_attribute_values(":pk", s(idem_pk(user_id)))
                 .projection_expression("#pk, #sk")
                 .consistent_read(true)
+                .limit(i32::try_from(budget.left().min(ERASE_PAGE)).unwrap_or(ERASE_PAGE as i32))
                 .set_exclusive_start_key(start)
                 .send()
                 .await
@@ -386,15 +399,18 @@ impl IdempotencyStore {
                         std::io::Error::other("items left unprocessed after retries"),
                     ));
                 }
-                removed += chunk.len();
+                budget.spend(chunk.len());
             }
             match page.last_evaluated_key() {
                 Some(k) => start = Some(k.clone()),
-                None => return Ok(removed),
+                None => return Ok(Erased::Done),
             }
         }
     }
 }
+
+/// Key records read per Query page while erasing.
+const ERASE_PAGE: usize = 100;
 
 #[cfg(test)]
 mod tests {
