@@ -340,3 +340,76 @@ async fn cookie_sessions_change_data_only_from_allowed_origins_and_bearer_from_a
         .unwrap();
     assert_eq!(problem(res, 401).await["reason"], "ambiguous_session_cookie");
 }
+
+/// One request's access-log line and its function's log lines join on API Gateway's request id,
+/// Lambda's request id and the X-Ray trace id (the same field names in both); the caller appears
+/// only as a hash; a client's X-Request-Id is kept as its own field and echoed.
+#[tokio::test]
+async fn access_log_function_logs_and_trace_join_on_the_same_ids() {
+    let fake = FakeUpstream::start().await;
+    let (h, gw) = chat_stack(&fake).await;
+    let alice = h.caller("alice").await;
+    let get = |client_id: Option<&str>| {
+        let mut req =
+            http().get(format!("{}/api/v1/conversations", gw.base_url())).header("authorization", alice.bearer());
+        if let Some(id) = client_id {
+            req = req.header("x-request-id", id);
+        }
+        req.send()
+    };
+    let header = |res: &reqwest::Response, name: &str| {
+        res.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+    };
+    // Without an X-Request-Id of its own, the client is given API Gateway's.
+    let res = get(None).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let api_id = header(&res, "x-amzn-requestid");
+    assert!(!api_id.is_empty());
+    assert_eq!(header(&res, "x-request-id"), api_id);
+    // With one, it is echoed and logged as its own field.
+    let res2 = get(Some("mobile-client-0001")).await.unwrap();
+    assert_eq!(res2.status(), 200);
+    let api_id2 = header(&res2, "x-amzn-requestid");
+    assert_eq!(header(&res2, "x-request-id"), "mobile-client-0001");
+    assert_ne!(api_id2, api_id);
+
+    let lines = deployed::log_lines(&h.stack);
+    let json = |l: &str| serde_json::from_str::<Value>(l).ok();
+    for (id, client_id) in [(&api_id, api_id.as_str()), (&api_id2, "mobile-client-0001")] {
+        let access: Vec<Value> = lines
+            .iter()
+            .filter(|(p, _)| p == "access")
+            .filter_map(|(_, l)| json(l))
+            .filter(|d| d["requestId"] == id.as_str())
+            .collect();
+        assert_eq!(access.len(), 1, "one access-log line for {id}: {lines:?}");
+        let (lambda_id, trace) = (&access[0]["integrationRequestId"], &access[0]["xrayTraceId"]);
+        assert!(lambda_id.as_str().is_some_and(|s| s.len() > 8), "{}", access[0]);
+        assert!(trace.as_str().is_some_and(|s| s.starts_with("1-")), "{}", access[0]);
+        let function: Vec<Value> = lines
+            .iter()
+            .filter(|(p, _)| p.starts_with("ChatFunction"))
+            .filter_map(|(_, l)| json(l))
+            .filter(|d| d["span"]["requestId"] == id.as_str())
+            .collect();
+        assert!(!function.is_empty(), "the function logged under API Gateway's id {id}: {lines:?}");
+        for line in &function {
+            let span = &line["span"];
+            assert_eq!(&span["integrationRequestId"], lambda_id, "{line}");
+            assert_eq!(&span["xrayTraceId"], trace, "{line}");
+            assert_eq!(span["clientRequestId"], client_id, "{line}");
+        }
+        let done = function.iter().find(|l| l["message"] == "request completed").expect("a request completed line");
+        assert_eq!(done["span"]["userHash"], baatcheet_shared::request_id::user_hash(alice.id()), "{done}");
+        // Lambda's own START line for the same invocation carries its request id.
+        let lambda_id = lambda_id.as_str().unwrap();
+        assert!(lines.iter().any(|(_, l)| l.starts_with("START RequestId: ") && l.contains(lambda_id)));
+    }
+    // The caller is never in the logs by id, Clerk id or email.
+    for (_, l) in &lines {
+        assert!(!l.contains(alice.id()) && !l.contains(&alice.clerk_id), "{l}");
+        if let Some(email) = &alice.user.email {
+            assert!(!l.contains(email.as_str()), "{l}");
+        }
+    }
+}

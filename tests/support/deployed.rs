@@ -44,11 +44,27 @@ pub async fn start_with(
     for (f, k, v) in function_env {
         opts.function_env.entry(f.to_string()).or_default().insert(k.to_string(), v.to_string());
     }
-    let logs = opts.binaries.join("..").join("lambda-test-logs").join(format!("{}log", stack.prefix));
+    let logs = log_path(&opts.binaries, stack);
     opts.logs = LogSink::file(&logs).expect("log file");
     opts.access_log = opts.logs.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     LambdaStack::start(Arc::new(d), &opts, listener).await.expect("the local stack starts (are the functions built?)")
+}
+
+/// The file the stack of `stack` writes its functions' logs and access-log lines to, one line
+/// each, prefixed `[access] ` or `[<function>#<instance>] `.
+pub fn log_path(binaries: &std::path::Path, stack: &TestStack) -> std::path::PathBuf {
+    binaries.join("..").join("lambda-test-logs").join(format!("{}log", stack.prefix))
+}
+
+/// The log lines [`start_with`] wrote for `stack` so far: (prefix, line).
+pub fn log_lines(stack: &TestStack) -> Vec<(String, String)> {
+    let binaries = LambdaStackOptions::new(&stack.prefix, "").binaries;
+    let text = std::fs::read_to_string(log_path(&binaries, stack)).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.strip_prefix('[')?.split_once("] "))
+        .map(|(p, l)| (p.to_string(), l.to_string()))
+        .collect()
 }
 
 pub async fn start(stack: &TestStack) -> LambdaStack {

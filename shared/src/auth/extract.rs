@@ -39,7 +39,9 @@ pub async fn authenticate(parts: &Parts, ctx: &AppContext) -> Result<AuthUser, A
         // Spent bucket: the 429 replaces the 401.
         ctx.limiter.record_auth_failure(ip.0).await?;
     }
-    Ok(result?)
+    let user = result?;
+    crate::request_id::record_user(&user.user_id);
+    Ok(user)
 }
 
 impl<S> FromRequestParts<S> for AuthUser
