@@ -373,7 +373,14 @@ async fn access_log_function_logs_and_trace_join_on_the_same_ids() {
     assert_eq!(header(&res2, "x-request-id"), "mobile-client-0001");
     assert_ne!(api_id2, api_id);
 
-    let lines = deployed::log_lines(&h.stack);
+    let lines = deployed::log_lines_when(&h.stack, |lines| {
+        [&api_id, &api_id2].iter().all(|id| {
+            lines.iter().any(|(p, l)| {
+                p.starts_with("ChatFunction") && l.contains("request completed") && l.contains(id.as_str())
+            })
+        })
+    })
+    .await;
     let json = |l: &str| serde_json::from_str::<Value>(l).ok();
     for (id, client_id) in [(&api_id, api_id.as_str()), (&api_id2, "mobile-client-0001")] {
         let access: Vec<Value> = lines
@@ -412,4 +419,148 @@ async fn access_log_function_logs_and_trace_join_on_the_same_ids() {
             assert!(!l.contains(email.as_str()), "{l}");
         }
     }
+}
+
+/// Checks one CloudWatch Embedded Metric Format document against the format's specification and
+/// returns its (dimension set, metric name -> values) pairs.
+fn check_emf(doc: &Value) -> Vec<(std::collections::BTreeMap<String, String>, String, Vec<f64>)> {
+    const UNITS: &[&str] = &[
+        "Seconds",
+        "Microseconds",
+        "Milliseconds",
+        "Bytes",
+        "Kilobytes",
+        "Megabytes",
+        "Gigabytes",
+        "Terabytes",
+        "Bits",
+        "Kilobits",
+        "Megabits",
+        "Gigabits",
+        "Terabits",
+        "Percent",
+        "Count",
+        "Bytes/Second",
+        "Kilobytes/Second",
+        "Megabytes/Second",
+        "Gigabytes/Second",
+        "Terabytes/Second",
+        "Bits/Second",
+        "Kilobits/Second",
+        "Megabits/Second",
+        "Gigabits/Second",
+        "Terabits/Second",
+        "Count/Second",
+        "None",
+    ];
+    let aws = &doc["_aws"];
+    assert!(aws["Timestamp"].as_u64().is_some_and(|t| t > 1_600_000_000_000), "Timestamp in ms: {doc}");
+    let directives = aws["CloudWatchMetrics"].as_array().expect("CloudWatchMetrics is an array");
+    assert!(!directives.is_empty(), "{doc}");
+    let mut out = Vec::new();
+    for d in directives {
+        let ns = d["Namespace"].as_str().expect("a Namespace");
+        assert!(!ns.is_empty() && ns.len() <= 255, "{doc}");
+        assert_eq!(ns, baatcheet_shared::metrics::NAMESPACE);
+        let sets = d["Dimensions"].as_array().expect("Dimensions is an array of dimension sets");
+        let metrics = d["Metrics"].as_array().expect("Metrics is an array");
+        assert!(!metrics.is_empty() && metrics.len() <= 100, "{doc}");
+        for set in sets {
+            let names = set.as_array().expect("a dimension set is an array");
+            assert!(!names.is_empty() && names.len() <= 30, "{doc}");
+            let mut dims = std::collections::BTreeMap::new();
+            for n in names {
+                let n = n.as_str().expect("a dimension name is a string");
+                let v = doc[n].as_str().unwrap_or_else(|| panic!("dimension {n} is a top-level string: {doc}"));
+                assert!(!v.is_empty() && v.len() <= 1024, "{doc}");
+                // Bounded values only: no raw paths with ids, no user ids.
+                assert!(!v.contains("user_") && !v.contains("0190"), "{n}={v}");
+                dims.insert(n.to_string(), v.to_string());
+            }
+            for m in metrics {
+                let name = m["Name"].as_str().expect("a metric Name");
+                assert!(baatcheet_shared::metrics::names::ALL.contains(&name), "{name} is not in metrics::names::ALL");
+                if let Some(unit) = m.get("Unit") {
+                    assert!(UNITS.contains(&unit.as_str().unwrap_or_default()), "unit {unit} of {name}");
+                }
+                let values: Vec<f64> = match &doc[name] {
+                    Value::Number(n) => vec![n.as_f64().unwrap()],
+                    Value::Array(a) => a.iter().map(|v| v.as_f64().expect("a numeric value")).collect(),
+                    other => panic!("metric {name} is a top-level number or array, not {other}"),
+                };
+                assert!(!values.is_empty() && values.len() <= 100, "{name}: {} values", values.len());
+                out.push((dims.clone(), name.to_string(), values));
+            }
+        }
+    }
+    out
+}
+
+/// Requests through the Lambda-shaped stack leave EMF documents in the functions' logs that meet
+/// the format's specification, with the expected values per function, route and status class.
+#[tokio::test]
+async fn functions_emit_valid_embedded_metrics_per_invocation() {
+    use baatcheet_shared::metrics::names;
+    let fake = FakeUpstream::start().await;
+    let (h, gw) = chat_stack(&fake).await;
+    let alice = h.caller("alice").await;
+    for _ in 0..2 {
+        let res = http()
+            .get(format!("{}/api/v1/conversations", gw.base_url()))
+            .header("authorization", alice.bearer())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let res = http().get(format!("{}/api/v1/conversations", gw.base_url())).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let res = http().get(format!("{}/live", gw.base_url())).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+
+    let emf = |lines: &[(String, String)]| -> Vec<(String, Value)> {
+        lines
+            .iter()
+            .filter(|(p, l)| p != "access" && l.contains("\"_aws\""))
+            .filter_map(|(p, l)| Some((p.clone(), serde_json::from_str::<Value>(l).ok()?)))
+            .collect()
+    };
+    let sum = |docs: &[(String, Value)], function: &str, metric: &str, want: &[(&str, &str)]| -> (f64, usize) {
+        let mut total = (0.0, 0);
+        for (_, doc) in docs {
+            for (dims, name, values) in check_emf(doc) {
+                if name == metric
+                    // The deployed name: `<stack>-<logical id>`.
+                    && dims.get("function").is_some_and(|f| f.ends_with(&format!("-{function}")))
+                    && want.iter().all(|(k, v)| dims.get(*k).map(String::as_str) == Some(*v))
+                {
+                    total.0 += values.iter().sum::<f64>();
+                    total.1 += values.len();
+                }
+            }
+        }
+        total
+    };
+    let route = [("route", "/api/v1/conversations")];
+    let ok = [("route", "/api/v1/conversations"), ("status_class", "2xx")];
+    let lines = deployed::log_lines_when(&h.stack, |lines| {
+        let docs = emf(lines);
+        sum(&docs, "ChatFunction", names::REQUESTS, &route).0 >= 3.0
+            && sum(&docs, "HealthFunction", names::REQUESTS, &[]).0 >= 1.0
+    })
+    .await;
+    let docs = emf(&lines);
+    assert!(!docs.is_empty());
+    assert_eq!(sum(&docs, "ChatFunction", names::REQUESTS, &ok).0, 2.0);
+    assert_eq!(
+        sum(&docs, "ChatFunction", names::REQUESTS, &[("route", "/api/v1/conversations"), ("status_class", "4xx")]).0,
+        1.0
+    );
+    assert_eq!(sum(&docs, "ChatFunction", names::REQUEST_LATENCY, &route).1, 3, "one latency value per request");
+    assert_eq!(sum(&docs, "HealthFunction", names::REQUESTS, &[("route", "/live"), ("status_class", "2xx")]).0, 1.0);
+    // One cold start per instance started.
+    let instances =
+        |f: &str| lines.iter().filter(|(p, l)| p.starts_with(f) && l.starts_with("INIT_REPORT")).count() as f64;
+    assert_eq!(sum(&docs, "ChatFunction", names::COLD_STARTS, &[]).0, instances("ChatFunction"));
+    assert_eq!(sum(&docs, "HealthFunction", names::COLD_STARTS, &[]).0, instances("HealthFunction"));
 }

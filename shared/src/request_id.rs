@@ -36,21 +36,24 @@ pub struct AwsIds {
     pub lambda_request_id: Option<String>,
     /// The trace's `Root` (`1-xxxxxxxx-yyyyyyyyyyyyyyyyyyyyyyyy`), as the access log writes it.
     pub xray_trace_id: Option<String>,
+    /// API Gateway's resource path, the route template (`/api/v1/conversations/{id}`).
+    pub resource_path: Option<String>,
 }
 
 impl AwsIds {
     pub fn of<B>(req: &http::Request<B>) -> Self {
         use lambda_http::request::RequestContext;
-        let api_request_id = match req.extensions().get::<RequestContext>() {
-            Some(RequestContext::ApiGatewayV1(c)) => c.request_id.clone(),
-            Some(RequestContext::ApiGatewayV2(c)) => c.request_id.clone(),
-            _ => None,
+        let (api_request_id, resource_path) = match req.extensions().get::<RequestContext>() {
+            Some(RequestContext::ApiGatewayV1(c)) => (c.request_id.clone(), c.resource_path.clone()),
+            Some(RequestContext::ApiGatewayV2(c)) => (c.request_id.clone(), c.route_key.clone()),
+            _ => (None, None),
         };
         let lambda = req.extensions().get::<lambda_http::Context>();
         Self {
             api_request_id: api_request_id.filter(|id| is_well_formed(id)),
             lambda_request_id: lambda.map(|c| c.request_id.clone()).filter(|id| !id.is_empty()),
             xray_trace_id: lambda.and_then(|c| c.xray_trace_id.as_deref()).and_then(trace_root),
+            resource_path,
         }
     }
 }
@@ -139,14 +142,44 @@ pub async fn request_id_layer(mut req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(X_REQUEST_ID, v);
     }
+    let latency = started.elapsed();
     span.in_scope(|| {
-        tracing::info!(
-            status = res.status().as_u16(),
-            latency_us = started.elapsed().as_micros() as u64,
-            "request completed"
-        );
+        tracing::info!(status = res.status().as_u16(), latency_us = latency.as_micros() as u64, "request completed");
     });
-    res
+    // Outside API Gateway there is no route template, and a raw path is no bounded dimension.
+    crate::metrics::record_request(aws.resource_path.as_deref().unwrap_or("-"), res.status().as_u16(), latency);
+    // Metrics recorded while a streamed body is produced belong to this invocation too.
+    res.map(|body| axum::body::Body::new(FlushOnEnd(body)))
+}
+
+/// A response body that flushes the invocation's metrics when it is dropped: after its last
+/// byte was sent (or the client went away).
+struct FlushOnEnd(axum::body::Body);
+
+impl Drop for FlushOnEnd {
+    fn drop(&mut self) {
+        crate::metrics::flush();
+    }
+}
+
+impl axum::body::HttpBody for FlushOnEnd {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.0).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.size_hint()
+    }
 }
 
 #[cfg(test)]

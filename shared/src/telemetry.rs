@@ -39,4 +39,5 @@ where
     };
     // A second init (tests, or a gateway mounting several functions) keeps the first subscriber.
     let _ = result;
+    crate::metrics::init_from_env();
 }

@@ -67,6 +67,19 @@ pub fn log_lines(stack: &TestStack) -> Vec<(String, String)> {
         .collect()
 }
 
+/// [`log_lines`] once `done` holds for them: a function's stdout reaches the log through a pipe,
+/// possibly after the response did. Panics with the lines if it never holds (10 s).
+pub async fn log_lines_when(stack: &TestStack, done: impl Fn(&[(String, String)]) -> bool) -> Vec<(String, String)> {
+    for _ in 0..100 {
+        let lines = log_lines(stack);
+        if done(&lines) {
+            return lines;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the expected log lines never arrived: {:#?}", log_lines(stack));
+}
+
 pub async fn start(stack: &TestStack) -> LambdaStack {
     start_with(stack, |_| {}, &[]).await
 }
