@@ -496,6 +496,34 @@ fn check_emf(doc: &Value) -> Vec<(std::collections::BTreeMap<String, String>, St
     out
 }
 
+/// The EMF documents among the functions' log lines.
+fn emf(lines: &[(String, String)]) -> Vec<(String, Value)> {
+    lines
+        .iter()
+        .filter(|(p, l)| p != "access" && l.contains("\"_aws\""))
+        .filter_map(|(p, l)| Some((p.clone(), serde_json::from_str::<Value>(l).ok()?)))
+        .collect()
+}
+
+/// The sum and the number of values of `metric` emitted by `function` (logical id) in documents
+/// whose dimensions include `want`; every document is checked against the spec on the way.
+fn sum(docs: &[(String, Value)], function: &str, metric: &str, want: &[(&str, &str)]) -> (f64, usize) {
+    let mut total = (0.0, 0);
+    for (_, doc) in docs {
+        for (dims, name, values) in check_emf(doc) {
+            if name == metric
+                // The deployed name: `<stack>-<logical id>`.
+                && dims.get("function").is_some_and(|f| f.ends_with(&format!("-{function}")))
+                && want.iter().all(|(k, v)| dims.get(*k).map(String::as_str) == Some(*v))
+            {
+                total.0 += values.iter().sum::<f64>();
+                total.1 += values.len();
+            }
+        }
+    }
+    total
+}
+
 /// Requests through the Lambda-shaped stack leave EMF documents in the functions' logs that meet
 /// the format's specification, with the expected values per function, route and status class.
 #[tokio::test]
@@ -518,29 +546,6 @@ async fn functions_emit_valid_embedded_metrics_per_invocation() {
     let res = http().get(format!("{}/live", gw.base_url())).send().await.unwrap();
     assert_eq!(res.status(), 200);
 
-    let emf = |lines: &[(String, String)]| -> Vec<(String, Value)> {
-        lines
-            .iter()
-            .filter(|(p, l)| p != "access" && l.contains("\"_aws\""))
-            .filter_map(|(p, l)| Some((p.clone(), serde_json::from_str::<Value>(l).ok()?)))
-            .collect()
-    };
-    let sum = |docs: &[(String, Value)], function: &str, metric: &str, want: &[(&str, &str)]| -> (f64, usize) {
-        let mut total = (0.0, 0);
-        for (_, doc) in docs {
-            for (dims, name, values) in check_emf(doc) {
-                if name == metric
-                    // The deployed name: `<stack>-<logical id>`.
-                    && dims.get("function").is_some_and(|f| f.ends_with(&format!("-{function}")))
-                    && want.iter().all(|(k, v)| dims.get(*k).map(String::as_str) == Some(*v))
-                {
-                    total.0 += values.iter().sum::<f64>();
-                    total.1 += values.len();
-                }
-            }
-        }
-        total
-    };
     let route = [("route", "/api/v1/conversations")];
     let ok = [("route", "/api/v1/conversations"), ("status_class", "2xx")];
     let lines = deployed::log_lines_when(&h.stack, |lines| {
@@ -563,4 +568,80 @@ async fn functions_emit_valid_embedded_metrics_per_invocation() {
         |f: &str| lines.iter().filter(|(p, l)| p.starts_with(f) && l.starts_with("INIT_REPORT")).count() as f64;
     assert_eq!(sum(&docs, "ChatFunction", names::COLD_STARTS, &[]).0, instances("ChatFunction"));
     assert_eq!(sum(&docs, "HealthFunction", names::COLD_STARTS, &[]).0, instances("HealthFunction"));
+}
+
+/// A known sequence through the Lambda-shaped stack: a completion served by the second provider
+/// after the first failed, a second completion refused by the chat limit, and a webhook event;
+/// each shows in the embedded metrics with its value.
+#[tokio::test]
+async fn a_completion_failover_429_and_webhook_event_show_in_the_embedded_metrics() {
+    use baatcheet_shared::metrics::names;
+    let (bad, good) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    bad.set_default(Behavior::status(500));
+    good.set_default(Behavior::ok());
+    let models = json!([{"id": "text", "context_length": 32768}]);
+    let providers = json!([bad.provider("first", &["k1"], models.clone()), good.provider("second", &["k2"], models)]);
+    let h = ChatHarness::with(providers, fast_config(), &[], None).await;
+    let gw = start_with(&h.stack, |_| {}, &[("ChatFunction", "RATE_LIMIT_CHAT_FREE", "1/1h")]).await;
+    let alice = h.caller("alice").await;
+    let complete = || {
+        http()
+            .post(format!("{}/api/v1/chat/completions", gw.base_url()))
+            .header("authorization", alice.bearer())
+            .json(&json!({ "message": "Salaam" }))
+            .send()
+    };
+    let res = complete().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    assert_eq!(events(&parse_sse(&text)).last().map(|(n, _)| n.clone()).as_deref(), Some("done"), "{text}");
+    let refused = problem(complete().await.unwrap(), 429).await;
+    let policy = refused["policy"].as_str().expect("the 429 names its policy").to_string();
+
+    let user = baatcheet_tests::clerk::unique_user();
+    let mut d = baatcheet_tests::clerk::Delivery::new(&baatcheet_tests::clerk::user_event(
+        "user.created",
+        &user,
+        baatcheet_tests::clerk::now_ms(),
+        "Ayesha",
+        "user",
+        "free",
+    ));
+    d.timestamp = baatcheet_tests::clerk::now();
+    let res = http()
+        .post(format!("{}{}", gw.base_url(), webhook::PATH))
+        .header("content-type", "application/json")
+        .header("svix-id", &d.id)
+        .header("svix-timestamp", d.timestamp.to_string())
+        .header("svix-signature", d.signature(baatcheet_tests::clerk::WEBHOOK_SECRET))
+        .body(d.body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    let text_model = [("model", "text")];
+    let webhook_event = [("event_type", "user.created"), ("outcome", "applied")];
+    let lines = deployed::log_lines_when(&h.stack, |lines| {
+        let docs = emf(lines);
+        sum(&docs, "ChatFunction", names::RATE_LIMITED, &[]).0 >= 1.0
+            && sum(&docs, "ChatFunction", names::COMPLETIONS, &[]).0 >= 1.0
+            && sum(&docs, "WebhookFunction", names::WEBHOOK_EVENTS, &[]).0 >= 1.0
+    })
+    .await;
+    let docs = emf(&lines);
+    let second = [("provider", "second"), ("model", "text")];
+    assert_eq!(sum(&docs, "ChatFunction", names::COMPLETIONS, &second).0, 1.0);
+    assert_eq!(sum(&docs, "ChatFunction", names::COMPLETIONS, &text_model).0, 1.0, "only the second served");
+    assert_eq!(sum(&docs, "ChatFunction", names::FIRST_TOKEN_LATENCY, &second).1, 1);
+    assert_eq!(sum(&docs, "ChatFunction", names::FAILOVERS, &second).0, 1.0);
+    assert!(sum(&docs, "ChatFunction", names::PROVIDER_ERRORS, &[("provider", "first"), ("model", "text")]).0 >= 1.0);
+    assert_eq!(sum(&docs, "ChatFunction", names::PROVIDER_ERRORS, &[("provider", "second")]).0, 0.0);
+    assert_eq!(sum(&docs, "ChatFunction", names::RATE_LIMITED, &[("policy", policy.as_str())]).0, 1.0);
+    assert_eq!(
+        sum(&docs, "ChatFunction", names::REQUESTS, &[("route", "/api/v1/chat/completions"), ("status_class", "4xx")])
+            .0,
+        1.0
+    );
+    assert_eq!(sum(&docs, "WebhookFunction", names::WEBHOOK_EVENTS, &webhook_event).0, 1.0);
 }

@@ -239,6 +239,9 @@ impl IntoResponse for Problem {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.log();
+        if let Self::QuotaExceeded { policy, .. } = &self {
+            crate::metrics::record_rate_limited(policy);
+        }
         let mut res = self.problem().into_response();
         if matches!(self, Self::MethodNotAllowed) {
             res.headers_mut().remove(HeaderName::from_static("allow"));

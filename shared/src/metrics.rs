@@ -25,7 +25,32 @@ pub mod names {
     /// 1 on the first invocation of an instance.
     pub const COLD_STARTS: &str = "ColdStarts";
 
-    pub const ALL: &[&str] = &[REQUESTS, REQUEST_LATENCY, COLD_STARTS];
+    /// Requests refused by a rate limit (label `policy`).
+    pub const RATE_LIMITED: &str = "RateLimited";
+    /// Streamed answers opened: a first token arrived (labels `provider`, `model`).
+    pub const COMPLETIONS: &str = "Completions";
+    /// Milliseconds from asking the providers to the first token, failovers included (labels
+    /// `provider`, `model`).
+    pub const FIRST_TOKEN_LATENCY: &str = "FirstTokenLatency";
+    /// Failed upstream attempts, each (labels `provider`, `model`).
+    pub const PROVIDER_ERRORS: &str = "ProviderErrors";
+    /// Answers served by another provider or key than the first one tried (labels `provider`:
+    /// the one that answered, `model`).
+    pub const FAILOVERS: &str = "Failovers";
+    /// Signed webhook deliveries handled (labels `event_type`, `outcome`).
+    pub const WEBHOOK_EVENTS: &str = "WebhookEvents";
+
+    pub const ALL: &[&str] = &[
+        REQUESTS,
+        REQUEST_LATENCY,
+        COLD_STARTS,
+        RATE_LIMITED,
+        COMPLETIONS,
+        FIRST_TOKEN_LATENCY,
+        PROVIDER_ERRORS,
+        FAILOVERS,
+        WEBHOOK_EVENTS,
+    ];
 }
 
 /// The dimension names (metric labels) allowed, each with a bounded set of values.
@@ -35,6 +60,15 @@ pub mod labels {
     pub const ROUTE: &str = "route";
     /// `2xx`, `4xx`, `5xx`...
     pub const STATUS_CLASS: &str = "status_class";
+    /// A rate-limit policy's name.
+    pub const POLICY: &str = "policy";
+    /// A provider's configured name.
+    pub const PROVIDER: &str = "provider";
+    /// A model id of the provider catalog (only ids the catalog routes).
+    pub const MODEL: &str = "model";
+    /// A Clerk event type (`user.created`...), from a delivery whose signature was verified.
+    pub const EVENT_TYPE: &str = "event_type";
+    pub const OUTCOME: &str = "outcome";
 }
 
 static COLLECTOR: OnceLock<&'static metrics_cloudwatch_embedded::Collector> = OnceLock::new();
@@ -60,6 +94,12 @@ fn install(function: String) {
             metrics::describe_counter!(names::REQUESTS, Unit::Count, "requests served");
             metrics::describe_histogram!(names::REQUEST_LATENCY, Unit::Milliseconds, "time to response headers");
             metrics::describe_counter!(names::COLD_STARTS, Unit::Count, "first invocations of an instance");
+            metrics::describe_counter!(names::RATE_LIMITED, Unit::Count, "requests refused by a rate limit");
+            metrics::describe_counter!(names::COMPLETIONS, Unit::Count, "streamed answers opened");
+            metrics::describe_histogram!(names::FIRST_TOKEN_LATENCY, Unit::Milliseconds, "time to first token");
+            metrics::describe_counter!(names::PROVIDER_ERRORS, Unit::Count, "failed upstream attempts");
+            metrics::describe_counter!(names::FAILOVERS, Unit::Count, "answers after a failed attempt");
+            metrics::describe_counter!(names::WEBHOOK_EVENTS, Unit::Count, "webhook deliveries handled");
             metrics::counter!(names::COLD_STARTS).increment(1);
         }
         Err(e) => tracing::warn!(error = %e, "metrics recorder not installed"),
@@ -99,6 +139,42 @@ pub fn record_request(route: &str, status: u16, latency: std::time::Duration) {
     metrics::counter!(names::REQUESTS, labels::ROUTE => route.clone(), labels::STATUS_CLASS => status_class(status))
         .increment(1);
     metrics::histogram!(names::REQUEST_LATENCY, labels::ROUTE => route).record(latency.as_secs_f64() * 1000.0);
+}
+
+/// One request refused by `policy`.
+pub fn record_rate_limited(policy: &str) {
+    metrics::counter!(names::RATE_LIMITED, labels::POLICY => policy.to_owned()).increment(1);
+}
+
+/// One failed upstream attempt.
+pub fn record_provider_error(provider: &str, model: &str) {
+    metrics::counter!(names::PROVIDER_ERRORS, labels::PROVIDER => provider.to_owned(), labels::MODEL => model.to_owned())
+        .increment(1);
+}
+
+/// An upstream call that succeeded with `provider` after `failed` failed attempts.
+pub fn record_provider_success(provider: &str, model: &str, failed: u32) {
+    if failed > 0 {
+        metrics::counter!(names::FAILOVERS, labels::PROVIDER => provider.to_owned(), labels::MODEL => model.to_owned())
+            .increment(1);
+    }
+}
+
+/// A streamed answer whose first token arrived `first_token` after the providers were asked.
+pub fn record_completion_opened(provider: &str, model: &str, first_token: std::time::Duration) {
+    let (p, m) = (provider.to_owned(), model.to_owned());
+    metrics::counter!(names::COMPLETIONS, labels::PROVIDER => p.clone(), labels::MODEL => m.clone()).increment(1);
+    metrics::histogram!(names::FIRST_TOKEN_LATENCY, labels::PROVIDER => p, labels::MODEL => m)
+        .record(first_token.as_secs_f64() * 1000.0);
+}
+
+/// One verified webhook delivery. An event type outside `[a-z._]{1,64}` is counted as `other`,
+/// so a dimension never takes an arbitrary value.
+pub fn record_webhook_event(event_type: &str, outcome: &'static str) {
+    let plain = (1..=64).contains(&event_type.len())
+        && event_type.bytes().all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_');
+    let event_type = if plain { event_type.to_owned() } else { "other".to_owned() };
+    metrics::counter!(names::WEBHOOK_EVENTS, labels::EVENT_TYPE => event_type, labels::OUTCOME => outcome).increment(1);
 }
 
 #[cfg(test)]

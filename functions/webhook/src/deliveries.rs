@@ -38,6 +38,17 @@ pub enum Outcome {
     Stale,
 }
 
+impl Outcome {
+    /// The outcome's name in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Duplicate => "duplicate",
+            Self::Stale => "stale",
+        }
+    }
+}
+
 pub struct Deliveries {
     client: aws_sdk_dynamodb::Client,
     table: String,

@@ -170,6 +170,7 @@ impl Providers {
         }
         let mut plan = Plan::new(routes);
         let mut last = None;
+        let mut failed = 0;
         while let Some(c) = plan.next(catalog, &self.health, Instant::now()) {
             let provider = &catalog.providers[c.provider];
             let Some(m) = provider.models.iter().find(|m| m.id == model) else { break };
@@ -177,10 +178,13 @@ impl Providers {
             match attempt(target, &m.upstream_id).await {
                 Ok(v) => {
                     self.health.record_success(&provider.name);
+                    baatcheet_shared::metrics::record_provider_success(&provider.name, model, failed);
                     return Ok((v, &provider.name));
                 }
                 Err(err) => {
                     let decision = decide(&err, self.cooldown);
+                    failed += 1;
+                    baatcheet_shared::metrics::record_provider_error(&provider.name, model);
                     tracing::warn!(
                         provider = %provider.name,
                         key = c.key.unwrap_or(0),
@@ -207,6 +211,7 @@ impl Providers {
     ) -> Result<Opened, ProviderError> {
         let client = &self.client;
         let first_token_timeout = self.first_token_timeout;
+        let asked = Instant::now();
         let ((stream, first, ended), provider) = self
             .failover(catalog, model, |target, upstream_model| {
                 Box::pin(async move {
@@ -238,6 +243,7 @@ impl Providers {
                 })
             })
             .await?;
+        baatcheet_shared::metrics::record_completion_opened(provider, model, asked.elapsed());
         Ok(Opened { provider: provider.to_string(), stream, first, ended })
     }
 

@@ -59,7 +59,7 @@ impl ChatService {
         };
         self.limiter.check(Policy::AudioSeconds(user.tier), &user.user_id, input.seconds.max(1)).await?;
         let done = self.providers.transcribe(&catalog, &model.id, &input.audio, input.language.as_deref()).await?;
-        tracing::info!(user = %user.user_id, provider = %done.provider, bytes = input.audio.bytes.len(), seconds = input.seconds, "transcribed");
+        tracing::info!(provider = %done.provider, bytes = input.audio.bytes.len(), seconds = input.seconds, "transcribed");
         Ok(Transcription { text: done.response.text, language: done.response.language.or(input.language) })
     }
 }
