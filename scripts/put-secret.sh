@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# scripts/put-secret.sh STAGE FILE (make put-secret STAGE=staging FILE=secret.json): puts FILE, a
-# JSON object (docs/deploy.md, "The secret"), as the new value of the stack baatcheet-STAGE's
-# AppSecret. Checks the file's shape first; prints field names and errors, never a value. Uses
-# your AWS CLI credentials and region (AWS_PROFILE, AWS_REGION; default eu-west-1 as samconfig.toml).
+# scripts/put-secret.sh STAGE FILE (make put-secret STAGE=staging FILE=secret.json): FILE is one
+# JSON object with every field (docs/deploy.md, "The secrets"); each function's secret of the stack
+# baatcheet-STAGE gets its own fields only: ChatSecret CLERK_SECRET_KEY, CLERK_JWT_KEY and
+# providers, WebhookSecret CLERK_WEBHOOK_SECRET (the split local/src/dev_secret.rs SECRETS makes for
+# the local stack). Checks the file's shape first; prints field names and errors, never a value.
+# Uses your AWS CLI credentials and region (AWS_PROFILE, AWS_REGION; default eu-west-1 as
+# samconfig.toml).
 set -euo pipefail
 STAGE="${1:-}"
 FILE="${2:-}"
@@ -79,9 +82,31 @@ if errors:
 print(f"{path}: fields {', '.join(sorted(doc))}; {len(providers)} provider(s)", file=sys.stderr)
 PY
 
-SECRET_ID=$(aws cloudformation describe-stack-resource --region "$REGION" --stack-name "$STACK" \
-  --logical-resource-id AppSecret --query StackResourceDetail.PhysicalResourceId --output text)
-VERSION=$(aws secretsmanager put-secret-value --region "$REGION" --secret-id "$SECRET_ID" \
-  --secret-string "file://$FILE" --query VersionId --output text)
-echo "put a new value (version $VERSION) in $STACK's secret $SECRET_ID"
+# Each secret's part, written to files only this user can read, removed on exit.
+PARTS=$(mktemp -d)
+trap 'rm -rf "$PARTS"' EXIT
+chmod 700 "$PARTS"
+python3 - "$FILE" "$PARTS" <<'PY'
+import json, os, sys
+doc = json.load(open(sys.argv[1], encoding="utf-8"))
+secrets = {
+    "ChatSecret": ("CLERK_SECRET_KEY", "CLERK_JWT_KEY", "providers"),
+    "WebhookSecret": ("CLERK_WEBHOOK_SECRET",),
+}
+for name, fields in secrets.items():
+    part = {k: doc[k] for k in fields if k in doc}
+    path = os.path.join(sys.argv[2], name + ".json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(part, f)
+    print(f"{name}: fields {', '.join(sorted(part))}", file=sys.stderr)
+PY
+
+for LOGICAL in ChatSecret WebhookSecret; do
+  SECRET_ID=$(aws cloudformation describe-stack-resource --region "$REGION" --stack-name "$STACK" \
+    --logical-resource-id "$LOGICAL" --query StackResourceDetail.PhysicalResourceId --output text)
+  VERSION=$(aws secretsmanager put-secret-value --region "$REGION" --secret-id "$SECRET_ID" \
+    --secret-string "file://$PARTS/$LOGICAL.json" --query VersionId --output text)
+  echo "put a new value (version $VERSION) in $STACK's $LOGICAL ($SECRET_ID)"
+done
 echo "the functions read it at their next cold start (or when their cached copy expires); check: curl \$API_URL/health"

@@ -8,12 +8,6 @@
 #[path = "deployed.rs"]
 mod deployed;
 
-#[path = "revocation.rs"]
-mod revocation;
-
-#[path = "erasure.rs"]
-mod erasure;
-
 #[path = "gateway.rs"]
 mod gateway;
 

@@ -1,6 +1,7 @@
 //! The shared platform against the local services: authentication (and its differential test
 //! against Clerk's own verifier), the Clerk webhook, DynamoDB
-//! expressions, and the sharded local endpoint of the load tests.
+//! expressions, the sharded local endpoint of the load tests, and through the Lambda-shaped stack
+//! the revocation bound and the erasure of a deleted user.
 //!
 //! One test binary per area (few binaries: each links the whole AWS SDK); each file below is one
 //! module, as it was one binary before.
@@ -13,6 +14,14 @@ mod clerk_differential;
 
 #[path = "webhook.rs"]
 mod webhook;
+
+// Through the Lambda-shaped stack, here rather than among `api`'s many short-timeout functions:
+// the erasure test seeds and scans thousands of items on the shared local endpoint.
+#[path = "revocation.rs"]
+mod revocation;
+
+#[path = "erasure.rs"]
+mod erasure;
 
 #[path = "expressions.rs"]
 mod expressions;

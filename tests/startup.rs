@@ -1,4 +1,5 @@
-//! A new stack's functions start without a secret value: each built binary is exec'd as Lambda
+//! A new stack's functions start without a secret value (and health, as deployed, without any
+//! secret at all): each built binary is exec'd as Lambda
 //! runs it (under `support::runtime_api`) against a stack whose secret has no value, or does not
 //! exist, and must keep polling and answer every route: `/live` 200, health's `/health` and
 //! `/ready` 503 naming the secret, and every request that needs the secret a problem+json 503
@@ -278,6 +279,23 @@ async fn webhook_starts(secret: Secret) {
 
     f.assert_running();
     f.assert_start_logged_once();
+}
+
+/// As template.yaml deploys it: health has no secret (no `SECRET_ID`, no grant) and needs none.
+#[tokio::test]
+async fn health_needs_no_secret_at_all() {
+    let mut stack = TestStack::new().await;
+    stack.env.remove("SECRET_ID");
+    let mut f = Function::start("health", &stack).await;
+    let live = buffered(&f.invoke(&fixture("live.json")).await);
+    assert_eq!(live.status, 200, "{live:?}");
+    let health = buffered(&f.invoke(&fixture("health.json")).await);
+    assert_eq!((health.status, &health.body["status"]), (200, &json!("healthy")), "{health:?}");
+    assert!(health.body["services"].get("secrets").is_none(), "no secret to probe: {health:?}");
+    assert_eq!(health.body["services"]["database"]["status"], "healthy", "{health:?}");
+    let ready = buffered(&f.invoke(&fixture("ready.json")).await);
+    assert_eq!(ready.status, 200, "{ready:?}");
+    f.assert_running();
 }
 
 #[tokio::test]

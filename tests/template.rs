@@ -641,18 +641,51 @@ fn every_function_logs_to_a_group_that_expires() {
 }
 
 #[test]
-fn the_secret_is_created_empty_and_says_how_it_is_filled() {
-    let (id, s) = of_type("AWS::SecretsManager::Secret").next().expect("the stack has its secret");
-    let p = &s["Properties"];
-    assert!(
-        p.get("SecretString").is_none() && p.get("GenerateSecretString").is_none(),
-        "{id}: secret values never appear in the template"
-    );
-    let description = p["Description"].as_str().unwrap_or_default();
-    assert!(
-        description.contains("scripts/put-secret.sh") && description.contains("docs/deploy.md"),
-        "{id}: the description says how a new stack's empty secret gets its value: {description}"
-    );
+fn each_secret_is_created_empty_and_says_how_it_is_filled() {
+    let secrets: Vec<_> = of_type("AWS::SecretsManager::Secret").collect();
+    assert!(!secrets.is_empty(), "the stack has its secrets");
+    for (id, s) in secrets {
+        let p = &s["Properties"];
+        assert!(
+            p.get("SecretString").is_none() && p.get("GenerateSecretString").is_none(),
+            "{id}: secret values never appear in the template"
+        );
+        let description = p["Description"].as_str().unwrap_or_default();
+        assert!(
+            description.contains("scripts/put-secret.sh") && description.contains("docs/deploy.md"),
+            "{id}: the description says how a new stack's empty secret gets its value: {description}"
+        );
+    }
+}
+
+/// One secret per function that needs one, read by that function only: health and docs have
+/// none, and each secret holds the fields `make dev` and `scripts/put-secret.sh` put in it
+/// (`dev_secret::SECRETS`). (tests/iam.rs checks each function is granted exactly its own.)
+#[test]
+fn one_secret_per_function_that_needs_one() {
+    let mut readers: std::collections::BTreeMap<String, Vec<String>> =
+        of_type("AWS::SecretsManager::Secret").map(|(id, _)| (id.clone(), Vec::new())).collect();
+    for (id, f) in of_type("AWS::Lambda::Function") {
+        let vars = &f["Properties"]["Environment"]["Variables"];
+        match vars.get("SECRET_ID") {
+            Some(v) => {
+                let target = v["Ref"].as_str().unwrap_or_else(|| panic!("{id}: SECRET_ID is not a Ref: {v}"));
+                readers
+                    .get_mut(target)
+                    .unwrap_or_else(|| panic!("{id}: SECRET_ID names {target}, no secret"))
+                    .push(id.clone());
+            }
+            None => assert!(id.starts_with("HealthFunction") || id.starts_with("DocsFunction"), "{id} has no secret"),
+        }
+        if id.starts_with("HealthFunction") || id.starts_with("DocsFunction") {
+            assert!(vars.get("SECRET_ID").is_none(), "{id} needs no secret and must have none");
+        }
+    }
+    for (secret, functions) in &readers {
+        assert_eq!(functions.len(), 1, "{secret} is read by exactly one function: {functions:?}");
+    }
+    let local: Vec<&str> = baatcheet_local::dev_secret::SECRETS.iter().map(|(s, _)| *s).collect();
+    assert_eq!(readers.keys().map(String::as_str).collect::<Vec<_>>(), local, "dev_secret::SECRETS lists every secret");
 }
 
 // --- the helpers themselves ------------------------------------------------------------------------

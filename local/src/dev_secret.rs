@@ -1,5 +1,6 @@
-//! The secret the local stack stores in its local Secrets Manager: the same JSON shape as in AWS,
-//! each value taken from the environment when set there.
+//! The secrets the local stack stores in its local Secrets Manager: the same JSON shapes as in
+//! AWS (one secret per function that needs one, [`SECRETS`]), each value taken from the
+//! environment when set there.
 
 use serde_json::{Map, Value};
 use std::path::PathBuf;
@@ -23,6 +24,25 @@ pub enum ProvidersError {
     },
     #[error("{from} must be a JSON list of providers (see docs/chat.md, Providers)")]
     NotAList { from: String },
+}
+
+/// Each template secret (logical id) and the fields it holds: a function's secret holds only what
+/// that function reads. `scripts/put-secret.sh` splits a stage's file the same way.
+pub const SECRETS: [(&str, &[&str]); 2] =
+    [("ChatSecret", &["CLERK_SECRET_KEY", "CLERK_JWT_KEY", "providers"]), ("WebhookSecret", &["CLERK_WEBHOOK_SECRET"])];
+
+/// One JSON object of every field, split into each secret's value (JSON text); fields no secret
+/// holds are dropped.
+pub fn split(all: &str) -> Result<Vec<(&'static str, String)>, serde_json::Error> {
+    let all: Map<String, Value> = serde_json::from_str(all)?;
+    Ok(SECRETS
+        .iter()
+        .map(|(secret, fields)| {
+            let own: Map<String, Value> =
+                all.iter().filter(|(k, _)| fields.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+            (*secret, Value::Object(own).to_string())
+        })
+        .collect())
 }
 
 /// String fields only (the Clerk values).
@@ -93,6 +113,15 @@ mod tests {
             providers(|k| (k == "PROVIDERS_FILE").then(|| "/nonexistent/providers.json".into())),
             Err(ProvidersError::Read { .. })
         ));
+    }
+
+    #[test]
+    fn each_secret_gets_its_own_fields_only() {
+        let all = r#"{"CLERK_SECRET_KEY":"sk","CLERK_WEBHOOK_SECRET":"whsec","providers":[{"name":"p"}],"other":1}"#;
+        let parts: std::collections::BTreeMap<_, Value> =
+            split(all).unwrap().into_iter().map(|(k, v)| (k, serde_json::from_str(&v).unwrap())).collect();
+        assert_eq!(parts["ChatSecret"], serde_json::json!({"CLERK_SECRET_KEY": "sk", "providers": [{"name": "p"}]}));
+        assert_eq!(parts["WebhookSecret"], serde_json::json!({"CLERK_WEBHOOK_SECRET": "whsec"}));
     }
 
     #[test]

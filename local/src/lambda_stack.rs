@@ -46,7 +46,8 @@ pub struct LambdaStackOptions {
     /// Directory holding each function's binary under its cargo name (`target/debug`).
     pub binaries: PathBuf,
     pub table_prefix: String,
-    pub secret_id: String,
+    /// Each secret of the template (logical id) -> the local secret's name.
+    pub secrets: BTreeMap<String, String>,
     /// Parameter values (`sam deploy --parameter-overrides`), over the template's defaults.
     pub parameters: BTreeMap<String, String>,
     /// Overrides for every function (after the template's values).
@@ -59,11 +60,19 @@ pub struct LambdaStackOptions {
 }
 
 impl LambdaStackOptions {
-    pub fn new(table_prefix: &str, secret_id: &str) -> Self {
+    /// Options for tables under `table_prefix` and each of `deployed`'s secrets under its
+    /// [`physical_secret_name`].
+    pub fn new(table_prefix: &str, deployed: &Deployed) -> Self {
+        let secrets = deployed
+            .resource_types
+            .iter()
+            .filter(|(_, t)| t.as_str() == "AWS::SecretsManager::Secret")
+            .map(|(id, _)| (id.clone(), physical_secret_name(table_prefix, id)))
+            .collect();
         Self {
             binaries: default_binaries(),
             table_prefix: table_prefix.into(),
-            secret_id: secret_id.into(),
+            secrets,
             parameters: BTreeMap::new(),
             env: BTreeMap::new(),
             function_env: BTreeMap::new(),
@@ -72,6 +81,11 @@ impl LambdaStackOptions {
             max_instances: DEFAULT_MAX_INSTANCES,
         }
     }
+}
+
+/// Local name of a template secret: `{prefix}{LogicalId}` (as tables).
+pub fn physical_secret_name(prefix: &str, logical_id: &str) -> String {
+    format!("{prefix}{logical_id}")
 }
 
 /// The workspace's debug build directory (`$CARGO_TARGET_DIR` when set).
@@ -105,7 +119,13 @@ pub fn function_env(
             EnvValue::Literal(s) => s.clone(),
             EnvValue::Ref(target) => match deployed.resource_types.get(target).map(String::as_str) {
                 Some("AWS::DynamoDB::Table") => physical_table_name(&opts.table_prefix, target),
-                Some("AWS::SecretsManager::Secret") => opts.secret_id.clone(),
+                Some("AWS::SecretsManager::Secret") => {
+                    opts.secrets.get(target).cloned().ok_or_else(|| LambdaStackError::Unresolved {
+                        function: spec.logical_id.clone(),
+                        var: k.clone(),
+                        target: target.clone(),
+                    })?
+                }
                 _ => opts.parameters.get(target).or_else(|| deployed.parameters.get(target)).cloned().ok_or_else(
                     || LambdaStackError::Unresolved {
                         function: spec.logical_id.clone(),

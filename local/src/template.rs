@@ -57,8 +57,11 @@ pub struct Table {
 pub struct Template {
     pub routes: Vec<Route>,
     pub tables: Vec<Table>,
-    /// Global function environment variable -> logical id it `!Ref`s (tables, the secret).
+    /// Global function environment variable -> logical id it `!Ref`s (the tables).
     pub env_refs: BTreeMap<String, String>,
+    /// Per function logical id: its own environment variables that `!Ref` a resource (its
+    /// secret: `SECRET_ID` -> `!Ref ChatSecret`).
+    pub function_env_refs: BTreeMap<String, BTreeMap<String, String>>,
     /// Binary name (`Metadata.BuildProperties.Binary`) per function logical id.
     pub binaries: BTreeMap<String, String>,
 }
@@ -88,6 +91,7 @@ impl Template {
         let mut routes = Vec::new();
         let mut tables = Vec::new();
         let mut binaries = BTreeMap::new();
+        let mut function_env_refs = BTreeMap::new();
         for (id, res) in resources {
             let id = id.as_str().ok_or_else(|| TemplateError::Shape("non-string resource id".into()))?;
             match res.get("Type").and_then(Value::as_str) {
@@ -101,6 +105,16 @@ impl Template {
                         binaries.insert(id.to_string(), bin.to_string());
                     }
                     routes.extend(function_routes(id, res)?);
+                    let refs: BTreeMap<String, String> = res
+                        .get("Properties")
+                        .and_then(|p| p.get("Environment"))
+                        .and_then(|e| e.get("Variables"))
+                        .and_then(Value::as_mapping)
+                        .map(|vars| {
+                            vars.iter().filter_map(|(k, v)| Some((k.as_str()?.to_string(), ref_target(v)?))).collect()
+                        })
+                        .unwrap_or_default();
+                    function_env_refs.insert(id.to_string(), refs);
                 }
                 Some("AWS::DynamoDB::Table") => tables.push(table(id, res)?),
                 _ => {}
@@ -115,7 +129,12 @@ impl Template {
             .and_then(Value::as_mapping)
             .map(|vars| vars.iter().filter_map(|(k, v)| Some((k.as_str()?.to_string(), ref_target(v)?))).collect())
             .unwrap_or_default();
-        Ok(Self { routes, tables, env_refs, binaries })
+        Ok(Self { routes, tables, env_refs, function_env_refs, binaries })
+    }
+
+    /// `function`'s environment variable `var`'s `!Ref` target: its own, else the global one.
+    pub fn env_ref(&self, function: &str, var: &str) -> Option<&String> {
+        self.function_env_refs.get(function).and_then(|r| r.get(var)).or_else(|| self.env_refs.get(var))
     }
 
     /// Environment variables naming tables, with the physical name each gets under `prefix`.

@@ -53,8 +53,9 @@ pub struct Config {
     pub environment: String,
     pub version: String,
     pub tables: Tables,
-    /// Secrets Manager secret id (name or ARN) holding the JSON secret.
-    pub secret_id: String,
+    /// `SECRET_ID`: this function's own Secrets Manager secret (name or ARN, a JSON object), if it
+    /// needs one (health and docs have none).
+    pub secret_id: Option<String>,
     pub secret_ttl: Duration,
     /// Exact origins allowed by CORS; empty means no cross-origin access.
     pub cors_origins: Vec<HeaderValue>,
@@ -102,7 +103,7 @@ impl Config {
             environment,
             version: get("APP_VERSION").unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),
             tables,
-            secret_id: req("SECRET_ID")?,
+            secret_id: get("SECRET_ID").map(|v| v.trim().to_string()).filter(|v| !v.is_empty()),
             secret_ttl: Duration::from_secs(parse_num(&get, "SECRET_TTL_SECONDS", 300)?),
             cors_origins,
             dependency_timeout: Duration::from_millis(parse_num(&get, "DEPENDENCY_TIMEOUT_MS", 1500)?),

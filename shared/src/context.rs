@@ -62,8 +62,10 @@ impl AppContext {
         let config = Config::from_env()?;
         let sdk = crate::aws::sdk_config().await;
         let ctx = Self::new(config, &sdk);
+        // A function without a secret (health, docs) reads none.
         let secrets = ctx.secrets.clone();
-        let fetch = tokio::spawn(async move { secrets.fetch().await.map(drop) });
+        let fetch =
+            tokio::spawn(async move { if secrets.is_configured() { secrets.fetch().await.map(drop) } else { Ok(()) } });
         let built = build(ctx);
         match fetch.await {
             Ok(Ok(())) => {}

@@ -39,6 +39,9 @@ pub enum SecretsError {
         #[source]
         source: serde_json::Error,
     },
+    /// The function has no secret (`SECRET_ID` unset): whatever needed one is not configured.
+    #[error("this function has no secret (SECRET_ID is not set)")]
+    NoSecret,
     /// The last read failed less than the retry interval ago (that failure was logged then).
     #[error("secret {secret_id} could not be read a moment ago; not retried yet")]
     RecentlyFailed { secret_id: String, not_configured: bool },
@@ -55,7 +58,7 @@ impl SecretsError {
             Self::Fetch { source, .. } => {
                 source.as_service_error().is_some_and(|e| e.is_resource_not_found_exception())
             }
-            Self::NotAString { .. } | Self::NotJson { .. } | Self::Field { .. } => true,
+            Self::NotAString { .. } | Self::NotJson { .. } | Self::Field { .. } | Self::NoSecret => true,
             Self::RecentlyFailed { not_configured, .. } => *not_configured,
         }
     }
@@ -128,7 +131,7 @@ struct Failure {
 
 pub struct SecretsCache {
     client: aws_sdk_secretsmanager::Client,
-    secret_id: String,
+    secret_id: Option<String>,
     ttl: Duration,
     state: RwLock<Option<Cached>>,
     /// The last read, if it failed.
@@ -138,10 +141,12 @@ pub struct SecretsCache {
 }
 
 impl SecretsCache {
-    pub fn new(client: aws_sdk_secretsmanager::Client, secret_id: impl Into<String>, ttl: Duration) -> Self {
+    /// A cache of `secret_id`, or of no secret at all (every read is then [`SecretsError::NoSecret`],
+    /// without a call).
+    pub fn new(client: aws_sdk_secretsmanager::Client, secret_id: Option<String>, ttl: Duration) -> Self {
         Self {
             client,
-            secret_id: secret_id.into(),
+            secret_id,
             ttl,
             state: RwLock::new(None),
             failed: RwLock::new(None),
@@ -173,7 +178,7 @@ impl SecretsCache {
             return None;
         }
         Some(self.stale().ok_or_else(|| SecretsError::RecentlyFailed {
-            secret_id: self.secret_id.clone(),
+            secret_id: self.secret_id.clone().unwrap_or_default(),
             not_configured: failure.not_configured,
         }))
     }
@@ -216,18 +221,24 @@ impl SecretsCache {
     }
 
     async fn read(&self) -> Result<Arc<Secrets>, SecretsError> {
+        let id = self.secret_id.as_deref().ok_or(SecretsError::NoSecret)?;
         let out = self
             .client
             .get_secret_value()
-            .secret_id(&self.secret_id)
+            .secret_id(id)
             .send()
             .await
-            .map_err(|e| SecretsError::Fetch { secret_id: self.secret_id.clone(), source: Box::new(e) })?;
-        let text = out.secret_string().ok_or_else(|| SecretsError::NotAString { secret_id: self.secret_id.clone() })?;
-        let value = Arc::new(Secrets::from_json(&self.secret_id, text)?);
+            .map_err(|e| SecretsError::Fetch { secret_id: id.into(), source: Box::new(e) })?;
+        let text = out.secret_string().ok_or_else(|| SecretsError::NotAString { secret_id: id.into() })?;
+        let value = Arc::new(Secrets::from_json(id, text)?);
         *self.state.write().unwrap_or_else(|p| p.into_inner()) =
             Some(Cached { value: value.clone(), fetched: Instant::now() });
         Ok(value)
+    }
+
+    /// Whether this function has a secret at all.
+    pub fn is_configured(&self) -> bool {
+        self.secret_id.is_some()
     }
 
     /// Whether a value has been loaded at all (health: secrets down but cached is only degraded).
@@ -277,7 +288,7 @@ mod tests {
                 .http_client(SharedHttpClient::new(self.clone()))
                 .build();
             let client = aws_sdk_secretsmanager::Client::from_conf(conf);
-            SecretsCache::new(client, "app", Duration::from_secs(300)).with_retry_interval(interval)
+            SecretsCache::new(client, Some("app".into()), Duration::from_secs(300)).with_retry_interval(interval)
         }
     }
 
@@ -353,6 +364,18 @@ mod tests {
         let p = ApiError::from(e).problem();
         assert_eq!(p.status, 503);
         assert!(!p.detail.contains("app") && !p.detail.contains("Access"), "no internals: {}", p.detail);
+    }
+
+    #[tokio::test]
+    async fn no_secret_is_not_configured_without_a_call() {
+        let sm = FakeSecretsManager::default();
+        let mut cache = sm.cache(RETRY_INTERVAL);
+        cache.secret_id = None;
+        let e = cache.get().await.unwrap_err();
+        assert!(matches!(e, SecretsError::NoSecret) && e.is_not_configured(), "{e:?}");
+        assert_eq!(ApiError::from(e).problem().status, 503);
+        assert_eq!(sm.calls(), 0);
+        assert!(!cache.is_configured());
     }
 
     #[test]

@@ -30,10 +30,12 @@ pub async fn start_with(
 ) -> LambdaStack {
     let mut d = deployed();
     tweak(&mut d);
-    let secret = stack.env.get("SECRET_ID").cloned().unwrap_or_default();
-    let mut opts = LambdaStackOptions::new(&stack.prefix, &secret);
+    let mut opts = LambdaStackOptions::new(&stack.prefix, &d);
+    put_function_secrets(stack, &opts).await;
     opts.parameters.insert("ClerkIssuer".into(), crate::clerk::ISSUER.into());
     opts.env = stack.env.clone();
+    // Each function reads its own secret, as the template says (health and docs none).
+    opts.env.remove("SECRET_ID");
     // `make test`'s SDK timeouts for the queueing local endpoint apply to the functions too.
     for k in ["AWS_SDK_ATTEMPT_TIMEOUT_MS", "AWS_SDK_OPERATION_TIMEOUT_MS"] {
         if let Ok(v) = std::env::var(k) {
@@ -59,7 +61,7 @@ pub fn log_path(binaries: &std::path::Path, stack: &TestStack) -> std::path::Pat
 
 /// The log lines [`start_with`] wrote for `stack` so far: (prefix, line).
 pub fn log_lines(stack: &TestStack) -> Vec<(String, String)> {
-    let binaries = LambdaStackOptions::new(&stack.prefix, "").binaries;
+    let binaries = baatcheet_local::lambda_stack::default_binaries();
     let text = std::fs::read_to_string(log_path(&binaries, stack)).unwrap_or_default();
     text.lines()
         .filter_map(|l| l.strip_prefix('[')?.split_once("] "))
@@ -78,6 +80,20 @@ pub async fn log_lines_when(stack: &TestStack, done: impl Fn(&[(String, String)]
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("the expected log lines never arrived: {:#?}", log_lines(stack));
+}
+
+/// The stack's one test secret (all fields), split into each function's own secret as
+/// `make dev` and `scripts/put-secret.sh` split theirs. A stack whose secret has no value (or none)
+/// leaves the functions' secrets without one too.
+async fn put_function_secrets(stack: &TestStack, opts: &LambdaStackOptions) {
+    let sm = baatcheet_shared::aws::secrets_manager(&stack.sdk);
+    let Some(id) = stack.env.get("SECRET_ID") else { return };
+    let Ok(out) = sm.get_secret_value().secret_id(id).send().await else { return };
+    let Some(all) = out.secret_string() else { return };
+    for (secret, value) in baatcheet_local::dev_secret::split(all).expect("the test secret is a JSON object") {
+        let name = &opts.secrets[secret];
+        baatcheet_local::stack::put_secret(&sm, name, &value).await.expect("function secret stored");
+    }
 }
 
 pub async fn start(stack: &TestStack) -> LambdaStack {

@@ -36,12 +36,17 @@ impl Probe {
     /// recording proxy. Err if this build has no such function.
     pub async fn start(function: &str, stack: TestStack) -> Result<Self, String> {
         let proxy = RecordingProxy::to(&crate::endpoint()).await;
+        // The function's secret, if the template gives it one (health and docs have none).
+        let mut config = stack.config();
+        if template().env_ref(function, "SECRET_ID").is_none() {
+            config.secret_id = None;
+        }
         let ctx = AppContext::with_clients(
-            stack.config(),
+            config,
             crate::dynamodb_at(&proxy.url).await,
             crate::secrets_manager_at(&proxy.url).await,
         );
-        if reads_secret_at_cold_start(function)? {
+        if reads_secret_at_cold_start(function)? && ctx.secrets.is_configured() {
             ctx.secrets
                 .fetch()
                 .await
@@ -128,14 +133,19 @@ impl Probe {
     }
 
     /// The logical id of a physical table name (`{prefix}{LogicalId}`) or of a resource a
-    /// function environment variable names (the secret: `SECRET_ID` -> `!Ref AppSecret`).
+    /// function environment variable names (its secret: `SECRET_ID` -> `!Ref ChatSecret`).
     fn logical(&self, name: &str) -> Option<String> {
         let t = template();
         if let Some(table) = t.tables.iter().find(|tb| physical_table_name(&self.stack.prefix, &tb.logical_id) == name)
         {
             return Some(table.logical_id.clone());
         }
-        self.stack.env.iter().find(|(_, v)| v.as_str() == name).and_then(|(var, _)| t.env_refs.get(var)).cloned()
+        self.stack
+            .env
+            .iter()
+            .find(|(_, v)| v.as_str() == name)
+            .and_then(|(var, _)| t.env_ref(&self.function, var))
+            .cloned()
     }
 }
 

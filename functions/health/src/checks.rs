@@ -115,15 +115,20 @@ pub async fn rate_limiter(ctx: &AppContext) -> Check {
     }
 }
 
-/// Runs every probe concurrently. Secrets are critical only until a value has been cached.
+/// Runs every probe concurrently. Secrets are probed only when the function has one (the
+/// deployed health function has none: it needs no secret and may read none), and are critical
+/// only until a value has been cached.
 pub async fn run_all(ctx: &AppContext) -> Vec<Outcome> {
-    let (db, sec, limiter) = tokio::join!(database(ctx), secrets(ctx), rate_limiter(ctx));
+    let with_secret = ctx.secrets.is_configured();
+    let sec = async { if with_secret { Some(secrets(ctx).await) } else { None } };
+    let (db, sec, limiter) = tokio::join!(database(ctx), sec, rate_limiter(ctx));
     let secrets_criticality = if ctx.secrets.has_value() { Criticality::NonCritical } else { Criticality::Critical };
-    vec![
-        Outcome { name: "database", criticality: Criticality::Critical, check: db },
-        Outcome { name: "secrets", criticality: secrets_criticality, check: sec },
-        Outcome { name: "rate_limiter", criticality: Criticality::NonCritical, check: limiter },
-    ]
+    let mut out = vec![Outcome { name: "database", criticality: Criticality::Critical, check: db }];
+    if let Some(check) = sec {
+        out.push(Outcome { name: "secrets", criticality: secrets_criticality, check });
+    }
+    out.push(Outcome { name: "rate_limiter", criticality: Criticality::NonCritical, check: limiter });
+    out
 }
 
 /// Overall status: any critical failure is unhealthy, any other failure degraded.

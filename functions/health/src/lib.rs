@@ -97,8 +97,9 @@ pub struct HealthReport {
     /// `/ready` for `HEALTH_PROBE_TTL_MS` (default 1 s).
     #[schema(format = DateTime, example = "2026-11-27T11:59:59.6Z")]
     pub checked_at: String,
-    /// One probe per dependency: `database` (a key read on every table) and `secrets` (a read
-    /// of the app secret).
+    /// One probe per dependency: `database` (a key read on every table), `rate_limiter`, and
+    /// `secrets` (a read of the function's own secret) only where it has one: the deployed
+    /// health function has none.
     #[schema(value_type = BTreeMap<String, Check>)]
     pub services: BTreeMap<&'static str, Check>,
 }

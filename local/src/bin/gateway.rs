@@ -25,7 +25,6 @@ async fn main() -> Result<(), BoxError> {
     }
     let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(5001);
     let prefix = std::env::var("TABLE_PREFIX").unwrap_or_else(|_| "local-".into());
-    let secret_name = std::env::var("SECRET_ID").unwrap_or_else(|_| "baatcheet/local".into());
 
     let template = Template::load_default()?;
     let deployed = Arc::new(Deployed::load_default()?);
@@ -49,9 +48,13 @@ async fn main() -> Result<(), BoxError> {
     if let Some(p) = providers {
         defaults.push(("providers", p));
     }
-    stack::put_secret(&aws::secrets_manager(&sdk), &secret_name, &dev_secret::from_env_json(&defaults)).await?;
+    // One secret per function that needs one, each with its own fields only.
+    let mut opts = LambdaStackOptions::new(&prefix, &deployed);
+    for (secret, value) in dev_secret::split(&dev_secret::from_env_json(&defaults))? {
+        let name = opts.secrets.get(secret).ok_or_else(|| format!("template.yaml declares no secret {secret}"))?;
+        stack::put_secret(&aws::secrets_manager(&sdk), name, &value).await?;
+    }
 
-    let mut opts = LambdaStackOptions::new(&prefix, &secret_name);
     if let Some(dir) = std::env::var_os("LAMBDA_BINARIES") {
         opts.binaries = dir.into();
     }
