@@ -1,6 +1,7 @@
 //! `user.deleted` erases the user: through the Lambda-shaped stack, with real Svix signatures,
 //! a user with 2,000 messages over 50 conversations (seeded past the API, in the chat store's
-//! own item shapes), their rate-limit buckets and a conversation whose delete was interrupted.
+//! own item shapes), their rate-limit buckets, an Idempotency-Key record and a conversation whose
+//! delete was interrupted.
 //! The webhook's per-invocation budget is forced small, so the erasure needs several
 //! invocations: each re-delivery (as Svix retries a 503) continues it. Afterwards a scan of every
 //! table finds nothing of the user but the tombstone, and further deliveries change nothing.
@@ -62,7 +63,10 @@ async fn user_deleted_erases_everything_but_a_tombstone_over_several_invocations
         // Through the API: a conversation (chat and global buckets) and a search (its bucket).
         let (status, body) = as_user(
             id,
-            http().post(format!("{base}/api/v1/chat/completions")).json(&json!({"message": "salaam", "stream": false})),
+            http()
+                .post(format!("{base}/api/v1/chat/completions"))
+                .header("idempotency-key", format!("erasure-{}", uuid::Uuid::new_v4()))
+                .json(&json!({"message": "salaam", "stream": false})),
         )
         .await;
         assert_eq!(status, 200, "{body}");
@@ -132,6 +136,8 @@ async fn user_deleted_erases_everything_but_a_tombstone_over_several_invocations
     let before = seed::scan_all(&h.stack).await;
     let mine_before = theirs(&before, &gone, &uid);
     assert!(mine_before.len() > 2050, "seeded: {}", mine_before.len());
+    let idem = format!("IDEM#{uid}");
+    assert!(mine_before.iter().any(|(_, i)| s(i, "pk") == Some(idem.as_str())), "an Idempotency-Key record exists");
     let kept_before = theirs(&before, &kept, &kept_uid);
 
     // user.deleted, delivered again as long as the webhook answers 503 (Svix's retries).
