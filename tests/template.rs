@@ -599,9 +599,69 @@ fn latency_alarms_watch_only_answers_that_do_not_wait_on_an_llm() {
     fail_with(problems, "latency alarms");
 }
 
+/// Alarms on the service's own metrics that notify only: a provider's trouble is no reason to roll
+/// a release back.
+const NOTIFY_ONLY: &[&str] = &["FirstTokenLatencyAlarm", "ProviderErrorsAlarm"];
+
+#[test]
+fn alarms_on_service_metrics_watch_metrics_the_code_emits() {
+    use baatcheet_shared::metrics::{NAMESPACE, names};
+    let all = alarms();
+    let mut problems = Vec::new();
+    for id in NOTIFY_ONLY {
+        let Some(a) = all.get(*id) else {
+            problems.push(format!("no {id}"));
+            continue;
+        };
+        if ref_of(&a["Properties"]["AlarmActions"]["Fn::If"][1][0]) != Some("AlarmTopicArn") {
+            problems.push(format!("{id} does not notify the alarm topic"));
+        }
+    }
+    let mut watched = BTreeSet::new();
+    for (id, a) in &all {
+        let p = &a["Properties"];
+        if p["Namespace"] == NAMESPACE {
+            watched.insert(p["MetricName"].as_str().unwrap_or_default().to_string());
+            if p["Dimensions"][0]["Name"] != "function" || ref_of(&p["Dimensions"][0]["Value"]) != Some("ChatFunction")
+            {
+                problems.push(format!("{id}: dimensions are not the chat function alone: {}", p["Dimensions"]));
+            }
+        }
+        for m in p["Metrics"].as_array().into_iter().flatten() {
+            let Some(q) = m["Expression"].as_str().filter(|e| e.starts_with("SELECT")) else { continue };
+            // `SELECT <FN>(<metric>) FROM SCHEMA(<namespace>, <dimension>...)`
+            let parsed = q.strip_prefix("SELECT ").and_then(|rest| {
+                let (_, rest) = rest.split_once('(')?;
+                let (metric, rest) = rest.split_once(") FROM SCHEMA(")?;
+                let (namespace, _) = rest.split_once(',')?;
+                Some((metric.to_string(), namespace.trim().to_string()))
+            });
+            let Some((metric, namespace)) = parsed else {
+                problems.push(format!("{id}: query not understood: {q}"));
+                continue;
+            };
+            if namespace != NAMESPACE {
+                problems.push(format!("{id}: namespace {namespace} is not {NAMESPACE}"));
+            }
+            watched.insert(metric);
+        }
+    }
+    for name in &watched {
+        if !names::ALL.contains(&name.as_str()) {
+            problems.push(format!("an alarm watches {name}, which the code never emits (metrics::names::ALL)"));
+        }
+    }
+    for name in [names::FIRST_TOKEN_LATENCY, names::PROVIDER_ERRORS] {
+        if !watched.contains(name) {
+            problems.push(format!("no alarm watches {name}"));
+        }
+    }
+    fail_with(problems, "alarms on service metrics");
+}
+
 #[test]
 fn every_alarm_rolls_a_canary_back() {
-    let all: BTreeSet<String> = alarms().into_keys().collect();
+    let all: BTreeSet<String> = alarms().into_keys().filter(|id| !NOTIFY_ONLY.contains(&id.as_str())).collect();
     let groups: Vec<_> = of_type("AWS::CodeDeploy::DeploymentGroup").collect();
     assert_eq!(groups.len(), functions().len(), "one CodeDeploy deployment group per function");
     for (id, g) in groups {
