@@ -348,8 +348,25 @@ async fn dynamodb_calls_per_completion_are_counted() {
     // The user is cached (signed in before); the limiter charges both policies (global per IP,
     // chat per user) in one transaction; the prompt is stored before the upstream call, the answer after.
     // The answer's item is written (PutItem) before the upstream call, so it can be followed at once.
-    assert_eq!(new_conversation, ["TransactWriteItems", "TransactWriteItems", "PutItem", "TransactWriteItems"]);
-    assert_eq!(follow_up, ["TransactWriteItems", "Query", "TransactWriteItems", "PutItem", "TransactWriteItems"]);
+    // The open-stream lease: one Query of the user's slots and one PutItem after the limiter, one
+    // DeleteItem (release) before the stream's last byte.
+    assert_eq!(
+        new_conversation,
+        ["TransactWriteItems", "Query", "PutItem", "TransactWriteItems", "PutItem", "TransactWriteItems", "DeleteItem"]
+    );
+    assert_eq!(
+        follow_up,
+        [
+            "TransactWriteItems",
+            "Query",
+            "PutItem",
+            "Query",
+            "TransactWriteItems",
+            "PutItem",
+            "TransactWriteItems",
+            "DeleteItem"
+        ]
+    );
 }
 
 #[tokio::test]

@@ -390,11 +390,27 @@ async fn dynamodb_calls_per_completion_on_a_warm_instance() {
     let new_conversation = gw.h.calls.take();
     println!("DynamoDB calls for one streamed completion in a conversation (warm instance): {follow_up:?}");
     println!("  limiter (global per IP + chat per user): 1 TransactWriteItems; user lookup: 0 (cached);");
+    println!("  open-stream lease: 1 Query + 1 PutItem, released by 1 DeleteItem");
     println!("  context: 1 Query; persist: 2 TransactWriteItems (prompt before the upstream call, answer after)");
     println!("  resumable stream: 1 PutItem (the answer's streaming item, before the upstream call)");
     println!("DynamoDB calls for one completion starting a conversation: {new_conversation:?}");
-    assert_eq!(follow_up, ["TransactWriteItems", "Query", "TransactWriteItems", "PutItem", "TransactWriteItems"]);
-    assert_eq!(new_conversation, ["TransactWriteItems", "TransactWriteItems", "PutItem", "TransactWriteItems"]);
+    assert_eq!(
+        follow_up,
+        [
+            "TransactWriteItems",
+            "Query",
+            "PutItem",
+            "Query",
+            "TransactWriteItems",
+            "PutItem",
+            "TransactWriteItems",
+            "DeleteItem"
+        ]
+    );
+    assert_eq!(
+        new_conversation,
+        ["TransactWriteItems", "Query", "PutItem", "TransactWriteItems", "PutItem", "TransactWriteItems", "DeleteItem"]
+    );
 }
 
 #[tokio::test]

@@ -90,7 +90,11 @@ impl Validate for ConversationPath {
 fn app() -> Router {
     let config = Config::from_lookup(|k| {
         Some(match k {
-            "USERS_TABLE" | "CONVERSATIONS_TABLE" | "RATE_LIMITS_TABLE" | "WEBHOOK_DELIVERIES_TABLE" => "t".into(),
+            "USERS_TABLE"
+            | "CONVERSATIONS_TABLE"
+            | "RATE_LIMITS_TABLE"
+            | "WEBHOOK_DELIVERIES_TABLE"
+            | "STREAM_LEASES_TABLE" => "t".into(),
             "SECRET_ID" => "s".into(),
             _ => return None,
         })

@@ -429,11 +429,21 @@ async fn next(State(s): State<Arc<RuntimeState>>) -> Response {
             pool.init_durations.lock().unwrap_or_else(|p| p.into_inner()).push(init);
         }
     }
-    if let Some(pool) = s.pool.upgrade() {
-        pool.idle.lock().unwrap_or_else(|p| p.into_inner()).push(s.inst.clone());
-        pool.freed.notify_one();
-    }
-    let assigned = s.rx.lock().await.recv().await;
+    let mut rx = s.rx.lock().await;
+    // An invocation already handed to this instance (the one that started it, sent while it was
+    // initialising) is taken at once: the instance was never idle, and listing it as idle would
+    // queue another concurrent invocation behind this one instead of starting a new instance.
+    let assigned = match rx.try_recv() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            if let Some(pool) = s.pool.upgrade() {
+                pool.idle.lock().unwrap_or_else(|p| p.into_inner()).push(s.inst.clone());
+                pool.freed.notify_one();
+            }
+            rx.recv().await
+        }
+    };
+    drop(rx);
     let Some(a) = assigned else {
         return StatusCode::GONE.into_response();
     };

@@ -248,7 +248,7 @@ mod tests {
         assert_eq!(limits.ttl_attribute.as_deref(), Some("expires_at"));
         let env = t.table_env("x-");
         assert_eq!(env["USERS_TABLE"], "x-UsersTable");
-        assert_eq!(env.len(), 4);
+        assert_eq!(env.len(), 5);
         assert_eq!(t.binaries["HealthFunction"], "health");
     }
 }

@@ -82,6 +82,7 @@ fn config() -> Config {
         ("CONVERSATIONS_TABLE", "c"),
         ("RATE_LIMITS_TABLE", "r"),
         ("WEBHOOK_DELIVERIES_TABLE", "w"),
+        ("STREAM_LEASES_TABLE", "l"),
         ("SECRET_ID", "s"),
         ("CLERK_ISSUER", "https://clerk.baatcheet.app"),
         ("CORS_ALLOWED_ORIGINS", "https://app.baatcheet.app"),

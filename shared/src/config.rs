@@ -19,20 +19,23 @@ pub struct Tables {
     pub conversations: String,
     pub rate_limits: String,
     pub webhook_deliveries: String,
+    /// Chat's open-stream leases (`pk` user id, `sk` slot).
+    pub stream_leases: String,
 }
 
 impl Tables {
     /// Env var name -> field, the names template.yaml sets.
-    pub const VARS: [&'static str; 4] =
-        ["USERS_TABLE", "CONVERSATIONS_TABLE", "RATE_LIMITS_TABLE", "WEBHOOK_DELIVERIES_TABLE"];
+    pub const VARS: [&'static str; 5] =
+        ["USERS_TABLE", "CONVERSATIONS_TABLE", "RATE_LIMITS_TABLE", "WEBHOOK_DELIVERIES_TABLE", "STREAM_LEASES_TABLE"];
 
     /// Every table with its env var name.
-    pub fn all(&self) -> [(&'static str, &str); 4] {
+    pub fn all(&self) -> [(&'static str, &str); 5] {
         [
             ("users", &self.users),
             ("conversations", &self.conversations),
             ("rate_limits", &self.rate_limits),
             ("webhook_deliveries", &self.webhook_deliveries),
+            ("stream_leases", &self.stream_leases),
         ]
     }
 
@@ -43,6 +46,7 @@ impl Tables {
             conversations: format!("{prefix}conversations"),
             rate_limits: format!("{prefix}rate-limits"),
             webhook_deliveries: format!("{prefix}webhook-deliveries"),
+            stream_leases: format!("{prefix}stream-leases"),
         }
     }
 }
@@ -83,6 +87,7 @@ impl Config {
             conversations: req("CONVERSATIONS_TABLE")?,
             rate_limits: req("RATE_LIMITS_TABLE")?,
             webhook_deliveries: req("WEBHOOK_DELIVERIES_TABLE")?,
+            stream_leases: req("STREAM_LEASES_TABLE")?,
         };
         let cors_origins = get("CORS_ALLOWED_ORIGINS")
             .unwrap_or_default()
@@ -145,6 +150,7 @@ mod tests {
             ("CONVERSATIONS_TABLE", "c"),
             ("RATE_LIMITS_TABLE", "r"),
             ("WEBHOOK_DELIVERIES_TABLE", "w"),
+            ("STREAM_LEASES_TABLE", "l"),
             ("SECRET_ID", "baatcheet/dev"),
         ]
         .iter()

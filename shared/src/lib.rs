@@ -11,6 +11,7 @@ pub mod erasure;
 pub mod error;
 pub mod keys;
 pub mod lambda;
+pub mod leases;
 pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;

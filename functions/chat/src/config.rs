@@ -3,6 +3,7 @@
 
 use crate::safety::ssrf::{FetchLimits, UrlPolicy};
 use crate::safety::upload::UploadLimits;
+use crate::streams::StreamLimits;
 use baatcheet_shared::config::ConfigError;
 use std::time::Duration;
 
@@ -42,6 +43,9 @@ pub struct ChatConfig {
     pub uploads: UploadLimits,
     /// Whole fetch of one image URL, connect to last byte (`IMAGE_FETCH_TIMEOUT_MS`).
     pub image_fetch_timeout: Duration,
+    /// Open completion streams per user by tier, and their leases' TTL (`CHAT_STREAMS_*`,
+    /// `CHAT_STREAM_LEASE_TTL_SECONDS`).
+    pub streams: StreamLimits,
 }
 
 impl Default for ChatConfig {
@@ -62,6 +66,7 @@ impl Default for ChatConfig {
             urls: UrlPolicy::default(),
             uploads: UploadLimits::default(),
             image_fetch_timeout: Duration::from_millis(10_000),
+            streams: StreamLimits::default(),
         }
     }
 }
@@ -145,6 +150,7 @@ impl ChatConfig {
                 1,
                 60_000,
             )?),
+            streams: StreamLimits::from_lookup(&get)?,
         })
     }
 

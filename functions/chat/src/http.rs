@@ -35,6 +35,7 @@ use crate::sse::{self, StreamEvent};
 use crate::store::idempotency::{self, Claim, IdempotencyStore, KeyRef};
 use crate::store::ids::{ConversationId, MessageId};
 use crate::store::model::Conversation;
+use crate::streams::{self, StreamLease};
 
 pub const MODELS: &str = "/api/v1/chat/models";
 pub const COMPLETIONS: &str = "/api/v1/chat/completions";
@@ -294,6 +295,18 @@ fn answer_response(state: &ChatState, answer: Answer) -> Response {
     }
 }
 
+/// An answer with its open-stream lease: a stream holds it until its last byte; a whole answer or
+/// a refusal has ended, so it is released before answering.
+async fn leased(state: &ChatState, answer: Result<Answer, ApiError>, lease: StreamLease) -> Result<Response, ApiError> {
+    match answer {
+        Ok(Answer::Stream(s)) => Ok(streams::hold_until_end(sse_response(state, s), lease)),
+        other => {
+            lease.release().await;
+            other.map(|a| answer_response(state, a))
+        }
+    }
+}
+
 /// Send a message
 ///
 /// The reply as server-sent events when `stream` (the default), else as one JSON answer.
@@ -313,8 +326,9 @@ pub async fn completions(
     ValidJson(req): ValidJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     let (input, stream) = req.into_input();
-    let answer = state.service.completion(&user, input, stream, key.as_ref().map(|k| &k.0)).await?;
-    Ok(answer_response(&state, answer))
+    let lease = state.service.open_stream(&user).await?;
+    let answer = state.service.completion(&user, input, stream, key.as_ref().map(|k| &k.0)).await;
+    leased(&state, answer, lease).await
 }
 
 /// Regenerate the last answer
@@ -336,8 +350,9 @@ pub async fn regenerate(
     ValidJson(req): ValidJson<RegenerateRequest>,
 ) -> Result<Response, ApiError> {
     let (input, stream) = req.into_input();
-    let answer = state.service.regeneration(&user, input, stream, key.as_ref().map(|k| &k.0)).await?;
-    Ok(answer_response(&state, answer))
+    let lease = state.service.open_stream(&user).await?;
+    let answer = state.service.regeneration(&user, input, stream, key.as_ref().map(|k| &k.0)).await;
+    leased(&state, answer, lease).await
 }
 
 /// What the stream route sends, for the document.

@@ -17,6 +17,7 @@ pub mod safety;
 pub mod service;
 pub mod sse;
 pub mod store;
+pub mod streams;
 pub mod title;
 
 /// Streamed: completions are SSE, and a binary answers every route in one format, so every chat

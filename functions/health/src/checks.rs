@@ -84,7 +84,8 @@ pub async fn database(ctx: &AppContext) -> Check {
     timed(ctx.config.dependency_timeout, "database", async move {
         let probes = tables.all().map(|(name, table)| {
             let mut req = ctx.dynamo.get_item().table_name(table).key("pk", AttributeValue::S("__health__".into()));
-            if name == "conversations" {
+            // The tables with a sort key.
+            if matches!(name, "conversations" | "stream_leases") {
                 req = req.key("sk", AttributeValue::S("__health__".into()));
             }
             req.send()

@@ -19,6 +19,7 @@ use crate::api::ModelsResponse;
 use crate::config::ChatConfig;
 use crate::providers::Providers;
 use crate::store::ConversationStore;
+use crate::streams::{OpenStreams, StreamLease};
 use attachments::Attachments;
 
 pub use completion::ChatStream;
@@ -32,6 +33,7 @@ pub struct ChatService {
     /// Per-user limits the service applies itself (images: their number is known only here).
     limiter: Arc<Limiter>,
     attachments: Attachments,
+    streams: OpenStreams,
 }
 
 impl ChatService {
@@ -51,6 +53,11 @@ impl ChatService {
             store: ConversationStore::new(ctx.dynamo.clone(), ctx.config.tables.conversations.clone()),
             providers: Arc::new(providers),
             attachments: Attachments::new(&config, resolver),
+            streams: OpenStreams::new(
+                ctx.dynamo.clone(),
+                ctx.config.tables.stream_leases.clone(),
+                config.streams.clone(),
+            ),
             config: Arc::new(config),
             limiter: ctx.limiter.clone(),
         })
@@ -58,6 +65,17 @@ impl ChatService {
 
     pub fn config(&self) -> &ChatConfig {
         &self.config
+    }
+
+    /// A place for one more open completion of `user` (429 when their tier's are all taken): held
+    /// from before the completion starts until it ends.
+    pub async fn open_stream(&self, user: &AuthUser) -> Result<StreamLease, ApiError> {
+        self.streams.open(user).await
+    }
+
+    /// The open-stream leases (erasure deletes a user's).
+    pub fn streams(&self) -> &OpenStreams {
+        &self.streams
     }
 
     /// The conversation store (tests seed and inspect through it).
