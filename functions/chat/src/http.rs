@@ -295,13 +295,32 @@ fn answer_response(state: &ChatState, answer: Answer) -> Response {
     }
 }
 
+/// A place among the caller's open streams for a request that starts a completion; a repeat of
+/// an Idempotency-Key replays or follows the answer its first request started, and takes none.
+async fn open_stream(
+    state: &ChatState,
+    user: &AuthUser,
+    key: Option<&Idempotent>,
+) -> Result<Option<StreamLease>, ApiError> {
+    if key.is_some_and(|k| matches!(k.claim, Claim::Repeat(_))) {
+        return Ok(None);
+    }
+    state.service.open_stream(user).await.map(Some)
+}
+
 /// An answer with its open-stream lease: a stream holds it until its last byte; a whole answer or
 /// a refusal has ended, so it is released before answering.
-async fn leased(state: &ChatState, answer: Result<Answer, ApiError>, lease: StreamLease) -> Result<Response, ApiError> {
-    match answer {
-        Ok(Answer::Stream(s)) => Ok(streams::hold_until_end(sse_response(state, s), lease)),
-        other => {
-            lease.release().await;
+async fn leased(
+    state: &ChatState,
+    answer: Result<Answer, ApiError>,
+    lease: Option<StreamLease>,
+) -> Result<Response, ApiError> {
+    match (answer, lease) {
+        (Ok(Answer::Stream(s)), Some(lease)) => Ok(streams::hold_until_end(sse_response(state, s), lease)),
+        (other, lease) => {
+            if let Some(lease) = lease {
+                lease.release().await;
+            }
             other.map(|a| answer_response(state, a))
         }
     }
@@ -326,7 +345,7 @@ pub async fn completions(
     ValidJson(req): ValidJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     let (input, stream) = req.into_input();
-    let lease = state.service.open_stream(&user).await?;
+    let lease = open_stream(&state, &user, key.as_ref().map(|k| &k.0)).await?;
     let answer = state.service.completion(&user, input, stream, key.as_ref().map(|k| &k.0)).await;
     leased(&state, answer, lease).await
 }
@@ -350,7 +369,7 @@ pub async fn regenerate(
     ValidJson(req): ValidJson<RegenerateRequest>,
 ) -> Result<Response, ApiError> {
     let (input, stream) = req.into_input();
-    let lease = state.service.open_stream(&user).await?;
+    let lease = open_stream(&state, &user, key.as_ref().map(|k| &k.0)).await?;
     let answer = state.service.regeneration(&user, input, stream, key.as_ref().map(|k| &k.0)).await;
     leased(&state, answer, lease).await
 }
