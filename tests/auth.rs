@@ -4,6 +4,7 @@
 
 use axum::{Json, Router, routing::get};
 use baatcheet_shared::auth::{AuthUser, Role, require_role};
+use baatcheet_shared::rate_limit::{Access, RouteAccess};
 use baatcheet_shared::{AppContext, request_path};
 use baatcheet_tests::clerk::{self, JwksServer, keys, token, unique_user};
 use baatcheet_tests::{TestStack, as_client, http, serve};
@@ -44,7 +45,7 @@ fn app(ctx: &AppContext) -> Router {
         .route("/admin", me().layer(require_role(ctx, &[Role::Admin])))
         .route("/staff", me().layer(require_role(ctx, &[Role::Moderator, Role::Admin])))
         .with_state(ctx.clone());
-    as_client(request_path::wrap(routes, ctx), "198.51.100.20")
+    as_client(request_path::wrap(routes, ctx, RouteAccess::all(Access::SignedIn)), "198.51.100.20")
 }
 
 async fn call(router: &Router, path: &str, token: Option<&str>) -> (u16, http::HeaderMap, Value) {
@@ -430,7 +431,7 @@ async fn dev_tokens_are_trusted_by_the_local_stack_configuration() {
 }
 
 #[tokio::test]
-async fn failed_authentications_from_one_ip_are_limited() {
+async fn forged_tokens_from_one_ip_are_limited_and_valid_or_expired_ones_are_not() {
     let jwks = JwksServer::start(&[&keys()[0]]).await;
     let mut stack = stack(&jwks).await;
     stack.env.insert("RATE_LIMIT_AUTH".into(), "5/15m".into());
@@ -443,18 +444,33 @@ async fn failed_authentications_from_one_ip_are_limited() {
         let res = client.get(format!("{base}/me")).bearer_auth(&forged).send().await.unwrap();
         assert_eq!(res.status(), 401, "attempt {i}");
     }
-    // The sixth bad token, and then even a good one from that address: 429 with Retry-After.
-    let res = client.get(format!("{base}/me")).bearer_auth(&forged).send().await.unwrap();
-    assert_eq!(res.status(), 429);
-    assert!(res.headers().contains_key("retry-after"));
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["policy"], "auth");
+    // The sixth bad token, and garbage: 429 with Retry-After.
+    for bad in [forged.as_str(), "not.a.jwt"] {
+        let res = client.get(format!("{base}/me")).bearer_auth(bad).send().await.unwrap();
+        assert_eq!(res.status(), 429);
+        assert!(res.headers().contains_key("retry-after"));
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["policy"], "auth");
+    }
+    // A token that verifies is never refused for what others on its address did.
     let res = client.get(format!("{base}/me")).bearer_auth(token(&keys()[0], &sub)).send().await.unwrap();
-    assert_eq!(res.status(), 429, "blocked before verification");
+    assert_eq!(res.status(), 200, "verified first");
+    // An expired token whose signature verifies is a client that has to refresh: 401, however
+    // often, and not counted.
+    let mut claims = clerk::claims(&sub);
+    claims["exp"] = (clerk::now() - 120).into();
+    claims["iat"] = (clerk::now() - 180).into();
+    let expired = clerk::sign_as(&keys()[0], &keys()[0].kid, &claims);
+    for _ in 0..7 {
+        let res = client.get(format!("{base}/me")).bearer_auth(&expired).send().await.unwrap();
+        assert_eq!(res.status(), 401);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["reason"], "expired");
+    }
     // Requests without a token are not authentication attempts and are not counted.
     let res = client.get(format!("{base}/me")).send().await.unwrap();
     assert_eq!(res.status(), 401);
-    // Another address is unaffected.
+    // Another address is unaffected, also for expired tokens there (none were counted).
     let other = as_client(app(&ctx), "203.0.113.77");
     let (status, _, _) = call(&other, "/me", Some(&token(&keys()[0], &sub))).await;
     assert_eq!(status, 200);

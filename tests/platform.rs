@@ -1,7 +1,7 @@
 //! The shared platform against the local services: authentication (and its differential test
-//! against Clerk's own verifier), the Clerk webhook, DynamoDB
-//! expressions, the sharded local endpoint of the load tests, and through the Lambda-shaped stack
-//! the revocation bound and the erasure of a deleted user.
+//! against Clerk's own verifier), the Clerk webhook, DynamoDB expressions, the sharded local
+//! endpoint of the load tests, through the Lambda-shaped stack the revocation bound and the
+//! erasure of a deleted user, and limits keyed by identity.
 //!
 //! One test binary per area (few binaries: each links the whole AWS SDK); each file below is one
 //! module, as it was one binary before.
@@ -28,3 +28,6 @@ mod expressions;
 
 #[path = "aws_shards.rs"]
 mod aws_shards;
+
+#[path = "limits_identity.rs"]
+mod limits_identity;

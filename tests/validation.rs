@@ -3,6 +3,7 @@
 //! field by JSON pointer; valid input reaches the handler (titles NFC, content byte-exact).
 
 use axum::{Json, Router, body::Body, extract::Extension, routing::get, routing::post};
+use baatcheet_shared::rate_limit::{Access, RouteAccess};
 use baatcheet_shared::validation::{
     BodyLimit, ConversationId, ModelId, Report, ValidJson, ValidPath, ValidQuery, Validate, parse_json, text, validate,
 };
@@ -120,7 +121,7 @@ fn app() -> Router {
             "/api/v1/small",
             post(|ValidJson(v): ValidJson<Value>| async move { Json(v) }).layer(Extension(BodyLimit(64))),
         );
-    baatcheet_tests::as_client(request_path::wrap(routes, &ctx), "198.51.100.30")
+    baatcheet_tests::as_client(request_path::wrap(routes, &ctx, RouteAccess::all(Access::Public)), "198.51.100.30")
 }
 
 struct Reply {

@@ -57,6 +57,9 @@ pub struct LambdaStackOptions {
     pub logs: LogSink,
     pub access_log: LogSink,
     pub max_instances: usize,
+    /// Local only, for tests: a request header the REST API takes the client's address from
+    /// (see [`RestApi::with_source_ip_header`]). None (the default): the connection's address.
+    pub source_ip_header: Option<axum::http::HeaderName>,
 }
 
 impl LambdaStackOptions {
@@ -79,6 +82,7 @@ impl LambdaStackOptions {
             logs: LogSink::Stderr,
             access_log: LogSink::Discard,
             max_instances: DEFAULT_MAX_INSTANCES,
+            source_ip_header: None,
         }
     }
 }
@@ -203,7 +207,9 @@ impl LambdaStack {
             };
             pools.insert(spec.logical_id.clone(), FunctionPool::new(cfg));
         }
-        let api = Arc::new(RestApi::new(deployed, pools, opts.access_log.clone()));
+        let api = Arc::new(
+            RestApi::new(deployed, pools, opts.access_log.clone()).with_source_ip_header(opts.source_ip_header.clone()),
+        );
         let addr = listener.local_addr().map_err(LambdaStackError::Listen)?;
         // Nagle off: streamed events leave as they are written.
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

@@ -36,12 +36,22 @@ pub struct RestApi {
     pools: BTreeMap<String, FunctionPool>,
     access_log: LogSink,
     api_id: String,
+    /// Local only (tests): a request header whose value, when it is an IP address, stands for the
+    /// client's address (`identity.sourceIp`), so that one test can speak from many addresses.
+    /// API Gateway has no such thing; `make dev` never sets it.
+    source_ip_header: Option<HeaderName>,
 }
 
 impl RestApi {
     /// `pools` must hold a pool for every function a route names.
     pub fn new(deployed: Arc<Deployed>, pools: BTreeMap<String, FunctionPool>, access_log: LogSink) -> Self {
-        Self { deployed, pools, access_log, api_id: "local".into() }
+        Self { deployed, pools, access_log, api_id: "local".into(), source_ip_header: None }
+    }
+
+    /// Takes the client's address from `header` when a request carries one (see the field).
+    pub fn with_source_ip_header(mut self, header: Option<HeaderName>) -> Self {
+        self.source_ip_header = header;
+        self
     }
 
     pub fn pool(&self, function: &str) -> Option<&FunctionPool> {
@@ -175,12 +185,20 @@ pub fn render(template: &str, vars: &BTreeMap<&str, String>, missing: &str) -> S
 }
 
 async fn handle(State(api): State<Arc<RestApi>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> Response {
+    let mut req = req;
+    let mut source_ip = peer.ip();
+    if let Some(name) = &api.source_ip_header
+        && let Some(v) = req.headers_mut().remove(name)
+        && let Some(ip) = v.to_str().ok().and_then(|s| s.trim().parse().ok())
+    {
+        source_ip = ip;
+    }
     let now = time::OffsetDateTime::now_utc();
     let request_id = uuid::Uuid::new_v4().to_string();
     let mut ctx = Ctx { vars: BTreeMap::new(), started: Instant::now() };
     ctx.set("requestId", request_id.clone());
     ctx.set("extendedRequestId", request_id.replace('-', "")[..16].to_string());
-    ctx.set("identity.sourceIp", peer.ip().to_string());
+    ctx.set("identity.sourceIp", source_ip.to_string());
     ctx.set("httpMethod", req.method().as_str());
     ctx.set("path", req.uri().path());
     ctx.set("protocol", format!("{:?}", req.version()));

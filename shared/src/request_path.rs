@@ -1,5 +1,6 @@
 //! The request path every function shares, as one call wrapping a function's routes:
-//! request id + span -> security headers -> CORS -> global rate limit (per client IP) -> (routes)
+//! request id + span -> security headers -> CORS -> global rate limit (per signed-in user, else per
+//! client address; signed-in routes are authenticated first) -> (routes)
 //! with problem+json for unknown routes, wrong methods and panics.
 
 use axum::{
@@ -10,7 +11,7 @@ use std::any::Any;
 use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::rate_limit::Limiter;
+use crate::rate_limit::{Limiter, RouteAccess};
 use crate::{config::Config, context::AppContext, cors, error, rate_limit, request_id, security_headers};
 
 /// Response extension set by a function's fallbacks: no route of the function matched the
@@ -30,26 +31,32 @@ async fn unrouted_method_not_allowed() -> Response {
     res
 }
 
-/// A function's routes behind the shared request path.
-pub fn wrap(routes: Router, ctx: &AppContext) -> Router {
-    wrap_deferring_global(routes, ctx, &[])
-}
-
-/// [`wrap`], with the global limit of `deferred` paths charged by the route's first limit check,
-/// in the same DynamoDB call. Only for routes that authenticate and check their per-user limit
-/// before any side effect (see [`rate_limit::global_limit`]).
-pub fn wrap_deferring_global(routes: Router, ctx: &AppContext, deferred: &'static [&'static str]) -> Router {
-    layered(routes, &ctx.config, rate_limit::GlobalLimit { limiter: ctx.limiter.clone(), deferred })
+/// A function's routes behind the shared request path, each reached as `access` declares (see
+/// [`rate_limit::Access`]): the global limit per signed-in user or per address, and the
+/// authentication of signed-in routes before it.
+pub fn wrap(routes: Router, ctx: &AppContext, access: RouteAccess) -> Router {
+    let global = rate_limit::GlobalLimit {
+        limiter: ctx.limiter.clone(),
+        auth: Some(ctx.auth.clone()),
+        access,
+        origins: ctx.config.cors_origins.clone().into(),
+    };
+    layered(routes, &ctx.config, global)
 }
 
 /// The request path of a function that needs no AWS client but the limiter's (docs): the same
-/// layers as [`wrap`], the global limit included.
-pub fn wrap_limited(routes: Router, config: &Config, limiter: Arc<Limiter>) -> Router {
-    layered(routes, config, rate_limit::GlobalLimit { limiter, deferred: &[] })
+/// layers as [`wrap`], the global limit included, for routes that are public or unlimited (no
+/// authenticator: a token is not looked at, every request is charged to its address).
+pub fn wrap_limited(routes: Router, config: &Config, limiter: Arc<Limiter>, access: RouteAccess) -> Router {
+    let origins = config.cors_origins.clone().into();
+    layered(routes, config, rate_limit::GlobalLimit { limiter, auth: None, access, origins })
 }
 
 fn layered(routes: Router, config: &Config, global: rate_limit::GlobalLimit) -> Router {
+    // `identify` wraps each route (not the fallbacks, set after it): a request no route takes is
+    // charged to its address by `global_limit` once answered.
     routes
+        .route_layer(middleware::from_fn_with_state(global.clone(), rate_limit::identify))
         .fallback(unrouted_not_found)
         .method_not_allowed_fallback(unrouted_method_not_allowed)
         .layer(CatchPanicLayer::custom(panic_response))

@@ -9,7 +9,7 @@ mod common;
 
 use axum::{Router, body::Body, extract::State, routing::get};
 use baatcheet_shared::auth::Tier;
-use baatcheet_shared::rate_limit::{FallbackMode, Limiter, Policy};
+use baatcheet_shared::rate_limit::{Access, FallbackMode, Limiter, Policy, RouteAccess};
 use baatcheet_shared::{ApiError, AppContext, request_path};
 use baatcheet_tests::chat::{Caller, ChatHarness, chat_model, fast_config, rate_limit};
 use baatcheet_tests::deployed;
@@ -98,7 +98,7 @@ async fn a_handler_check_sets_the_tightest_fields_and_its_429() {
     let ctx = stack.context().await;
     // A stand-in for the chat function: the shared request path around one per-user check.
     let routes = Router::new().route("/api/v1/chat/test", get(limited_chat)).with_state(ctx.clone());
-    let base = format!("http://{}", serve(request_path::wrap(routes, &ctx)).await);
+    let base = format!("http://{}", serve(request_path::wrap(routes, &ctx, RouteAccess::all(Access::Public))).await);
     let url = format!("{base}/api/v1/chat/test");
     let res = http().get(&url).send().await.unwrap();
     assert_eq!(res.status(), 200);

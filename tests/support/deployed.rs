@@ -11,6 +11,10 @@ use std::sync::{Arc, OnceLock};
 
 use crate::TestStack;
 
+/// The request header the local REST API takes the client's address from in tests (a local-only
+/// stand-in for `requestContext.identity.sourceIp`; API Gateway has no such header).
+pub const SOURCE_IP_HEADER: &str = "x-local-source-ip";
+
 /// The translated template, read once per test binary.
 pub fn deployed() -> Deployed {
     static D: OnceLock<Deployed> = OnceLock::new();
@@ -43,6 +47,7 @@ pub async fn start_with(
         }
     }
     opts.env.insert("AWS_LAMBDA_LOG_LEVEL".into(), "info".into());
+    opts.source_ip_header = Some(http::HeaderName::from_static(SOURCE_IP_HEADER));
     for (f, k, v) in function_env {
         opts.function_env.entry(f.to_string()).or_default().insert(k.to_string(), v.to_string());
     }

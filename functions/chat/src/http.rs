@@ -15,7 +15,7 @@ use baatcheet_shared::openapi::{
     BadGateway, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests,
     Unauthorized, UnsupportedMediaType, ValidationFailed,
 };
-use baatcheet_shared::rate_limit::Policy;
+use baatcheet_shared::rate_limit::{Access, Policy, RouteAccess};
 use baatcheet_shared::validation::{BodyLimit, ClerkUserId, MIB, ValidJson, ValidPath, ValidQuery};
 use baatcheet_shared::{ApiError, AppContext, request_path};
 use http::StatusCode;
@@ -266,13 +266,23 @@ pub fn router_with(state: ChatState, ctx: &AppContext) -> Router {
         Guard::Admin => r.route_layer(require_role(ctx, &[Role::Admin])),
     };
     let (routes, _) = routes(&guard).split_for_parts();
-    request_path::wrap_deferring_global(routes.with_state(state), ctx, &PER_USER_LIMITED)
+    request_path::wrap(routes.with_state(state), ctx, ACCESS)
 }
 
-/// The paths whose routes begin with `route_limit` (authentication, then the per-user limit,
-/// before any side effect): their global per-IP check is made in the same DynamoDB call.
-const PER_USER_LIMITED: [&str; 4] =
-    ["/api/v1/chat/completions", "/api/v1/chat/regenerate", "/api/v1/chat/transcribe", "/api/v1/conversations/search"];
+/// How each route is reached: every route but the models list is for a signed-in user (the
+/// request path authenticates them and charges their own global limit); the routes that begin
+/// with `route_limit` (the per-user limit before any side effect) have the user's global check
+/// made in the same DynamoDB call.
+const ACCESS: RouteAccess = RouteAccess {
+    default: Access::SignedIn,
+    routes: &[
+        (MODELS, Access::Public),
+        (COMPLETIONS, Access::SignedInLimited),
+        (REGENERATE, Access::SignedInLimited),
+        (TRANSCRIBE, Access::SignedInLimited),
+        (SEARCH, Access::SignedInLimited),
+    ],
+};
 
 /// The models this deployment offers (public)
 #[utoipa::path(get, path = "/api/v1/chat/models", tag = "chat", operation_id = "listModels",

@@ -15,7 +15,7 @@ use axum::{
     extract::{Path, Request, State},
     response::{Html, IntoResponse, Response},
 };
-use baatcheet_shared::rate_limit::Limiter;
+use baatcheet_shared::rate_limit::{Access, Limiter, RouteAccess};
 use baatcheet_shared::{ApiError, Config, openapi::NotFound, request_path};
 use bytes::Bytes;
 use http::{HeaderValue, header};
@@ -88,7 +88,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The function's routes behind the shared request path (security headers with the CSP, CORS,
 /// request ids, the global per-IP limit, problem+json fallbacks).
 pub fn router(config: &Config, settings: Settings, limiter: Arc<Limiter>) -> Router {
-    request_path::wrap_limited(service(settings), config, limiter)
+    request_path::wrap_limited(service(settings), config, limiter, RouteAccess::all(Access::Public))
 }
 
 /// The routes with their state, without the request path.

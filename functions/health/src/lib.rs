@@ -12,6 +12,7 @@ use axum::{
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
+use baatcheet_shared::rate_limit::{Access, RouteAccess};
 use baatcheet_shared::{AppContext, request_path};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -58,8 +59,15 @@ pub fn router(ctx: AppContext) -> Router {
     };
     let (routes, _) = routes().split_for_parts();
     let routes = routes.layer(middleware::from_fn_with_state(state.clone(), count_invocation)).with_state(state);
-    request_path::wrap(routes, &ctx)
+    request_path::wrap(routes, &ctx, ACCESS)
 }
+
+/// The probes are never limited (a busy address must not make a load balancer or an operator see
+/// the API down); the metrics are public, limited per caller.
+const ACCESS: RouteAccess = RouteAccess {
+    default: Access::Public,
+    routes: &[("/health", Access::Unlimited), ("/ready", Access::Unlimited), ("/live", Access::Unlimited)],
+};
 
 /// Counts invocations of this instance and marks the first one as the cold start.
 async fn count_invocation(State(state): State<HealthState>, mut req: Request, next: Next) -> Response {

@@ -80,6 +80,38 @@ impl AuthError {
     }
 }
 
+impl AuthError {
+    /// Whether this failure counts against the client address's `auth` policy: a token that is
+    /// garbled, not signed by the issuer's keys, or from another issuer (guessing and forgery).
+    /// A token whose signature verifies is a client's own, even when it has expired or is
+    /// refused for another reason (a client that has to refresh is not an attack), and a
+    /// request without a token is not an attempt.
+    pub fn counts_as_forgery(&self) -> bool {
+        match self {
+            Self::TooLarge { .. }
+            | Self::Malformed(_)
+            | Self::UnsupportedAlgorithm
+            | Self::UnknownKey
+            | Self::InvalidSignature
+            | Self::InvalidIssuer => true,
+            Self::MissingToken
+            | Self::Expired
+            | Self::NotYetValid
+            | Self::InvalidAuthorizedParty
+            | Self::InvalidSubject
+            | Self::NotASessionToken
+            | Self::SessionNotActive
+            | Self::AmbiguousSessionCookie
+            | Self::UserDeleted
+            | Self::NotConfigured(_)
+            | Self::InvalidKeyConfig(_)
+            | Self::KeysUnavailable(_)
+            | Self::Store(_)
+            | Self::Secrets(_) => false,
+        }
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
         if let Some(reason) = err.reason() {

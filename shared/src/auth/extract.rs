@@ -6,42 +6,65 @@
 use axum::extract::{FromRef, FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
+use http::HeaderValue;
 use http::request::Parts;
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
+use super::Authenticator;
 use super::origin::check_request_origin;
 use super::token::token_from_headers;
 use super::user::{AuthUser, Role};
 use crate::client_ip::ClientIp;
 use crate::context::AppContext;
 use crate::error::ApiError;
+use crate::rate_limit::Limiter;
 
 /// Who is calling: the token from `Authorization: Bearer` or the `__session` cookie (a cookie
 /// on a state-changing request only from an allowed origin, else 403), verified, and resolved
 /// to a live user. Failures are 401 problem+json with a `reason` (5xx when the
 /// service itself cannot authenticate). The token is never logged.
 pub async fn authenticate(parts: &Parts, ctx: &AppContext) -> Result<AuthUser, ApiError> {
+    authenticate_with(parts, &ctx.auth, &ctx.limiter, &ctx.config.cors_origins).await
+}
+
+/// [`authenticate`] with the authenticator, limiter and allowed origins given apart (the request
+/// path's step).
+///
+/// The token is verified first, always: a token that verifies is never refused because of what
+/// other clients on its address did. Only a failure that looks like guessing or forgery
+/// ([`AuthError::counts_as_forgery`]: garbled, wrong signature or key, foreign issuer) is counted
+/// against the client address's `auth` policy (an address this instance knows to be spent gets
+/// 429 without a DynamoDB call, else the failure is counted and its refusal replaces the 401).
+/// An expired token whose signature verifies is a client that has to refresh: 401, not counted.
+/// A request without a token is not an attempt.
+pub async fn authenticate_with(
+    parts: &Parts,
+    auth: &Authenticator,
+    limiter: &Limiter,
+    allowed_origins: &[HeaderValue],
+) -> Result<AuthUser, ApiError> {
     let (token, source) = token_from_headers(&parts.headers)?;
-    check_request_origin(&parts.method, &parts.headers, source, &ctx.config.cors_origins)?;
-    // The auth policy (per IP) limits failed verifications, so token guessing and forgery from
-    // one address stop after a few tries. An IP this instance knows to be spent gets 429 before
-    // any verification work; a request without a token is not an attempt and is not counted.
-    let ip =
-        ClientIp::from_parts(parts).ok_or_else(|| ApiError::BadRequest("The client address is unknown.".into()))?;
-    ctx.limiter.auth_precheck(ip.0)?;
-    let result = ctx.auth.authenticate_token(token).await;
-    if let Err(e) = &result
-        && let Some(reason) = e.reason()
-    {
+    check_request_origin(&parts.method, &parts.headers, source, allowed_origins)?;
+    let e = match auth.authenticate_token(token).await {
+        Ok(user) => {
+            crate::request_id::record_user(&user.user_id);
+            return Ok(user);
+        }
+        Err(e) => e,
+    };
+    if let Some(reason) = e.reason() {
         tracing::info!(reason, "authentication failed");
-        // Spent bucket: the 429 replaces the 401.
-        ctx.limiter.record_auth_failure(ip.0).await?;
     }
-    let user = result?;
-    crate::request_id::record_user(&user.user_id);
-    Ok(user)
+    if e.counts_as_forgery() {
+        let ip =
+            ClientIp::from_parts(parts).ok_or_else(|| ApiError::BadRequest("The client address is unknown.".into()))?;
+        limiter.auth_precheck(ip.0)?;
+        // Spent bucket: the 429 replaces the 401.
+        limiter.record_auth_failure(ip.0).await?;
+    }
+    Err(e.into())
 }
 
 impl<S> FromRequestParts<S> for AuthUser

@@ -75,6 +75,7 @@ mod tests {
             keys,
             [
                 "global#user#usr_1",
+                "network#user#usr_1",
                 "auth#user#usr_1",
                 "chat#user#usr_1",
                 "images#user#usr_1",

@@ -1,5 +1,16 @@
 //! The rate-limit step of the shared request path (after CORS and the security headers, before
-//! the routes): the global limit per client IP, and the `RateLimit` fields of the response.
+//! the routes): who the caller is, the global limit charged to them, and the `RateLimit` fields
+//! of the response.
+//!
+//! Charge the identity you know: a request whose token authenticates is charged to its user (the
+//! user's own global allowance, wherever they connect from); only a request without a valid
+//! token is charged to its client address (IPv6: its /64, and its /48 under the `network`
+//! policy). Many users share one public address behind carrier-grade NAT, so an address is the
+//! identity of last resort.
+//!
+//! Each function declares its routes' [`Access`] ([`RouteAccess`]); the platform names none.
+//! Routes that need a signed-in user are authenticated here, before the global check, and the
+//! user is left in the request for the handlers' `AuthUser`.
 //!
 //! Every check made while the request is served (the global one here, per-user ones in handlers,
 //! the auth steps) is recorded in a task-local list; when the response comes back, the tightest
@@ -7,25 +18,64 @@
 //! call `ctx.limiter.check(..)`.
 
 use axum::{
-    extract::{Request, State},
+    extract::{MatchedPath, Request, State},
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{Limiter, Policy, RateLimitStatus, headers};
+use crate::auth::origin::check_request_origin;
+use crate::auth::{AuthUser, Authenticator, extract::authenticate_with, token::token_from_headers};
 use crate::{ClientIp, error::ApiError};
+use http::HeaderValue;
 
-/// Paths the global limit does not apply to: probes must answer even for a busy address, and
-/// the Clerk webhook is authenticated by its signature and sent from Svix's shared addresses.
-pub const UNLIMITED_PATHS: [&str; 4] = ["/live", "/ready", "/health", "/api/v1/clerk/webhook"];
+/// How a route is reached, as the function that owns it declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Not limited here: probes must answer even for a busy address, and a webhook is
+    /// authenticated by its signature and sent from its sender's few shared addresses.
+    Unlimited,
+    /// Anyone may call. Charged to the user when the request carries a token that authenticates,
+    /// else to the address; a bad token is not refused (nor counted) here.
+    Public,
+    /// A signed-in user only: authenticated here (401 without a valid token, counted against the
+    /// address when forged or garbled) and charged to the user.
+    SignedIn,
+    /// [`Access::SignedIn`], on a route whose first action is its per-user limit check, before any
+    /// side effect: the user's global check is made with that check, in one DynamoDB call.
+    SignedInLimited,
+}
+
+/// A function's routes and how each is reached: `routes` by their path template as the router
+/// declares it (`/api/v1/conversations/{id}`), `default` for any other (including paths no route
+/// matches).
+#[derive(Debug, Clone, Copy)]
+pub struct RouteAccess {
+    pub default: Access,
+    pub routes: &'static [(&'static str, Access)],
+}
+
+impl RouteAccess {
+    /// Every route reached the same way.
+    pub const fn all(access: Access) -> Self {
+        Self { default: access, routes: &[] }
+    }
+
+    /// The access of the route matched at `path` (a path template), or the default.
+    pub fn of(&self, path: Option<&str>) -> Access {
+        path.and_then(|p| self.routes.iter().find(|(r, _)| *r == p)).map(|(_, a)| *a).unwrap_or(self.default)
+    }
+}
 
 #[derive(Clone, Default)]
 struct Applied {
     statuses: Arc<Mutex<Vec<RateLimitStatus>>>,
-    /// A deferred global check not yet made: the client IP it is for.
-    pending_global: Arc<Mutex<Option<IpAddr>>>,
+    /// A deferred global check not yet made: the user it is for.
+    pending_global: Arc<Mutex<Option<String>>>,
+    /// A route took the request in hand ([`identify`] ran): it charged the global limit.
+    routed: Arc<AtomicBool>,
 }
 
 tokio::task_local! {
@@ -44,53 +94,48 @@ pub(crate) fn record(status: &RateLimitStatus) {
 
 /// Takes the current request's deferred global check, if it is still to be made: the first
 /// per-user check of the request makes both in one DynamoDB call.
-pub(crate) fn take_pending_global() -> Option<IpAddr> {
+pub(crate) fn take_pending_global() -> Option<String> {
     APPLIED.try_with(|a| lock(&a.pending_global).take()).ok().flatten()
 }
 
-/// The global limit's step of the request path: the limiter, and the paths whose global check
-/// is deferred to the route's own first limit check (see [`global_limit`]).
+/// The global limit's step of the request path: the limiter, the authenticator (absent for a
+/// function that has no signed-in routes), and the function's routes' access.
 #[derive(Clone)]
 pub struct GlobalLimit {
     pub limiter: Arc<Limiter>,
-    pub deferred: &'static [&'static str],
+    pub auth: Option<Arc<Authenticator>>,
+    pub access: RouteAccess,
+    /// The origins a cookie-authenticated, state-changing request may come from (CORS list).
+    pub origins: Arc<[HeaderValue]>,
 }
 
-/// Middleware: the global limit, then the `RateLimit` fields of the tightest policy applied.
-///
-/// On a deferred path (a route that authenticates and applies its per-user limit before doing
-/// anything else) the global bucket is charged together with that limit, in one DynamoDB
-/// transaction. If the route answered without a check (no token, a bad body), the global bucket
-/// is charged once the answer is known: it had no side effects, so a refusal then replaces it.
+impl GlobalLimit {
+    fn access(&self, req: &Request) -> Access {
+        self.access.of(req.extensions().get::<MatchedPath>().map(MatchedPath::as_str))
+    }
+}
+
+/// Middleware around the whole router: the client address (400 when it cannot be told), the
+/// scope in which every check of the request is recorded, and then the `RateLimit` fields of the
+/// tightest policy applied. A request no route took ([`identify`] did not run: no such path or
+/// method) is charged to its address once answered; a refusal replaces the answer.
 pub async fn global_limit(State(g): State<GlobalLimit>, req: Request, next: Next) -> Response {
-    if UNLIMITED_PATHS.contains(&req.uri().path()) {
+    if g.access(&req) == Access::Unlimited {
         return next.run(req).await;
     }
     // Fail closed: a request whose source cannot be told is not served (never X-Forwarded-For).
     let Some(ClientIp(ip)) = ClientIp::from_extensions(req.extensions()) else {
         return ApiError::BadRequest("The client address is unknown.".into()).into_response();
     };
-    let deferred = g.deferred.contains(&req.uri().path());
     let applied = Applied::default();
-    let limiter = g.limiter;
     let scope = applied.clone();
     let mut res = APPLIED
         .scope(applied.clone(), async move {
-            if !deferred {
-                return match limiter.check(Policy::Global, ip, 1).await {
-                    Ok(_) => next.run(req).await,
-                    Err(refused) => refused.into_response(),
-                };
-            }
-            if let Err(refused) = limiter.precheck(Policy::Global, ip, 1) {
-                return refused.into_response();
-            }
-            *lock(&scope.pending_global) = Some(ip);
             let res = next.run(req).await;
-            if take_pending_global().is_none() {
+            if scope.routed.load(Ordering::Acquire) {
                 return res;
             }
-            match limiter.check(Policy::Global, ip, 1).await {
+            match g.limiter.check_address(ip).await {
                 Ok(_) => res,
                 Err(refused) => refused.into_response(),
             }
@@ -101,4 +146,98 @@ pub async fn global_limit(State(g): State<GlobalLimit>, req: Request, next: Next
         tightest.apply(res.headers_mut());
     }
     res
+}
+
+/// Middleware around each route (not the fallbacks): who the caller is, as the route's
+/// [`Access`] says, and the global limit charged to them before the route runs.
+///
+/// On a [`Access::SignedInLimited`] route the user's global bucket is charged together with the
+/// route's own first limit, in one DynamoDB transaction. If the route answered without a check,
+/// the global bucket is charged once the answer is known: it had no side effects, so a refusal
+/// then replaces it.
+pub async fn identify(State(g): State<GlobalLimit>, req: Request, next: Next) -> Response {
+    let access = g.access(&req);
+    let Ok(scope) = APPLIED.try_with(Applied::clone) else {
+        // Outside global_limit's scope: an unlimited route.
+        return next.run(req).await;
+    };
+    scope.routed.store(true, Ordering::Release);
+    let Some(ClientIp(ip)) = ClientIp::from_extensions(req.extensions()) else {
+        return ApiError::BadRequest("The client address is unknown.".into()).into_response();
+    };
+    let (mut parts, body) = req.into_parts();
+    let limiter = g.limiter;
+    let user = match (access, &g.auth) {
+        (Access::Unlimited, _) => return next.run(Request::from_parts(parts, body)).await,
+        (Access::Public, Some(auth)) => match token_from_headers(&parts.headers) {
+            Ok((token, source)) if check_request_origin(&parts.method, &parts.headers, source, &g.origins).is_ok() => {
+                let user = auth.authenticate_token(token).await.ok();
+                if let Some(u) = &user {
+                    crate::request_id::record_user(&u.user_id);
+                }
+                user
+            }
+            _ => None,
+        },
+        (Access::Public, None) => None,
+        (_, None) => {
+            return ApiError::internal(std::io::Error::other("a signed-in route without an authenticator"))
+                .into_response();
+        }
+        (_, Some(auth)) => match authenticate_with(&parts, auth, &limiter, &g.origins).await {
+            Ok(user) => Some(user),
+            // No valid token: the address pays for the request; its refusal replaces the 401.
+            Err(e) => {
+                return match limiter.check_address(ip).await {
+                    Ok(_) => e.into_response(),
+                    Err(refused) => refused.into_response(),
+                };
+            }
+        },
+    };
+    let Some(user) = user else {
+        return match limiter.check_address(ip).await {
+            Ok(_) => next.run(Request::from_parts(parts, body)).await,
+            Err(refused) => refused.into_response(),
+        };
+    };
+    let user_id = user.user_id.clone();
+    parts.extensions.insert::<AuthUser>(user);
+    let req = Request::from_parts(parts, body);
+    if access != Access::SignedInLimited {
+        return match limiter.check(Policy::Global, user_id.as_str(), 1).await {
+            Ok(_) => next.run(req).await,
+            Err(refused) => refused.into_response(),
+        };
+    }
+    if let Err(refused) = limiter.precheck(Policy::Global, user_id.as_str(), 1) {
+        return refused.into_response();
+    }
+    *lock(&scope.pending_global) = Some(user_id.clone());
+    let res = next.run(req).await;
+    if take_pending_global().is_none() {
+        return res;
+    }
+    match limiter.check(Policy::Global, user_id.as_str(), 1).await {
+        Ok(_) => res,
+        Err(refused) => refused.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_is_reached_as_declared_and_any_other_by_default() {
+        const ROUTES: RouteAccess = RouteAccess {
+            default: Access::SignedIn,
+            routes: &[("/models", Access::Public), ("/search", Access::SignedInLimited)],
+        };
+        assert_eq!(ROUTES.of(Some("/models")), Access::Public);
+        assert_eq!(ROUTES.of(Some("/search")), Access::SignedInLimited);
+        assert_eq!(ROUTES.of(Some("/conversations/{id}")), Access::SignedIn);
+        assert_eq!(ROUTES.of(None), Access::SignedIn, "no route matched");
+        assert_eq!(RouteAccess::all(Access::Unlimited).of(Some("/x")), Access::Unlimited);
+    }
 }

@@ -29,8 +29,9 @@
 //!   window: the client sees the usual 200 or 429 with `RateLimit` fields) or refuse (503
 //!   `service-unavailable` with `Retry-After`). [`FallbackMode::worst_case`] bounds what one
 //!   instance can over-admit.
-//! - [`headers`]: `RateLimit-Policy` / `RateLimit`. [`layer`]: the global per-IP limit of the
-//!   shared request path, which also writes the fields of every check made while serving a request.
+//! - [`headers`]: `RateLimit-Policy` / `RateLimit`. [`layer`]: the global limit of the shared
+//!   request path (per signed-in user, else per address), which also authenticates the routes a
+//!   function declares signed-in and writes the fields of every check made while serving a request.
 //!
 //! Handlers apply per-user limits with [`Limiter::check`]:
 //!
@@ -44,8 +45,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Authentication uses two calls around token verification (see [`Limiter::auth_precheck`] and
-//! [`Limiter::record_auth_failure`]).
+//! Authentication uses two calls after a token failed verification (see
+//! [`Limiter::auth_precheck`] and [`Limiter::record_auth_failure`]).
 
 pub mod breaker;
 pub mod clock;
@@ -69,7 +70,7 @@ use std::time::{Duration, Instant};
 
 pub use clock::{Clock, SystemClock};
 pub use headers::{RateLimitStatus, Source, with_rate_limit};
-pub use layer::{GlobalLimit, UNLIMITED_PATHS, global_limit};
+pub use layer::{Access, GlobalLimit, RouteAccess, global_limit, identify};
 pub use policy::{FallbackMode, FallbackModes, Policies, Policy, Settings, Subject};
 
 use crate::error::{ApiError, error_chain};
@@ -111,7 +112,7 @@ pub struct LimiterStats {
     pub contended_fallbacks: u64,
     /// Requests answered 503 because their policy refuses while the store cannot decide.
     pub fallback_refusals: u64,
-    /// Fallback decisions by policy (`global`, `auth`, `chat_free`, `chat_pro`,
+    /// Fallback decisions by policy (`global`, `network`, `auth`, `chat_free`, `chat_pro`,
     /// `chat_enterprise`, `images`, `audio`, `audio_seconds_free`, `audio_seconds_pro`,
     /// `audio_seconds_enterprise`, `search`).
     pub fallback_by_policy: BTreeMap<String, u64>,
@@ -309,7 +310,7 @@ impl Limiter {
     /// `Retry-After`.
     ///
     /// On a path whose global check the request path deferred, the first check also charges the
-    /// client IP's global bucket, in the same DynamoDB call when it can.
+    /// signed-in user's global bucket, in the same DynamoDB call when it can.
     pub async fn check<'a>(
         &self,
         policy: Policy,
@@ -318,7 +319,9 @@ impl Limiter {
     ) -> Result<RateLimitStatus, ApiError> {
         let subject = subject.into();
         match layer::take_pending_global() {
-            Some(ip) if policy != Policy::Global => self.check_with_global(ip, policy, &subject, cost).await,
+            Some(user) if policy != Policy::Global => {
+                self.check_with_global(&Subject::User(&user), policy, &subject, cost).await
+            }
             _ => self.check_alone(policy, &subject, cost).await,
         }
     }
@@ -327,17 +330,17 @@ impl Limiter {
         recorded(self.inner.decide(policy, subject, cost).await?)
     }
 
-    /// The global check of `ip` and `policy`'s check of `subject`, in one transaction when the
-    /// store can decide both; otherwise one after the other (global first), as two checks.
+    /// The global check of `caller` and `policy`'s check of `subject`, in one transaction when
+    /// the store can decide both; otherwise one after the other (global first), as two checks.
     /// [`Self::check`] calls it on paths whose global check was deferred.
     pub async fn check_with_global(
         &self,
-        ip: IpAddr,
+        caller: &Subject<'_>,
         policy: Policy,
         subject: &Subject<'_>,
         cost: u32,
     ) -> Result<RateLimitStatus, ApiError> {
-        match self.inner.decide_with_global(ip, policy, subject, cost).await {
+        match self.inner.decide_with_global(caller, policy, subject, cost).await {
             Joint::Both(global, status) => {
                 layer::record(&global);
                 recorded(status)
@@ -351,7 +354,7 @@ impl Limiter {
                 }
             }
             Joint::OneByOne => {
-                self.check_alone(Policy::Global, &Subject::Ip(ip), 1).await?;
+                self.check_alone(Policy::Global, caller, 1).await?;
                 self.check_alone(policy, subject, cost).await
             }
         }
@@ -364,12 +367,24 @@ impl Limiter {
         self.inner.decide(policy, subject, cost).await
     }
 
-    /// Authentication, step 1 — before verifying a request's token: refuses the request (429,
-    /// policy `auth`) when this instance already knows the client IP has used up its failed
-    /// authentications. Uses only what this instance knows (the deny cache, or its fallback
-    /// bucket during an outage): no DynamoDB call, so a request with a valid token pays nothing.
-    /// Another instance that has not seen this IP's failures lets the request through to
-    /// verification, where a further failure is counted (and refused) by step 2.
+    /// The global limit of a request that carries no valid token: its client address (IPv6: the
+    /// /64), and for IPv6 also its /48 (policy `network`, checked once the /64 admitted), so that
+    /// rotating through the addresses of a /48 does not multiply the limit. Signed-in requests are
+    /// charged to their user instead (the request path decides which).
+    pub async fn check_address(&self, ip: IpAddr) -> Result<RateLimitStatus, ApiError> {
+        let status = self.check_alone(Policy::Global, &Subject::Ip(ip), 1).await?;
+        if policy::network_of(ip).is_some() {
+            self.check_alone(Policy::Network, &Subject::Ip(ip), 1).await?;
+        }
+        Ok(status)
+    }
+
+    /// Authentication, step 1 — after a token failed verification in a way that counts (a
+    /// forged, garbled or foreign token; never a valid one, nor an expired one whose signature
+    /// verifies): refuses the request (429, policy `auth`) when this instance already knows the
+    /// client IP has used up its failed authentications. Uses only what this instance knows (the
+    /// deny cache, or its fallback bucket during an outage): no DynamoDB call. A token that
+    /// verifies never gets here, whatever others on its address did.
     pub fn auth_precheck(&self, ip: IpAddr) -> Result<(), ApiError> {
         self.precheck(Policy::Auth, ip, 1)
     }
@@ -396,7 +411,7 @@ impl Limiter {
         }
     }
 
-    /// Authentication, step 2 — after a token failed verification (the 401 case): counts the
+    /// Authentication, step 2 — after step 1 let a counted failure through: counts the
     /// failure against the client IP's `auth` bucket (one DynamoDB call). `Ok` when the failure
     /// fitted (answer the 401); `Err(QuotaExceeded)` when the IP had already used up its
     /// failures (answer that 429 instead). Either way this instance now knows, so once the bucket
@@ -832,13 +847,19 @@ impl Inner {
         }
     }
 
-    async fn decide_with_global(&self, ip: IpAddr, policy: Policy, subject: &Subject<'_>, cost: u32) -> Joint {
+    async fn decide_with_global(
+        &self,
+        caller: &Subject<'_>,
+        policy: Policy,
+        subject: &Subject<'_>,
+        cost: u32,
+    ) -> Joint {
         let (g_rate, rate) = (self.rate(Policy::Global), self.rate(policy));
         let cost = u64::from(cost);
         if cost == 0 || cost > rate.capacity() {
             return Joint::OneByOne; // the errors of a single check, after the global one
         }
-        let (g_key, key) = (Policy::Global.key(&Subject::Ip(ip)), policy.key(subject));
+        let (g_key, key) = (Policy::Global.key(caller), policy.key(subject));
         let now = self.clock.now_us();
         let (g_known, known) = (self.cache.known(&g_key), self.cache.known(&key));
         let cached_empty =
@@ -864,8 +885,8 @@ impl Inner {
             let (slot, g_key, key) = (slot.clone(), g_key.clone(), key.clone());
             spawn(async move {
                 let takes = [
-                    // The global bucket of an address is shared by all its requests: extend it
-                    // without conflicts (its new TAT is then a lower bound, enough for the cache).
+                    // The global bucket is shared by all the caller's requests (any route): extend
+                    // it without conflicts (its new TAT is then a lower bound, enough for the cache).
                     store::Take { key: &g_key, rate: &g_rate, cost: 1, known: g_known, exact: false },
                     store::Take { key: &key, rate: &rate, cost, known, exact: true },
                 ];

@@ -2,8 +2,9 @@
 //!
 //! | policy | default | key |
 //! |---|---|---|
-//! | global | 1000 / 1 h | client IP (`RATE_LIMIT_GLOBAL`) |
-//! | auth | 5 / 15 min | client IP, failed authentications (`RATE_LIMIT_AUTH`) |
+//! | global | 1000 / 1 h | the signed-in user; the client IP (IPv6: its /64) without a valid token (`RATE_LIMIT_GLOBAL`) |
+//! | network | 10000 / 1 h | an IPv6 client's /48, requests without a valid token (`RATE_LIMIT_NETWORK`) |
+//! | auth | 5 / 15 min | client IP, forged or garbled tokens (`RATE_LIMIT_AUTH`) |
 //! | chat | 100 / 1000 / 10000 per 1 h by tier | user (`RATE_LIMIT_CHAT_FREE`, `_PRO`, `_ENTERPRISE`) |
 //! | images | 50 / 1 h | user (`RATE_LIMIT_IMAGES`) |
 //! | audio | 20 / 1 h | user, files sent to transcription (`RATE_LIMIT_AUDIO`) |
@@ -25,7 +26,12 @@
 //!
 //! IPv6 clients are counted per /64: one subscriber usually holds a whole /64 and can rotate
 //! addresses within it freely, so a per-address key would let one client multiply its limit by
-//! 2^64. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) count as the IPv4 address.
+//! 2^64. Whoever holds a /48 (a business site's usual assignment, free from tunnel brokers) has
+//! 65,536 of those: the `network` policy counts the same requests once more per /48, with a
+//! larger allowance (a /48 may hold a whole office or a carrier's pool of subscribers, whose
+//! signed-in requests are charged to each user anyway). IPv4-mapped IPv6 addresses
+//! (`::ffff:a.b.c.d`) count as the IPv4 address; IPv4 has no wider bucket (carrier-grade NAT
+//! already puts thousands of subscribers behind one address, and a /24 holds unrelated ones).
 
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, Ipv6Addr};
@@ -38,8 +44,10 @@ use crate::config::ConfigError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Policy {
-    /// Every request by client IP, except liveness, readiness, health and the Clerk webhook.
+    /// Every request of a limited route: by user when its token authenticates, else by client IP.
     Global,
+    /// Requests without a valid token by IPv6 /48 (the /64 is the global policy's key).
+    Network,
     /// Failed authentications by client IP.
     Auth,
     /// Chat completions by user, sized by the user's tier.
@@ -59,6 +67,7 @@ impl Policy {
     pub fn name(self) -> &'static str {
         match self {
             Self::Global => "global",
+            Self::Network => "network",
             Self::Auth => "auth",
             Self::Chat(_) => "chat",
             Self::Images => "images",
@@ -71,6 +80,7 @@ impl Policy {
     /// The bucket key for this policy and subject.
     pub fn key(self, subject: &Subject<'_>) -> String {
         let (kind, id) = match subject {
+            Subject::Ip(ip) if self == Self::Network => ("ip", network_bucket(*ip)),
             Subject::Ip(ip) => ("ip", ip_bucket(*ip)),
             Subject::User(id) if id.len() <= MAX_ID_BYTES => ("user", id.to_string()),
             // Hashed ids get their own kind, so no plain id can collide with a hash.
@@ -125,6 +135,22 @@ pub fn ip_bucket(ip: IpAddr) -> String {
     }
 }
 
+/// The wider block an IPv6 address is counted in as well (the `network` policy): its /48.
+/// `None` for IPv4 (and IPv4-mapped IPv6), which has no wider bucket.
+pub fn network_of(ip: IpAddr) -> Option<Ipv6Addr> {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => Some(Ipv6Addr::from(u128::from(v6) & !((1u128 << 80) - 1))),
+        _ => None,
+    }
+}
+
+fn network_bucket(ip: IpAddr) -> String {
+    match network_of(ip) {
+        Some(prefix) => format!("{prefix}/48"),
+        None => ip_bucket(ip),
+    }
+}
+
 /// Ids longer than this are hashed: a DynamoDB key holds at most 2048 bytes.
 const MAX_ID_BYTES: usize = 256;
 
@@ -136,6 +162,7 @@ fn sha256_hex(id: &str) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policies {
     pub global: Rate,
+    pub network: Rate,
     pub auth: Rate,
     pub chat_free: Rate,
     pub chat_pro: Rate,
@@ -162,6 +189,8 @@ impl Default for Policies {
     fn default() -> Self {
         Self {
             global: rate(1000, HOUR),
+            // Ten /64s' worth: see docs/rate-limits.md for why a /48 and why ten.
+            network: rate(10_000, HOUR),
             auth: rate(5, 15 * 60),
             chat_free: rate(100, HOUR),
             chat_pro: rate(1000, HOUR),
@@ -182,6 +211,7 @@ impl Policies {
     pub fn rate(&self, policy: Policy) -> Rate {
         match policy {
             Policy::Global => self.global,
+            Policy::Network => self.network,
             Policy::Auth => self.auth,
             Policy::Chat(Tier::Free) => self.chat_free,
             Policy::Chat(Tier::Pro) => self.chat_pro,
@@ -248,6 +278,7 @@ impl FallbackMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FallbackModes {
     pub global: FallbackMode,
+    pub network: FallbackMode,
     pub auth: FallbackMode,
     pub chat_free: FallbackMode,
     pub chat_pro: FallbackMode,
@@ -264,6 +295,7 @@ impl Default for FallbackModes {
     fn default() -> Self {
         Self {
             global: FallbackMode::Allow(u64::MAX),
+            network: FallbackMode::Allow(u64::MAX),
             auth: FallbackMode::Allow(5),
             chat_free: FallbackMode::Allow(10),
             chat_pro: FallbackMode::Allow(50),
@@ -282,6 +314,7 @@ impl FallbackModes {
     pub fn mode(&self, policy: Policy) -> FallbackMode {
         match policy {
             Policy::Global => self.global,
+            Policy::Network => self.network,
             Policy::Auth => self.auth,
             Policy::Chat(Tier::Free) => self.chat_free,
             Policy::Chat(Tier::Pro) => self.chat_pro,
@@ -297,8 +330,9 @@ impl FallbackModes {
 }
 
 /// Every policy, chat and audio seconds once per tier (for tables and counters).
-pub const ALL: [Policy; 11] = [
+pub const ALL: [Policy; 12] = [
     Policy::Global,
+    Policy::Network,
     Policy::Auth,
     Policy::Chat(Tier::Free),
     Policy::Chat(Tier::Pro),
@@ -386,6 +420,7 @@ impl Settings {
         Ok(Self {
             policies: Policies {
                 global: rate("RATE_LIMIT_GLOBAL", p.global)?,
+                network: rate("RATE_LIMIT_NETWORK", p.network)?,
                 auth: rate("RATE_LIMIT_AUTH", p.auth)?,
                 chat_free: rate("RATE_LIMIT_CHAT_FREE", p.chat_free)?,
                 chat_pro: rate("RATE_LIMIT_CHAT_PRO", p.chat_pro)?,
@@ -402,6 +437,7 @@ impl Settings {
             contended_wait: millis("RATE_LIMIT_CONTENDED_WAIT_MS", 0, d.contended_wait)?,
             fallback: FallbackModes {
                 global: mode("RATE_LIMIT_FALLBACK_GLOBAL", f.global)?,
+                network: mode("RATE_LIMIT_FALLBACK_NETWORK", f.network)?,
                 auth: mode("RATE_LIMIT_FALLBACK_AUTH", f.auth)?,
                 chat_free: mode("RATE_LIMIT_FALLBACK_CHAT_FREE", f.chat_free)?,
                 chat_pro: mode("RATE_LIMIT_FALLBACK_CHAT_PRO", f.chat_pro)?,
@@ -450,6 +486,7 @@ mod tests {
         let p = Policies::default();
         let q = |p: Policy, r: &Policies| (r.rate(p).capacity(), r.rate(p).window_secs());
         assert_eq!(q(Policy::Global, &p), (1000, 3600));
+        assert_eq!(q(Policy::Network, &p), (10_000, 3600));
         assert_eq!(q(Policy::Auth, &p), (5, 900));
         assert_eq!(q(Policy::Chat(Tier::Free), &p), (100, 3600));
         assert_eq!(q(Policy::Chat(Tier::Pro), &p), (1000, 3600));
@@ -521,6 +558,20 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_networks_are_counted_per_48() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:ffff::1".parse().unwrap();
+        let other: IpAddr = "2001:db8:2::1".parse().unwrap();
+        assert_eq!(Policy::Network.key(&a.into()), "network#ip#2001:db8:1::/48");
+        assert_eq!(Policy::Network.key(&a.into()), Policy::Network.key(&b.into()));
+        assert_ne!(Policy::Network.key(&a.into()), Policy::Network.key(&other.into()));
+        assert_ne!(Policy::Global.key(&a.into()), Policy::Global.key(&b.into()), "different /64s");
+        let v4: IpAddr = "203.0.113.9".parse().unwrap();
+        let mapped: IpAddr = "::ffff:203.0.113.9".parse().unwrap();
+        assert_eq!((network_of(v4), network_of(mapped)), (None, None), "IPv4 has no wider bucket");
+    }
+
+    #[test]
     fn long_ids_are_hashed_to_a_bounded_key() {
         let long = "x".repeat(5000);
         let key = Policy::Search.key(&long.as_str().into());
@@ -570,7 +621,7 @@ mod tests {
         for policy in ALL {
             let (at_once, _) = f.mode(policy).worst_case(&p.rate(policy));
             match policy {
-                Policy::Global | Policy::Auth => assert_eq!(at_once, p.rate(policy).capacity()),
+                Policy::Global | Policy::Network | Policy::Auth => assert_eq!(at_once, p.rate(policy).capacity()),
                 _ => assert!(at_once * 5 <= p.rate(policy).capacity(), "{policy:?}: {at_once}"),
             }
         }
