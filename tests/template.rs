@@ -9,7 +9,9 @@
 //! - API Gateway's own answers are problem+json with the status it really sends, and the access
 //!   log is JSON whatever the error message holds;
 //! - the alarms watch every function, mean something, and roll a canary back;
-//! - logs expire; the secret is created without a value and says how it gets one.
+//! - logs expire; the secret is created without a value and says how it gets one;
+//! - the edge: health and the webhook have concurrency of their own, chat a ceiling, the stage's
+//!   throttle protects the account, and the optional WAF web ACL is what it says.
 
 use baatcheet_local::functions::response_mode_for;
 use baatcheet_shared::lambda::ResponseMode;
@@ -778,4 +780,123 @@ fn helpers_read_what_sam_writes() {
     assert_eq!(render(r#"{"d":$context.error.messageString}"#, "a\"b").unwrap(), r#"{"d":"a\"b"}"#);
     assert_eq!(render("$context.requestId.", "").unwrap(), format!("{REQUEST_ID}."));
     assert!(render("$context.nope", "").is_err());
+}
+
+// --- the edge (issue 20) -----------------------------------------------------------------------
+
+/// The translated template as a deploy with these parameter values would run it.
+fn deployed_with(parameters: &[(&str, &str)]) -> baatcheet_local::deployed::Deployed {
+    let mut doc = translated().clone();
+    for (name, value) in parameters {
+        doc["Parameters"][name]["Default"] = Value::String(value.to_string());
+    }
+    baatcheet_local::deployed::Deployed::from_cloudformation(&doc).expect("the translated template loads")
+}
+
+/// The default per-Region Lambda concurrency quota, and the part of it Lambda keeps unreserved.
+const ACCOUNT_CONCURRENCY: u32 = 1000;
+const MIN_UNRESERVED: u32 = 100;
+
+#[test]
+fn health_and_the_webhook_have_reserved_concurrency_and_chat_a_ceiling() {
+    let d = deployed_with(&[]);
+    let reserved = |f: &str| d.functions[f].reserved_concurrency;
+    let (health, webhook, chat) = (reserved("HealthFunction"), reserved("WebhookFunction"), reserved("ChatFunction"));
+    assert!(health.is_some_and(|n| n >= 2), "health must answer while chat is busy: {health:?}");
+    assert!(webhook.is_some_and(|n| n >= 2), "the webhook must answer while chat is busy: {webhook:?}");
+    let chat = chat.expect("chat has a ceiling");
+    assert!(chat >= 100, "the chat ceiling serves real traffic: {chat}");
+    let total = health.unwrap() + webhook.unwrap() + chat;
+    assert!(total <= ACCOUNT_CONCURRENCY - MIN_UNRESERVED, "{total} reserved leaves docs and the account too little");
+    assert_eq!(reserved("DocsFunction"), None, "docs shares the unreserved pool");
+    // Each is a parameter, and 0 means none (an account still on the new-account quota of 10
+    // cannot reserve anything): 0 must not reach Lambda, where it would throttle every call.
+    let none = deployed_with(&[
+        ("HealthReservedConcurrency", "0"),
+        ("WebhookReservedConcurrency", "0"),
+        ("ChatMaxConcurrency", "0"),
+    ]);
+    for f in ["HealthFunction", "WebhookFunction", "ChatFunction"] {
+        assert_eq!(none.functions[f].reserved_concurrency, None, "{f}");
+    }
+    assert_eq!(deployed_with(&[("ChatMaxConcurrency", "40")]).functions["ChatFunction"].reserved_concurrency, Some(40));
+}
+
+#[test]
+fn the_stage_throttle_protects_the_account_not_users_from_each_other() {
+    let (_, stage) = of_type("AWS::ApiGateway::Stage").next().expect("a stage");
+    let settings = stage["Properties"]["MethodSettings"].as_array().expect("MethodSettings");
+    let all = settings.iter().find(|m| m["ResourcePath"] == "/*" && m["HttpMethod"] == "*").expect("a /* * setting");
+    let default = |v: &Value| -> u64 {
+        let p = ref_of(v).expect("the throttle is a parameter");
+        translated()["Parameters"][p]["Default"]
+            .as_u64()
+            .or_else(|| translated()["Parameters"][p]["Default"].as_str()?.parse().ok())
+            .unwrap()
+    };
+    let (rate, burst) = (default(&all["ThrottlingRateLimit"]), default(&all["ThrottlingBurstLimit"]));
+    // One client sending tokenless requests at a few hundred a second must not throttle every
+    // user's completions; the Region's account-level throttle (10000/s, burst 5000) is the bound.
+    assert!((2000..=10_000).contains(&rate), "{rate}");
+    assert!((1000..=5000).contains(&burst), "{burst}");
+    assert!(settings.iter().all(|m| m["ResourcePath"] == "/*"), "no method has a tighter bucket of its own");
+}
+
+#[test]
+fn the_waf_web_acl_is_optional_and_guards_the_stage() {
+    let conditions = &translated()["Conditions"];
+    let acls: Vec<_> = of_type("AWS::WAFv2::WebACL").collect();
+    let associations: Vec<_> = of_type("AWS::WAFv2::WebACLAssociation").collect();
+    assert_eq!((acls.len(), associations.len()), (1, 1), "one web ACL, associated once");
+    let (acl_id, acl) = acls[0];
+    let (_, assoc) = associations[0];
+    // Off unless asked for: both behind one condition on a parameter whose default is "false".
+    let cond = acl["Condition"].as_str().expect("the web ACL has a condition");
+    assert_eq!(assoc["Condition"], cond);
+    let equals = conditions[cond]["Fn::Equals"].as_array().expect("an Fn::Equals condition");
+    let param = ref_of(&equals[0]).expect("on a parameter");
+    assert_eq!(
+        (translated()["Parameters"][param]["Default"].as_str(), equals[1].as_str()),
+        (Some("false"), Some("true"))
+    );
+
+    let p = &acl["Properties"];
+    assert_eq!((p["Scope"].as_str(), p["DefaultAction"].get("Allow").is_some()), (Some("REGIONAL"), true));
+    let rules = p["Rules"].as_array().expect("rules");
+    let rate =
+        rules.iter().find_map(|r| r["Statement"].get("RateBasedStatement").map(|s| (r, s))).expect("a rate rule");
+    assert_eq!(rate.1["AggregateKeyType"], "IP", "per address");
+    let limit = ref_of(&rate.1["Limit"]).expect("the rate is a parameter");
+    let limit: u64 = translated()["Parameters"][limit]["Default"].as_u64().unwrap_or_default();
+    // Thousands of users share one carrier-NAT address: the rule is a flood brake, far above what
+    // one address's users send (each user's own limit is 1000 an hour).
+    assert!(limit >= 10_000, "{limit} per 5 minutes would block a busy carrier address");
+    assert_eq!(rate.0["Action"]["Block"]["CustomResponse"]["ResponseCode"], 429);
+    let managed =
+        rules.iter().find_map(|r| r["Statement"].get("ManagedRuleGroupStatement")).expect("a managed rule group");
+    assert_eq!(
+        (managed["VendorName"].as_str(), managed["Name"].as_str()),
+        (Some("AWS"), Some("AWSManagedRulesCommonRuleSet"))
+    );
+    let counted: BTreeSet<&str> = managed["RuleActionOverrides"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| o["ActionToUse"].get("Count").is_some())
+        .filter_map(|o| o["Name"].as_str())
+        .collect();
+    // Bodies over 8 KB are long messages, inline images and audio uploads: never blocked by size.
+    assert!(counted.contains("SizeRestrictions_BODY"), "{counted:?}");
+
+    // Associated with this API's stage (the stage resource, so it waits for it).
+    assert_eq!(
+        ref_of(&assoc["Properties"]["WebACLArn"]).or(assoc["Properties"]["WebACLArn"]["Fn::GetAtt"][0].as_str()),
+        Some(acl_id.as_str())
+    );
+    let arn = sub_text(&assoc["Properties"]["ResourceArn"]).expect("a Sub ARN");
+    let (stage_id, _) = of_type("AWS::ApiGateway::Stage").next().expect("a stage");
+    assert_eq!(
+        arn,
+        format!("arn:${{AWS::Partition}}:apigateway:${{AWS::Region}}::/restapis/${{Api}}/stages/${{{stage_id}}}")
+    );
 }

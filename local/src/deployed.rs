@@ -324,6 +324,16 @@ impl Conditions<'_> {
     }
 }
 
+/// `ReservedConcurrentExecutions`: a number, a parameter, or `Fn::If` between them (None: not
+/// reserved, AWS::NoValue or absent).
+fn reserved_concurrency(v: &Value, cond: &Conditions) -> Option<u32> {
+    let value = match cond.env_value(v, 0).ok()?? {
+        EnvValue::Literal(n) => n,
+        EnvValue::Ref(p) => cond.parameters.get(&p)?.clone(),
+    };
+    value.trim().parse().ok()
+}
+
 fn function(id: &str, f: &Value, cond: &Conditions) -> Result<FunctionSpec, DeployedError> {
     let props = &f["Properties"];
     let binary = f["Metadata"]["BuildProperties"]["Binary"]
@@ -345,7 +355,7 @@ fn function(id: &str, f: &Value, cond: &Conditions) -> Result<FunctionSpec, Depl
         // Lambda's defaults when the template says nothing.
         timeout: Duration::from_secs(secs(&props["Timeout"], 3)),
         memory_mb: secs(&props["MemorySize"], 128) as u32,
-        reserved_concurrency: props["ReservedConcurrentExecutions"].as_u64().map(|n| n as u32),
+        reserved_concurrency: reserved_concurrency(&props["ReservedConcurrentExecutions"], cond),
         log_format: props["LoggingConfig"]["LogFormat"].as_str().map(str::to_string),
         log_level: props["LoggingConfig"]["ApplicationLogLevel"].as_str().map(str::to_string),
     })
