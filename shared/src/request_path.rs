@@ -44,8 +44,8 @@ pub fn wrap(routes: Router, ctx: &AppContext, access: RouteAccess) -> Router {
     layered(routes, &ctx.config, global)
 }
 
-/// The request path of a function that needs no AWS client but the limiter's (docs): the same
-/// layers as [`wrap`], the global limit included, for routes that are public or unlimited (no
+/// The request path of a function without signed-in routes (docs, health): the same layers as
+/// [`wrap`], the global limit included, for routes that are public or unlimited (no
 /// authenticator: a token is not looked at, every request is charged to its address).
 pub fn wrap_limited(routes: Router, config: &Config, limiter: Arc<Limiter>, access: RouteAccess) -> Router {
     let origins = config.cors_origins.clone().into();

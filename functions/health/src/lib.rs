@@ -59,11 +59,13 @@ pub fn router(ctx: AppContext) -> Router {
     };
     let (routes, _) = routes().split_for_parts();
     let routes = routes.layer(middleware::from_fn_with_state(state.clone(), count_invocation)).with_state(state);
-    request_path::wrap(routes, &ctx, ACCESS)
+    // No authenticator: the metrics are charged to the address, and this function never reads or
+    // creates users (its grants allow neither).
+    request_path::wrap_limited(routes, &ctx.config, ctx.limiter.clone(), ACCESS)
 }
 
 /// The probes are never limited (a busy address must not make a load balancer or an operator see
-/// the API down); the metrics are public, limited per caller.
+/// the API down); the metrics are public, limited per address.
 const ACCESS: RouteAccess = RouteAccess {
     default: Access::Public,
     routes: &[("/health", Access::Unlimited), ("/ready", Access::Unlimited), ("/live", Access::Unlimited)],
