@@ -177,6 +177,36 @@ async fn a_free_users_third_concurrent_stream_is_refused_and_an_ended_one_frees_
 }
 
 #[tokio::test]
+async fn a_client_that_drops_keeps_its_place_until_the_answer_it_left_is_made() {
+    // One place; a 3 s answer whose client leaves after its first bytes.
+    let (_fake, h) = stream_stack(30, &[("CHAT_STREAMS_FREE", "1")]).await;
+    let gw = start(&h.stack).await;
+    let base = gw.base_url();
+    let bob = h.caller("bob").await;
+
+    let mut a = open(&base, &bob, "I will not wait").await;
+    assert_eq!(a.status(), 200);
+    assert!(a.chunk().await.expect("first bytes").is_some());
+    drop(a);
+    // The answer goes on without its client, so the place stays taken: dropping and resending
+    // must not start a second generation past the cap.
+    let again = open(&base, &bob, "again").await;
+    assert_eq!(again.status(), 429, "a dropped client's generation still holds its place");
+    assert_eq!(again.json::<Value>().await.unwrap()["policy"], "streams");
+
+    // Once the answer is made (and stored), the place is free.
+    let mut tries = 0;
+    while lease_items(&h, &bob).await > 0 {
+        tries += 1;
+        assert!(tries < 100, "the finished generation never released its place");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let next = open(&base, &bob, "now").await;
+    assert_eq!(next.status(), 200);
+    assert_eq!(finish(next).await.last().map(String::as_str), Some("done"));
+}
+
+#[tokio::test]
 async fn a_whole_answer_holds_a_place_only_while_it_is_made() {
     let (_fake, h) = stream_stack(2, &[("CHAT_STREAMS_FREE", "1")]).await;
     let gw = start(&h.stack).await;

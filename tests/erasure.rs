@@ -120,6 +120,17 @@ async fn user_deleted_erases_everything_but_a_tombstone_over_several_invocations
         })
         .collect();
     seed::batch_put(&dynamo, &h.stack.env["RATE_LIMITS_TABLE"], buckets).await;
+    // Open-stream leases (as a stream holds them: one item per taken slot).
+    let leases = (0..2)
+        .map(|slot| {
+            Item::from([
+                ("pk".to_string(), AttributeValue::S(uid.clone())),
+                ("sk".to_string(), AttributeValue::S(format!("slot#{slot}"))),
+                ("expires_at".to_string(), AttributeValue::N((clerk::now() + 3600).to_string())),
+            ])
+        })
+        .collect();
+    seed::batch_put(&dynamo, &h.stack.env["STREAM_LEASES_TABLE"], leases).await;
     // Idempotency-Key records: their own table partition, no index entry.
     let idempotency = IdempotencyStore::new(dynamo.clone(), h.stack.env["CONVERSATIONS_TABLE"].clone());
     for key in ["key-1", "key-2"] {

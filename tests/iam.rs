@@ -9,6 +9,7 @@
 //!
 //! A new function in template.yaml fails here until it has an entry in [`DRIVERS`].
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use baatcheet_tests::TestStack;
 use baatcheet_tests::chat;
 use baatcheet_tests::clerk::{self, Delivery, JwksServer, deleted_event, keys, user_event};
@@ -196,6 +197,18 @@ fn webhook_flows(p: Probe) -> BoxFuture<'static, ()> {
             .expect("user readable");
         let user_id = item.item().and_then(|i| i.get("user_id")).and_then(|v| v.as_s().ok()).expect("user_id").clone();
         baatcheet_tests::seed::conversations(&p.stack, &user_id, 1, 2).await;
+        // An open-stream lease left by a stream (the erasure finds it by partition and deletes it).
+        let lease = std::collections::HashMap::from([
+            ("pk".to_string(), AttributeValue::S(user_id.clone())),
+            ("sk".to_string(), AttributeValue::S("slot#0".into())),
+            ("expires_at".to_string(), AttributeValue::N((clerk::now() + 3600).to_string())),
+        ]);
+        baatcheet_tests::seed::batch_put(
+            &baatcheet_shared::aws::dynamodb(&p.stack.sdk),
+            &p.stack.env["STREAM_LEASES_TABLE"],
+            vec![lease],
+        )
+        .await;
 
         let deleted = Delivery::new(&deleted_event(&id));
         assert_eq!(p.send(deleted.request(clerk::WEBHOOK_SECRET)).await, ok, "user.deleted");
@@ -203,6 +216,10 @@ fn webhook_flows(p: Probe) -> BoxFuture<'static, ()> {
         let left = baatcheet_tests::seed::scan_all(&p.stack).await;
         let mentions = left["CONVERSATIONS_TABLE"].iter().filter(|i| baatcheet_tests::seed::mentions(i, &user_id));
         assert_eq!(mentions.count(), 0, "the erasure ran");
+        assert_eq!(
+            left["STREAM_LEASES_TABLE"].iter().filter(|i| baatcheet_tests::seed::mentions(i, &user_id)).count(),
+            0
+        );
     })
 }
 

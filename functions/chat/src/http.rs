@@ -35,7 +35,7 @@ use crate::sse::{self, StreamEvent};
 use crate::store::idempotency::{self, Claim, IdempotencyStore, KeyRef};
 use crate::store::ids::{ConversationId, MessageId};
 use crate::store::model::Conversation;
-use crate::streams::{self, StreamLease};
+use crate::streams::StreamLease;
 
 pub const MODELS: &str = "/api/v1/chat/models";
 pub const COMPLETIONS: &str = "/api/v1/chat/completions";
@@ -318,15 +318,22 @@ async fn open_stream(
     state.service.open_stream(user).await.map(Some)
 }
 
-/// An answer with its open-stream lease: a stream holds it until its last byte; a whole answer or
-/// a refusal has ended, so it is released before answering.
+/// An answer with its open-stream lease: a stream's generation holds it until it ends, which may
+/// be after its client went away (the answer goes on, to be resumed); a whole answer or a refusal
+/// has ended, so it is released before answering.
 async fn leased(
     state: &ChatState,
     answer: Result<Answer, ApiError>,
     lease: Option<StreamLease>,
 ) -> Result<Response, ApiError> {
     match (answer, lease) {
-        (Ok(Answer::Stream(s)), Some(lease)) => Ok(streams::hold_until_end(sse_response(state, s), lease)),
+        (Ok(Answer::Stream(mut s)), Some(lease)) => {
+            match s.generated.take() {
+                Some(end) => end.then_run(lease.release()),
+                None => lease.release().await,
+            }
+            Ok(sse_response(state, s))
+        }
         (other, lease) => {
             if let Some(lease) = lease {
                 lease.release().await;

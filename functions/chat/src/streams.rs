@@ -8,10 +8,6 @@
 
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::response::Response;
-use futures::StreamExt;
-
 use baatcheet_shared::ApiError;
 use baatcheet_shared::auth::{AuthUser, Tier};
 use baatcheet_shared::config::ConfigError;
@@ -110,24 +106,6 @@ impl OpenStreams {
             }
         }
     }
-}
-
-/// `res` with its body holding `lease` until the body ends (then released before the last byte
-/// is handed on) or is dropped (the client went away: released from a spawned task).
-pub fn hold_until_end(res: Response, lease: StreamLease) -> Response {
-    let (parts, body) = res.into_parts();
-    let body = futures::stream::unfold((body.into_data_stream(), Some(lease)), |(mut s, mut lease)| async move {
-        match s.next().await {
-            Some(chunk) => Some((chunk, (s, lease))),
-            None => {
-                if let Some(l) = lease.take() {
-                    l.release().await;
-                }
-                None
-            }
-        }
-    });
-    Response::from_parts(parts, Body::from_stream(body))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 
 use baatcheet_shared::config::ConfigError;
 use baatcheet_shared::erasure::{Budget, Erased, UserData};
+use baatcheet_shared::leases::Leases;
 use baatcheet_shared::rate_limit::erase::UserBuckets;
 use baatcheet_shared::users::{StoreError, UsersStore};
 use baatcheet_shared::{AppContext, auth::USER_CACHE_TTL_SECS};
@@ -26,6 +27,8 @@ pub fn stores(ctx: &AppContext) -> Vec<Box<dyn UserData>> {
     vec![
         Box::new(chat::store::ConversationStore::new(ctx.dynamo.clone(), tables.conversations.clone())),
         Box::new(UserBuckets::new(ctx.dynamo.clone(), tables.rate_limits.clone())),
+        // Open-stream places: only deleted here, so the lease TTL given is never used.
+        Box::new(Leases::new(ctx.dynamo.clone(), tables.stream_leases.clone(), Duration::from_secs(1))),
     ]
 }
 
@@ -149,7 +152,8 @@ impl Eraser {
 
     fn log(&self, clerk_id: &str, progress: Progress, budget: &Budget, started: Instant) {
         let deleted = self.settings.budget_items - budget.left();
-        tracing::info!(clerk_id, progress = ?progress, items_deleted = deleted, ms = started.elapsed().as_millis() as u64, "user erasure");
+        // A hash, never the Clerk id: the id is personal data and must not outlive the erasure in logs.
+        tracing::info!(user_hash = %baatcheet_shared::request_id::user_hash(clerk_id), progress = ?progress, items_deleted = deleted, ms = started.elapsed().as_millis() as u64, "user erasure");
     }
 }
 

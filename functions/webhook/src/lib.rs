@@ -146,7 +146,7 @@ async fn receive(
     {
         state.ctx.auth.forget_user(id);
     }
-    tracing::info!(svix_id = %svix.id, event_type = %event_type, clerk_id = clerk_id.unwrap_or("-"), outcome = ?outcome, "webhook delivery");
+    tracing::info!(svix_id = %svix.id, event_type = %event_type, user_hash = clerk_id.map(baatcheet_shared::request_id::user_hash).as_deref().unwrap_or("-"), outcome = ?outcome, "webhook delivery");
     baatcheet_shared::metrics::record_webhook_event(&event_type, outcome.as_str());
     // Applied, or seen before (a re-delivery, another user.deleted): either way the erasure
     // continues if it is pending.

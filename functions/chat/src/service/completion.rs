@@ -16,7 +16,7 @@ use baatcheet_shared::request_id::RequestInfo;
 use baatcheet_shared::{ApiError, FieldError, Problem};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use super::attachments::Image;
@@ -47,6 +47,26 @@ pub const MAX_ANSWER_BYTES: usize = 300_000;
 pub struct ChatStream {
     pub start: StreamStart,
     pub events: mpsc::Receiver<SseEvent>,
+    /// The end of the generation behind this stream, which may come after its client went away
+    /// (the answer goes on, to be resumed); `None` when the stream follows another request's answer.
+    pub generated: Option<GenerationEnd>,
+}
+
+/// Tells whoever holds something for a generation (its open-stream place) that it ended, before
+/// the stream's last event goes out: a client that reads `done` and sends again finds it let go.
+pub struct GenerationEnd(oneshot::Receiver<oneshot::Sender<()>>);
+
+impl GenerationEnd {
+    /// Runs `release` once the generation has ended; its last event waits for it.
+    pub fn then_run(self, release: impl Future<Output = ()> + Send + 'static) {
+        tokio::spawn(async move {
+            let ack = self.0.await;
+            release.await;
+            if let Ok(ack) = ack {
+                let _ = ack.send(());
+            }
+        });
+    }
 }
 
 /// Everything needed to ask the upstream, after the user's message is stored.
@@ -459,7 +479,9 @@ impl ChatService {
         opened: Opened,
     ) -> ChatStream {
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+        let (ending, generated) = oneshot::channel();
         let pump = Pump {
+            ending: Some(ending),
             store: self.store.clone(),
             providers: self.providers.clone(),
             user_id: owner(user).to_string(),
@@ -475,7 +497,7 @@ impl ChatService {
         // Spawned, so the answer goes on (and is stored) when the client goes away: it can come back
         // for the rest with the stream route.
         tokio::spawn(pump.run(opened, tx).instrument(tracing::Span::current()));
-        ChatStream { start, events: rx }
+        ChatStream { start, events: rx, generated: Some(GenerationEnd(generated)) }
     }
 
     /// The user's message could not be answered by any provider: it is marked `failed` (kept, so a
@@ -577,6 +599,8 @@ fn answer_message(
 
 /// Moves one streamed answer from the upstream to the client and into the store.
 struct Pump {
+    /// Told (and awaited) before the last event: see [`GenerationEnd`].
+    ending: Option<oneshot::Sender<oneshot::Sender<()>>>,
     store: ConversationStore,
     providers: Arc<Providers>,
     user_id: String,
@@ -628,7 +652,7 @@ impl Progress {
 }
 
 impl Pump {
-    async fn run(self, opened: Opened, tx: mpsc::Sender<SseEvent>) {
+    async fn run(mut self, opened: Opened, tx: mpsc::Sender<SseEvent>) {
         let Opened { provider, mut stream, first, ended } = opened;
         let deadline = tokio::time::Instant::now() + ANSWER_BUDGET;
         let mut client = Client(Some(tx));
@@ -721,6 +745,12 @@ impl Pump {
                 Err(e) => ChatEvent::Error(Box::new(problem_for(&ApiError::from(e), self.request.as_ref()))),
             },
         };
+        if let Some(ending) = self.ending.take() {
+            let (ack, acked) = oneshot::channel();
+            if ending.send(ack).is_ok() {
+                let _ = acked.await;
+            }
+        }
         client.send(EventId::End, outcome).await;
     }
 }

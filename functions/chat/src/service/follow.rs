@@ -88,7 +88,7 @@ impl ChatService {
             request: RequestInfo::current(),
         };
         tokio::spawn(follower.run(current, last, tx).instrument(tracing::Span::current()));
-        Ok(ChatStream { start, events: rx })
+        Ok(ChatStream { start, events: rx, generated: None })
     }
 }
 
