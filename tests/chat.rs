@@ -251,6 +251,8 @@ async fn everything_exhausted_is_503_with_retry_after_and_the_prompt_is_kept() {
 
 #[tokio::test]
 async fn repeated_failures_open_the_providers_circuit() {
+    let counts = baatcheet_tests::recorder::Counts::default();
+    let _recording = metrics::set_default_local_recorder(&counts);
     let a = FakeUpstream::start().await;
     let b = FakeUpstream::start().await;
     a.set_default(Behavior::status(503));
@@ -267,6 +269,12 @@ async fn repeated_failures_open_the_providers_circuit() {
     }
     assert_eq!(a.request_count(), 2, "after two failures the circuit skips the provider");
     assert_eq!(b.request_count(), 4);
+    // Recorded through the metrics facade: one circuit opened, the primary's; its two failures.
+    use baatcheet_shared::metrics::names;
+    assert_eq!(counts.sum(names::CIRCUIT_OPENS, &[("provider", "primary")]), 1);
+    assert_eq!(counts.sum(names::CIRCUIT_OPENS, &[]), 1);
+    assert_eq!(counts.sum(names::PROVIDER_ERRORS, &[("provider", "primary")]), 2);
+    assert_eq!(counts.sum(names::COMPLETIONS, &[("provider", "backup")]), 4);
 }
 
 async fn seed_conversation(h: &ChatHarness, owner: &str, n: usize) -> ConversationId {

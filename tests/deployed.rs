@@ -594,7 +594,10 @@ async fn a_completion_failover_429_and_webhook_event_show_in_the_embedded_metric
     let res = complete().await.unwrap();
     assert_eq!(res.status(), 200);
     let text = res.text().await.unwrap();
-    assert_eq!(events(&parse_sse(&text)).last().map(|(n, _)| n.clone()).as_deref(), Some("done"), "{text}");
+    let done = events(&parse_sse(&text)).pop().filter(|(n, _)| n == "done").map(|(_, d)| d).expect(&text);
+    let usage = |field: &str| done["usage"][field].as_f64().expect("the fake upstream reports usage");
+    let (prompt_tokens, completion_tokens) = (usage("prompt_tokens"), usage("completion_tokens"));
+    assert!(prompt_tokens > 0.0 && completion_tokens > 0.0, "{done}");
     let refused = problem(complete().await.unwrap(), 429).await;
     let policy = refused["policy"].as_str().expect("the 429 names its policy").to_string();
 
@@ -626,6 +629,7 @@ async fn a_completion_failover_429_and_webhook_event_show_in_the_embedded_metric
         let docs = emf(lines);
         sum(&docs, "ChatFunction", names::RATE_LIMITED, &[]).0 >= 1.0
             && sum(&docs, "ChatFunction", names::COMPLETIONS, &[]).0 >= 1.0
+            && sum(&docs, "ChatFunction", names::OUTPUT_TOKENS, &[]).0 >= 1.0
             && sum(&docs, "WebhookFunction", names::WEBHOOK_EVENTS, &[]).0 >= 1.0
     })
     .await;
@@ -644,4 +648,9 @@ async fn a_completion_failover_429_and_webhook_event_show_in_the_embedded_metric
         1.0
     );
     assert_eq!(sum(&docs, "WebhookFunction", names::WEBHOOK_EVENTS, &webhook_event).0, 1.0);
+    // The answer's tokens, as the upstream reported them, and one stream duration.
+    assert_eq!(sum(&docs, "ChatFunction", names::INPUT_TOKENS, &second).0, prompt_tokens);
+    assert_eq!(sum(&docs, "ChatFunction", names::OUTPUT_TOKENS, &second).0, completion_tokens);
+    assert_eq!(sum(&docs, "ChatFunction", names::INPUT_TOKENS, &[("provider", "first")]).0, 0.0);
+    assert_eq!(sum(&docs, "ChatFunction", names::STREAM_DURATION, &second).1, 1);
 }

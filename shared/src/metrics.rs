@@ -39,6 +39,21 @@ pub mod names {
     pub const FAILOVERS: &str = "Failovers";
     /// Signed webhook deliveries handled (labels `event_type`, `outcome`).
     pub const WEBHOOK_EVENTS: &str = "WebhookEvents";
+    /// Prompt tokens of answers, as the upstream reported them or estimated (labels `provider`,
+    /// `model`).
+    pub const INPUT_TOKENS: &str = "InputTokens";
+    /// Completion tokens of answers (labels `provider`, `model`).
+    pub const OUTPUT_TOKENS: &str = "OutputTokens";
+    /// Milliseconds from a streamed answer's first token to its end (labels `provider`, `model`).
+    pub const STREAM_DURATION: &str = "StreamDuration";
+    /// A provider's circuit opened (or re-opened) after consecutive failures (label `provider`).
+    pub const CIRCUIT_OPENS: &str = "CircuitOpens";
+    /// Rate-limit decisions made by this instance's fallback instead of the store (labels
+    /// `policy`, `reason`: `down`/`contended`, `outcome`: `allowed`/`denied`/`unavailable`).
+    pub const LIMITER_FALLBACKS: &str = "LimiterFallbacks";
+    /// Times the rate limiter gave up on its store after `RATE_LIMIT_STORE_TIMEOUT_MS` with no
+    /// answer (a decision's wait, or a store call).
+    pub const STORE_TIMEOUTS: &str = "StoreTimeouts";
 
     pub const ALL: &[&str] = &[
         REQUESTS,
@@ -50,6 +65,12 @@ pub mod names {
         PROVIDER_ERRORS,
         FAILOVERS,
         WEBHOOK_EVENTS,
+        INPUT_TOKENS,
+        OUTPUT_TOKENS,
+        STREAM_DURATION,
+        CIRCUIT_OPENS,
+        LIMITER_FALLBACKS,
+        STORE_TIMEOUTS,
     ];
 }
 
@@ -69,6 +90,8 @@ pub mod labels {
     /// A Clerk event type (`user.created`...), from a delivery whose signature was verified.
     pub const EVENT_TYPE: &str = "event_type";
     pub const OUTCOME: &str = "outcome";
+    /// Why the rate limiter's fallback decided: `down` (the store is down) or `contended`.
+    pub const REASON: &str = "reason";
 }
 
 static COLLECTOR: OnceLock<&'static metrics_cloudwatch_embedded::Collector> = OnceLock::new();
@@ -100,6 +123,12 @@ fn install(function: String) {
             metrics::describe_counter!(names::PROVIDER_ERRORS, Unit::Count, "failed upstream attempts");
             metrics::describe_counter!(names::FAILOVERS, Unit::Count, "answers after a failed attempt");
             metrics::describe_counter!(names::WEBHOOK_EVENTS, Unit::Count, "webhook deliveries handled");
+            metrics::describe_counter!(names::INPUT_TOKENS, Unit::Count, "prompt tokens");
+            metrics::describe_counter!(names::OUTPUT_TOKENS, Unit::Count, "completion tokens");
+            metrics::describe_histogram!(names::STREAM_DURATION, Unit::Milliseconds, "first token to end of a stream");
+            metrics::describe_counter!(names::CIRCUIT_OPENS, Unit::Count, "provider circuits opened");
+            metrics::describe_counter!(names::LIMITER_FALLBACKS, Unit::Count, "rate-limit fallback decisions");
+            metrics::describe_counter!(names::STORE_TIMEOUTS, Unit::Count, "rate-limit store calls timed out");
             metrics::counter!(names::COLD_STARTS).increment(1);
         }
         Err(e) => tracing::warn!(error = %e, "metrics recorder not installed"),
@@ -168,6 +197,43 @@ pub fn record_completion_opened(provider: &str, model: &str, first_token: std::t
     metrics::histogram!(names::FIRST_TOKEN_LATENCY, labels::PROVIDER => p, labels::MODEL => m).record(ms);
     // Also per function alone: what the first-token alarm's percentile is taken over.
     metrics::histogram!(names::FIRST_TOKEN_LATENCY).record(ms);
+}
+
+/// The tokens of one answer (streamed or whole) and, for a stream, its duration from the first
+/// token to its end.
+pub fn record_answer(
+    provider: &str,
+    model: &str,
+    input_tokens: u64,
+    output_tokens: u64,
+    streamed: Option<std::time::Duration>,
+) {
+    let (p, m) = (provider.to_owned(), model.to_owned());
+    metrics::counter!(names::INPUT_TOKENS, labels::PROVIDER => p.clone(), labels::MODEL => m.clone())
+        .increment(input_tokens);
+    metrics::counter!(names::OUTPUT_TOKENS, labels::PROVIDER => p.clone(), labels::MODEL => m.clone())
+        .increment(output_tokens);
+    if let Some(d) = streamed {
+        metrics::histogram!(names::STREAM_DURATION, labels::PROVIDER => p, labels::MODEL => m)
+            .record(d.as_secs_f64() * 1000.0);
+    }
+}
+
+/// A provider's circuit opened.
+pub fn record_circuit_open(provider: &str) {
+    metrics::counter!(names::CIRCUIT_OPENS, labels::PROVIDER => provider.to_owned()).increment(1);
+}
+
+/// One rate-limit decision made by the fallback (`reason`: `down`/`contended`; `outcome`:
+/// `allowed`/`denied`/`unavailable`).
+pub fn record_limiter_fallback(policy: &'static str, reason: &'static str, outcome: &'static str) {
+    metrics::counter!(names::LIMITER_FALLBACKS, labels::POLICY => policy, labels::REASON => reason, labels::OUTCOME => outcome)
+        .increment(1);
+}
+
+/// One rate-limit store call given up on after its timeout.
+pub fn record_store_timeout() {
+    metrics::counter!(names::STORE_TIMEOUTS).increment(1);
 }
 
 /// One verified webhook delivery. An event type outside `[a-z._]{1,64}` is counted as `other`,

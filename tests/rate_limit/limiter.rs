@@ -326,6 +326,9 @@ fn deployed_settings() -> Settings {
 
 #[tokio::test]
 async fn a_user_who_spent_90_of_100_gets_at_most_what_was_left_while_the_store_hangs() {
+    // What the limiter records through the metrics facade (this test's thread only).
+    let counts = baatcheet_tests::recorder::Counts::default();
+    let _recording = metrics::set_default_local_recorder(&counts);
     let stack = TestStack::new().await;
     let clock = ManualClock::new(); // frozen: nothing refills, so every number below is exact
     let now = clock.now_us();
@@ -358,6 +361,14 @@ async fn a_user_who_spent_90_of_100_gets_at_most_what_was_left_while_the_store_h
     let stats = l.stats();
     assert_eq!(stats.fallback_by_policy.get("search"), Some(&100), "{stats:?}");
     assert_eq!((stats.outages, stats.contended_fallbacks), (1, 0), "{stats:?}");
+    // The same decisions as metrics: 100 fallback decisions of `search` because the store was
+    // down, as many admitted as the answers say, and the store call that timed out.
+    use baatcheet_shared::metrics::names;
+    let fallbacks = |want: &[(&str, &str)]| counts.sum(names::LIMITER_FALLBACKS, want);
+    assert_eq!(fallbacks(&[("policy", "search"), ("reason", "down")]), 100);
+    assert_eq!(fallbacks(&[]), 100, "no other fallback decision");
+    assert_eq!(fallbacks(&[("outcome", "allowed")]), admitted(&seen) + admitted(&unseen));
+    assert!(counts.sum(names::STORE_TIMEOUTS, &[]) >= 1);
 
     // The store is back: a background probe ends the outage with no request needed, and what
     // the fallback admitted is added to the stored buckets.

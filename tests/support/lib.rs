@@ -7,6 +7,7 @@ pub mod clerk;
 pub mod faults;
 pub mod iam;
 pub mod probe;
+pub mod recorder;
 pub mod resolver;
 
 use aws_config::SdkConfig;

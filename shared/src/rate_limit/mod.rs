@@ -524,6 +524,7 @@ impl Inner {
                 Ok(d) => d,
                 Err(give_up) => {
                     if give_up == GiveUp::Down {
+                        crate::metrics::record_store_timeout();
                         bump(&self.counters.store_failures);
                         self.store_down(policy, &"no answer from the store within RATE_LIMIT_STORE_TIMEOUT_MS");
                     }
@@ -694,6 +695,7 @@ impl Inner {
             return r;
         }
         if !self.store.answered_since(started) {
+            crate::metrics::record_store_timeout();
             return Err(StoreError::Timeout(started.elapsed()));
         }
         call.await
@@ -715,8 +717,13 @@ impl Inner {
         if why == Why::Contended {
             bump(&self.counters.contended_fallbacks);
         }
+        let reason = match why {
+            Why::Down => "down",
+            Why::Contended => "contended",
+        };
         let Some(allowance) = self.settings.fallback.mode(policy).allowance(rate) else {
             bump(&self.counters.fallback_refusals);
+            crate::metrics::record_limiter_fallback(policy.name(), reason, "unavailable");
             let retry = match why {
                 Why::Down => self.breaker.until_retry().max(self.settings.store_retry_after),
                 Why::Contended => Duration::ZERO,
@@ -729,6 +736,7 @@ impl Inner {
         let now = self.clock.now_us();
         let v = self.fallback.decide(key, rate, &allowance, now, cost, self.cache.known(key));
         bump(if v.allowed { &self.counters.allowed } else { &self.counters.denied });
+        crate::metrics::record_limiter_fallback(policy.name(), reason, if v.allowed { "allowed" } else { "denied" });
         let wait = gcra::ceil_secs(v.wait_us);
         Ok(RateLimitStatus {
             policy: policy.name(),
@@ -931,6 +939,7 @@ impl Inner {
             Ok(d) => d,
             Err(give_up) => {
                 if give_up == GiveUp::Down {
+                    crate::metrics::record_store_timeout();
                     bump(&self.counters.store_failures);
                     self.store_down(policy, &"no answer from the store within RATE_LIMIT_STORE_TIMEOUT_MS");
                 }

@@ -147,6 +147,12 @@ impl DynamoStore {
         }
     }
 
+    /// One operation ran past its hard bound: counted, and its error.
+    fn timed_out(&self) -> StoreError {
+        crate::metrics::record_store_timeout();
+        StoreError::Timeout(self.timeout)
+    }
+
     fn since_epoch(&self, t: Instant) -> u64 {
         // +1: an answer at the epoch itself is still an answer.
         t.saturating_duration_since(self.epoch).as_micros() as u64 + 1
@@ -197,7 +203,7 @@ impl DynamoStore {
             }
             Err(StoreError::Contention)
         };
-        tokio::time::timeout(self.timeout, fut).await.map_err(|_| StoreError::Timeout(self.timeout))?
+        tokio::time::timeout(self.timeout, fut).await.map_err(|_| self.timed_out())?
     }
 
     /// Takes from two buckets in one round trip (TransactWriteItems): both admit the request
@@ -267,7 +273,7 @@ impl DynamoStore {
             }
             Err(StoreError::Contention)
         };
-        tokio::time::timeout(self.timeout, fut).await.map_err(|_| StoreError::Timeout(self.timeout))?
+        tokio::time::timeout(self.timeout, fut).await.map_err(|_| self.timed_out())?
     }
 
     fn transact_item(
@@ -400,7 +406,7 @@ impl DynamoStore {
             }
             Err(StoreError::Contention)
         };
-        tokio::time::timeout(self.timeout, fut).await.map_err(|_| StoreError::Timeout(self.timeout))?
+        tokio::time::timeout(self.timeout, fut).await.map_err(|_| self.timed_out())?
     }
 }
 

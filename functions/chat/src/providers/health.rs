@@ -70,7 +70,7 @@ impl HealthBoard {
     /// Counts a provider-level failure; returns true if this opened (or re-opened) the circuit.
     pub fn record_failure(&self, provider: &str, now: Instant) -> bool {
         let policy = self.policy;
-        self.with(provider, |s| {
+        let opened = self.with(provider, |s| {
             s.consecutive_failures = s.consecutive_failures.saturating_add(1);
             if s.consecutive_failures >= policy.circuit_failures {
                 s.open_until = Some(now + policy.circuit_open);
@@ -78,7 +78,11 @@ impl HealthBoard {
             } else {
                 false
             }
-        })
+        });
+        if opened {
+            baatcheet_shared::metrics::record_circuit_open(provider);
+        }
+        opened
     }
 }
 

@@ -532,6 +532,13 @@ impl ChatService {
         // Spawned, so a client that hangs up does not cancel the store of an answer being paid for.
         let task = async move {
             let usage = usage_or_estimate(done.answer.usage, p.prompt_estimate, &done.answer.content);
+            baatcheet_shared::metrics::record_answer(
+                &done.provider,
+                &p.model,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                None,
+            );
             let message = answer_message(
                 start.message_id,
                 done.answer.content,
@@ -654,6 +661,7 @@ impl Progress {
 impl Pump {
     async fn run(mut self, opened: Opened, tx: mpsc::Sender<SseEvent>) {
         let Opened { provider, mut stream, first, ended } = opened;
+        let first_token_at = tokio::time::Instant::now();
         let deadline = tokio::time::Instant::now() + ANSWER_BUDGET;
         let mut client = Client(Some(tx));
         let mut content = String::new();
@@ -718,6 +726,13 @@ impl Pump {
 
         let status = if failed.is_none() { MessageStatus::Complete } else { MessageStatus::Incomplete };
         let usage = usage_or_estimate(usage, self.prompt_estimate, &content);
+        baatcheet_shared::metrics::record_answer(
+            &provider,
+            &self.model,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            Some(first_token_at.elapsed()),
+        );
         let message = answer_message(self.start.message_id, content, status, &self.model, &provider, Some(usage));
         let meta = AnswerMeta { finish_reason: finish_reason.clone(), ..self.meta.clone() };
         let stored =
