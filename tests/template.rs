@@ -603,7 +603,21 @@ fn latency_alarms_watch_only_answers_that_do_not_wait_on_an_llm() {
 
 /// Alarms on the service's own metrics that notify only: a provider's trouble is no reason to roll
 /// a release back.
-const NOTIFY_ONLY: &[&str] = &["FirstTokenLatencyAlarm", "ProviderErrorsAlarm"];
+/// DynamoDB's throttling and the limiter's fallback are the store's state, not the release's.
+const NOTIFY_ONLY: &[&str] =
+    &["FirstTokenLatencyAlarm", "ProviderErrorsAlarm", "DynamoDbThrottlesAlarm", "LimiterFallbacksAlarm"];
+
+/// Every alarm notifies the stack's AlarmTopic, and the AlarmTopicArn parameter's topic too when
+/// it is set.
+fn notifies_the_alarm_topics(alarm: &Value) -> bool {
+    let f = &alarm["Properties"]["AlarmActions"]["Fn::If"];
+    fn refs(v: &Value) -> Option<Vec<&str>> {
+        v.as_array().map(|a| a.iter().filter_map(ref_of).collect())
+    }
+    f[0] == "HasAlarmTopic"
+        && refs(&f[1]) == Some(vec!["AlarmTopic", "AlarmTopicArn"])
+        && refs(&f[2]) == Some(vec!["AlarmTopic"])
+}
 
 #[test]
 fn alarms_on_service_metrics_watch_metrics_the_code_emits() {
@@ -611,22 +625,25 @@ fn alarms_on_service_metrics_watch_metrics_the_code_emits() {
     let all = alarms();
     let mut problems = Vec::new();
     for id in NOTIFY_ONLY {
-        let Some(a) = all.get(*id) else {
+        if !all.contains_key(*id) {
             problems.push(format!("no {id}"));
-            continue;
-        };
-        if ref_of(&a["Properties"]["AlarmActions"]["Fn::If"][1][0]) != Some("AlarmTopicArn") {
-            problems.push(format!("{id} does not notify the alarm topic"));
         }
     }
+    for (id, a) in &all {
+        if !notifies_the_alarm_topics(a) {
+            problems.push(format!("{id} does not notify the alarm topics: {}", a["Properties"]["AlarmActions"]));
+        }
+    }
+    let lambdas: BTreeSet<&str> = of_type("AWS::Lambda::Function").map(|(id, _)| id.as_str()).collect();
     let mut watched = BTreeSet::new();
     for (id, a) in &all {
         let p = &a["Properties"];
         if p["Namespace"] == NAMESPACE {
             watched.insert(p["MetricName"].as_str().unwrap_or_default().to_string());
-            if p["Dimensions"][0]["Name"] != "function" || ref_of(&p["Dimensions"][0]["Value"]) != Some("ChatFunction")
+            if p["Dimensions"][0]["Name"] != "function"
+                || !ref_of(&p["Dimensions"][0]["Value"]).is_some_and(|f| lambdas.contains(f))
             {
-                problems.push(format!("{id}: dimensions are not the chat function alone: {}", p["Dimensions"]));
+                problems.push(format!("{id}: the first dimension is not a function of the stack: {}", p["Dimensions"]));
             }
         }
         for m in p["Metrics"].as_array().into_iter().flatten() {
@@ -653,7 +670,7 @@ fn alarms_on_service_metrics_watch_metrics_the_code_emits() {
             problems.push(format!("an alarm watches {name}, which the code never emits (metrics::names::ALL)"));
         }
     }
-    for name in [names::FIRST_TOKEN_LATENCY, names::PROVIDER_ERRORS] {
+    for name in [names::FIRST_TOKEN_LATENCY, names::PROVIDER_ERRORS, names::LIMITER_FALLBACKS, names::REQUESTS] {
         if !watched.contains(name) {
             problems.push(format!("no alarm watches {name}"));
         }
@@ -677,6 +694,133 @@ fn every_alarm_rolls_a_canary_back() {
             .collect();
         assert_eq!(wired, all, "{id}: the alarms that roll a release back vs the stack's alarms");
     }
+}
+
+/// The webhook function's 5xx answers roll a release back (a broken webhook loses users'
+/// updates); DynamoDB throttles are watched on every table of the stack.
+#[test]
+fn webhook_failures_roll_back_and_every_table_is_watched_for_throttles() {
+    let all = alarms();
+    let w = &all["WebhookFailuresAlarm"]["Properties"];
+    assert_eq!(w["MetricName"], "Requests");
+    let dims: BTreeMap<&str, &Value> = w["Dimensions"]
+        .as_array()
+        .expect("dimensions")
+        .iter()
+        .map(|d| (d["Name"].as_str().unwrap_or(""), &d["Value"]))
+        .collect();
+    assert_eq!(ref_of(dims["function"]), Some("WebhookFunction"));
+    assert_eq!(dims["status_class"], "5xx");
+    let route = dims["route"].as_str().expect("a route");
+    assert!(integration("post", route).is_some(), "{route} is the webhook's route in the API");
+    assert!(!NOTIFY_ONLY.contains(&"WebhookFailuresAlarm"), "rolls back (every_alarm_rolls_a_canary_back)");
+
+    let watched: BTreeSet<(String, String)> = all["DynamoDbThrottlesAlarm"]["Properties"]["Metrics"]
+        .as_array()
+        .expect("metric math")
+        .iter()
+        .filter_map(|m| {
+            let metric = &m["MetricStat"]["Metric"];
+            (metric["Namespace"] == "AWS/DynamoDB").then(|| {
+                let table = ref_of(&metric["Dimensions"][0]["Value"]).unwrap_or_default().to_string();
+                (table, metric["MetricName"].as_str().unwrap_or_default().to_string())
+            })
+        })
+        .collect();
+    for (table, _) in of_type("AWS::DynamoDB::Table") {
+        for metric in ["ReadThrottleEvents", "WriteThrottleEvents"] {
+            assert!(watched.contains(&(table.clone(), metric.to_string())), "{table} {metric} not watched");
+        }
+    }
+}
+
+/// The stack's own alarm topic, with an email subscription only when an address is given.
+#[test]
+fn the_alarm_topic_has_an_optional_email_subscription() {
+    let topics: Vec<_> = of_type("AWS::SNS::Topic").collect();
+    assert_eq!(topics.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["AlarmTopic"]);
+    let subs: Vec<_> = of_type("AWS::SNS::Subscription").collect();
+    assert_eq!(subs.len(), 1);
+    let (_, sub) = subs[0];
+    assert_eq!(ref_of(&sub["Properties"]["TopicArn"]), Some("AlarmTopic"));
+    assert_eq!(sub["Properties"]["Protocol"], "email");
+    let param = ref_of(&sub["Properties"]["Endpoint"]).expect("the address is a parameter");
+    assert_eq!(translated()["Parameters"][param]["Default"], "", "no subscription unless asked for");
+    // Its condition: the parameter is not empty.
+    let cond = sub["Condition"].as_str().expect("the subscription has a condition");
+    let equals = &translated()["Conditions"][cond]["Fn::Not"][0]["Fn::Equals"];
+    assert_eq!((ref_of(&equals[0]), &equals[1]), (Some(param), &Value::from("")), "{cond}");
+}
+
+/// The dashboard's body is JSON once its `${...}` are substituted, and every BaatCheet metric it
+/// shows is one the code emits; it shows the service's main figures.
+#[test]
+fn the_dashboard_is_json_and_shows_only_emitted_metrics() {
+    use baatcheet_shared::metrics::{NAMESPACE, names};
+    let dashboards: Vec<_> = of_type("AWS::CloudWatch::Dashboard").collect();
+    assert_eq!(dashboards.len(), 1);
+    let body = sub_text(&dashboards[0].1["Properties"]["DashboardBody"]).expect("the body is an Fn::Sub string");
+    // Substitute every `${X}`: with a resource's or pseudo parameter's stand-in, failing on any
+    // name the stack does not have.
+    let mut text = String::new();
+    let mut rest = body;
+    while let Some(at) = rest.find("${") {
+        text.push_str(&rest[..at]);
+        let end = rest[at..].find('}').expect("closed ${") + at;
+        let name = &rest[at + 2..end];
+        assert!(name.starts_with("AWS::") || resources().contains_key(name), "${{{name}}} is not in the stack");
+        text.push_str(&format!("stand-in-{}", name.replace("::", "-")));
+        rest = &rest[end + 1..];
+    }
+    text.push_str(rest);
+    let doc: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("dashboard body is not JSON: {e}\n{text}"));
+    let mut shown = BTreeSet::new();
+    let mut problems = Vec::new();
+    for w in doc["widgets"].as_array().expect("widgets") {
+        for row in w["properties"]["metrics"].as_array().expect("every widget shows metrics") {
+            let row = row.as_array().expect("a metric row");
+            if row.first().and_then(Value::as_str) == Some(NAMESPACE) {
+                shown.insert(row[1].as_str().unwrap_or_default().to_string());
+            } else if let Some(e) = row[0]["expression"].as_str() {
+                // SEARCH('{BaatCheet,<dimensions>} MetricName="<name>" ...', ...)
+                let inner = e.strip_prefix("SEARCH('{").and_then(|r| r.split_once("MetricName=\""));
+                let Some((schema, after)) = inner else {
+                    problems.push(format!("expression not understood: {e}"));
+                    continue;
+                };
+                if !schema.starts_with(&format!("{NAMESPACE},")) {
+                    problems.push(format!("a search outside {NAMESPACE}: {e}"));
+                }
+                shown.insert(after.split('"').next().unwrap_or_default().to_string());
+            }
+        }
+    }
+    for name in &shown {
+        if !names::ALL.contains(&name.as_str()) {
+            problems.push(format!("the dashboard shows {name}, which the code never emits"));
+        }
+    }
+    for name in [
+        names::REQUESTS,
+        names::REQUEST_LATENCY,
+        names::COMPLETIONS,
+        names::FIRST_TOKEN_LATENCY,
+        names::INPUT_TOKENS,
+        names::OUTPUT_TOKENS,
+        names::PROVIDER_ERRORS,
+        names::FAILOVERS,
+        names::RATE_LIMITED,
+        names::LIMITER_FALLBACKS,
+        names::WEBHOOK_EVENTS,
+    ] {
+        if !shown.contains(name) {
+            problems.push(format!("the dashboard does not show {name}"));
+        }
+    }
+    if !text.contains("\"AWS/DynamoDB\",\"ReadThrottleEvents\"") {
+        problems.push("the dashboard does not show DynamoDB throttles".into());
+    }
+    fail_with(problems, "dashboard");
 }
 
 #[test]
