@@ -83,6 +83,21 @@ async fn a_function_answering_in_the_other_format_is_a_502() {
     assert_eq!(http().get(format!("{base}/api/docs.json")).send().await.unwrap().status(), 200);
 }
 
+/// The public metrics route, deployed: the seed's basic figures and nothing internal (no function
+/// name, traffic or limiter figures: those are EMF metrics in CloudWatch).
+#[tokio::test]
+async fn the_public_health_metrics_name_no_internals() {
+    let stack = TestStack::new().await;
+    let gw = start(&stack).await;
+    let res = http().get(format!("{}/api/v1/health/metrics", gw.base_url())).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let mut fields: Vec<&str> = body.as_object().expect("an object").keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["cold_start", "cpu", "memory", "timestamp", "uptime", "version"], "{body}");
+    assert!(!body.to_string().contains("HealthFunction"), "{body}");
+}
+
 #[tokio::test]
 async fn the_stage_prefix_and_unknown_routes_get_gateway_responses() {
     let stack = TestStack::new().await;

@@ -106,6 +106,7 @@ async fn health_fixtures_answer_as_documented() {
     let (s, _, b) = invoke(router, &read("health-metrics")).await;
     assert_eq!(s, 200);
     assert!(b["memory"]["rss_bytes"].is_u64());
+    assert!(b["version"].is_string() && b.get("lambda").is_none() && b.get("invocations").is_none(), "{b}");
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use checks::{Check, Status};
-use metrics::{Cpu, LambdaInfo, Memory};
+use metrics::{Cpu, Memory};
 use probe_cache::ProbeCache;
 
 /// Every route answers buffered (the JSON proxy response).
@@ -32,6 +32,9 @@ pub const RESPONSE_MODE: baatcheet_shared::lambda::ResponseMode = baatcheet_shar
 pub struct HealthState {
     ctx: AppContext,
     invocations: Arc<AtomicU64>,
+    /// Outside Lambda (`make dev`, tests): the limiter's figures are added to the metrics answer,
+    /// there being no CloudWatch to read them from. Never in Lambda, where the answer is public.
+    local: bool,
     probes: Arc<ProbeCache>,
 }
 
@@ -55,6 +58,7 @@ pub fn router(ctx: AppContext) -> Router {
     let state = HealthState {
         ctx: ctx.clone(),
         invocations: Arc::new(AtomicU64::new(0)),
+        local: std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_none(),
         probes: Arc::new(ProbeCache::new(ctx.config.health_probe_ttl)),
     };
     let (routes, _) = routes().split_for_parts();
@@ -155,11 +159,15 @@ pub struct Liveness {
     pub timestamp: String,
 }
 
-/// `GET /api/v1/health/metrics` body.
+/// `GET /api/v1/health/metrics` body: the seed's basic metrics of the instance that answered.
+/// Public, so nothing internal: no function name, no traffic or limiter figures (those are in
+/// CloudWatch, as EMF metrics, behind IAM: docs/observability.md).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProcessMetrics {
     #[schema(format = DateTime, example = "2026-11-27T12:00:00Z")]
     pub timestamp: String,
+    #[schema(example = "0.1.0")]
+    pub version: String,
     /// Seconds since this instance started.
     #[schema(example = 3600.25)]
     pub uptime: f64,
@@ -167,13 +175,10 @@ pub struct ProcessMetrics {
     pub cpu: Cpu,
     /// Whether this request was the instance's first (its cold start).
     pub cold_start: bool,
-    /// Requests this instance has served, this one included.
-    #[schema(example = 42)]
-    pub invocations: u64,
-    /// The Lambda function's identity; null outside Lambda.
-    pub lambda: Option<LambdaInfo>,
-    /// Decisions of this instance's rate limiter (store calls, deny-cache hits, fallbacks).
-    pub rate_limiter: baatcheet_shared::rate_limit::LimiterStats,
+    /// Only outside Lambda (`make dev`, tests): this instance's rate-limiter decisions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub rate_limiter: Option<baatcheet_shared::rate_limit::LimiterStats>,
 }
 
 /// Detailed health
@@ -238,8 +243,8 @@ async fn live() -> Json<Liveness> {
 
 /// Process metrics
 ///
-/// Resident and peak memory, CPU time, uptime, whether this was the cold start, invocations of
-/// this instance, and the Lambda function's identity when running in Lambda.
+/// The version, resident and peak memory, CPU time, uptime and whether this request was the
+/// instance's cold start. Nothing internal: the service's own metrics are in CloudWatch.
 #[utoipa::path(get, path = "/api/v1/health/metrics", tag = "health", operation_id = "getProcessMetrics", responses(
     (status = 200, description = "Figures of the instance that served the request.", body = ProcessMetrics),
 ))]
@@ -247,12 +252,11 @@ async fn metrics_handler(State(state): State<HealthState>, req: Request) -> Json
     let Invocation(n) = req.extensions().get::<Invocation>().copied().unwrap_or(Invocation(0));
     Json(ProcessMetrics {
         timestamp: now_rfc3339(),
+        version: state.ctx.config.version.clone(),
         uptime: state.ctx.started.elapsed().as_secs_f64(),
         memory: metrics::memory(),
         cpu: metrics::cpu(),
         cold_start: n == 1,
-        invocations: state.invocations.load(Ordering::Relaxed),
-        lambda: metrics::lambda_info(),
-        rate_limiter: state.ctx.limiter.stats(),
+        rate_limiter: state.local.then(|| state.ctx.limiter.stats()),
     })
 }

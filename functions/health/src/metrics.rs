@@ -1,5 +1,4 @@
-//! Process figures for `/api/v1/health/metrics`: memory, CPU time, uptime, invocations, and the
-//! Lambda function's identity when running in Lambda.
+//! Process figures for `/api/v1/health/metrics`: memory and CPU time.
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -20,17 +19,6 @@ pub struct Cpu {
     pub user_ms: u64,
     #[schema(example = 30)]
     pub system_ms: u64,
-}
-
-/// The Lambda function serving the request (from the variables Lambda sets).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LambdaInfo {
-    #[schema(example = "baatcheet-staging-HealthFunction-AbC123")]
-    pub function_name: String,
-    #[schema(example = "$LATEST")]
-    pub function_version: Option<String>,
-    #[schema(example = 128)]
-    pub memory_limit_mb: Option<u64>,
 }
 
 /// Reads `VmRSS` and `VmHWM` (kB) from /proc/self/status.
@@ -56,30 +44,4 @@ pub fn cpu() -> Cpu {
     };
     let ms = |t: libc::timeval| (t.tv_sec as u64) * 1000 + (t.tv_usec as u64) / 1000;
     Cpu { user_ms: ms(usage.ru_utime), system_ms: ms(usage.ru_stime) }
-}
-
-/// From the variables Lambda sets in every function's environment.
-pub fn lambda_info() -> Option<LambdaInfo> {
-    let name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok()?;
-    Some(LambdaInfo {
-        function_name: name,
-        function_version: std::env::var("AWS_LAMBDA_FUNCTION_VERSION").ok(),
-        memory_limit_mb: std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").ok().and_then(|v| v.parse().ok()),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_own_process_figures() {
-        let m = memory();
-        assert!(m.rss_bytes.unwrap() > 0);
-        assert!(m.peak_rss_bytes.unwrap() >= m.rss_bytes.unwrap());
-        let spin: u64 = (0..2_000_000u64).fold(0, |a, b| a.wrapping_add(b * b));
-        assert!(spin > 0);
-        let c = cpu();
-        assert!(c.user_ms + c.system_ms < 10_000_000);
-    }
 }
