@@ -33,10 +33,10 @@ bench: ## Release builds, then cold start, RSS, sizes, DynamoDB calls and gatewa
 	scripts/bench.sh
 
 load: ## Artillery: the seed's chat load test against the local stack (LOAD_SCALE=0.1 for a quick run)
-	scripts/load.sh tests/load/chat-load-test.yml
+	scripts/load.sh tools/load/chat-load-test.yml
 
 stress: ## Artillery: 100 -> 500 req/s against the local stack (LOAD_SCALE=0.1 for a quick run; 1000 users)
-	LOAD_USERS="$${LOAD_USERS:-1000}" scripts/load.sh tests/load/stress-test.yml
+	LOAD_USERS="$${LOAD_USERS:-1000}" scripts/load.sh tools/load/stress-test.yml
 
 smoke: ## Post-deploy checks against API_URL (TOKEN optional): make smoke API_URL=https://...
 	API_URL=$(API_URL) TOKEN=$(TOKEN) scripts/smoke.sh

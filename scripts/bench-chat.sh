@@ -8,6 +8,6 @@ AWS_PORT="${AWS_PORT:-$(free_port)}"
 PROFILE="${PROFILE:-dev}"
 
 start_moto; pids+=("$MOTO_PID")
-cargo build --quiet --profile "$PROFILE" -p baatcheet-tests --bin chat-bench
+cargo build --quiet --profile "$PROFILE" -p baatcheet-tools --bin chat-bench
 dir=debug; [ "$PROFILE" = dev ] || dir="$PROFILE"
 "$ROOT/target/$dir/chat-bench"

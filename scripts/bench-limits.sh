@@ -5,6 +5,6 @@ source "$(dirname "$0")/lib.sh"
 
 AWS_PORT="${AWS_PORT:-$(free_port)}"
 
-cargo build --quiet -p baatcheet-local --bin limiter_bench
+cargo build --quiet -p baatcheet-tools --bin limiter-bench
 start_moto; pids+=("$MOTO_PID")
-"$ROOT/target/debug/limiter_bench"
+"$ROOT/target/debug/limiter-bench"

@@ -3,7 +3,7 @@
 # and kind of request: binary size, Lambda cold start and peak RSS under a local Runtime API, and
 # the AWS calls each request makes; then the API as AWS runs it (release gateway in front of the
 # release functions under a Lambda Runtime API): startup, idle RSS, /live and first-token latency
-# (scripts/bench_stack.py, STACK_RUNS each) and /live throughput (wrk -t2 -c8). Results are
+# (tools/bench_stack.py, STACK_RUNS each) and /live throughput (wrk -t2 -c8). Results are
 # printed, not asserted. RUNS (cold starts per row, default 15),
 # INVOCATIONS (warm invocations before the peak RSS is read, default 1000), WRK_SECONDS.
 source "$(dirname "$0")/lib.sh"
@@ -66,7 +66,7 @@ pids+=("$(cat /tmp/baatcheet-gw.pid)")
 API="http://127.0.0.1:$GW_PORT/$(stage_name)"
 TOKEN=$("$ROOT/target/release/dev-token" --user user_bench --tier enterprise --port "$GW_PORT" 2>/dev/null)
 echo
-python3 "$ROOT/scripts/bench_stack.py" "$API" "$TOKEN" "${STACK_RUNS:-200}"
+python3 "$ROOT/tools/bench_stack.py" "$API" "$TOKEN" "${STACK_RUNS:-200}"
 echo
 wrk -t2 -c8 -d"${WRK_SECONDS}s" --latency "$API/live" > "$LOCAL_DIR/wrk-live.txt"
 rps=$(awk '/Requests\/sec/ {print $2}' "$LOCAL_DIR/wrk-live.txt")

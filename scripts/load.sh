@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# make load / make stress: an Artillery scenario (tests/load/*.yml) against the local stack, built
+# make load / make stress: an Artillery scenario (tools/load/*.yml) against the local stack, built
 # in release: moto (DynamoDB + Secrets Manager), the fake OpenAI-compatible upstream streaming with
 # a per-token delay, and the API as AWS runs it (the gateway in front of the release function
 # binaries under a Lambda Runtime API, LAMBDA_MAX_INSTANCES per function, default 32). Prints
 # Artillery's summary and a short block of figures; exits non-zero when the ensure thresholds fail.
 #
-#   scripts/load.sh tests/load/chat-load-test.yml
+#   scripts/load.sh tools/load/chat-load-test.yml
 #
 # LOAD_SCALE (default 1) multiplies every phase's duration (0.1: a 27 s run of the load test);
 # LOAD_RATE (default 1) multiplies every arrival rate (for a machine that cannot take the script's).
@@ -19,7 +19,7 @@
 # from .local/load/tokens.csv and LIMIT_TOKEN must then be valid there).
 source "$(dirname "$0")/lib.sh"
 
-SCRIPT="${1:?usage: scripts/load.sh tests/load/<scenario>.yml}"
+SCRIPT="${1:?usage: scripts/load.sh tools/load/<scenario>.yml}"
 [ -f "$SCRIPT" ] || { echo "no such scenario: $SCRIPT" >&2; exit 2; }
 NAME="$(basename "$SCRIPT" .yml)"
 LOAD_SCALE="${LOAD_SCALE:-1}"
@@ -40,7 +40,7 @@ if [ -z "${API_URL:-}" ]; then
   AWS_PORT="${AWS_PORT:-$(free_port)}"
   log "release build: the functions, gateway, dev-token, fake-upstream (fat LTO; minutes on a cold cache)"
   cargo build --quiet --release -p health -p webhook -p chat -p docs --bins
-  cargo build --quiet --release -p baatcheet-local -p baatcheet-tests --bin gateway --bin dev-token --bin fake-upstream --bin aws-shards
+  cargo build --quiet --release -p baatcheet-local -p baatcheet-tests -p baatcheet-tools --bin gateway --bin dev-token --bin fake-upstream --bin aws-shards
   # moto's TransactWriteItems copies whole tables for its rollback: MOTO_FAST (scripts/moto_server.py).
   # MOTO_STATS: moto's load and answer times per 10 s, summarised after the run.
   # moto serves one request at a time on one thread, and at the spike it is the one saturated
@@ -117,7 +117,7 @@ fi
 export API_URL
 
 scaled="$LOAD_DIR/$NAME.yml"
-phases="$(node "$ROOT/scripts/load.mjs" prepare "$SCRIPT" "$scaled" "$LOAD_SCALE" "$LOAD_RATE" "$LOAD_DIR/tokens.csv")"
+phases="$(node "$ROOT/tools/load/load.mjs" prepare "$SCRIPT" "$scaled" "$LOAD_SCALE" "$LOAD_RATE" "$LOAD_DIR/tokens.csv")"
 log "scenario $SCRIPT, LOAD_SCALE=$LOAD_SCALE LOAD_RATE=$LOAD_RATE: $phases"
 
 # Artillery's full output goes to a log; while it runs, one line per 10 s period is shown.
@@ -155,7 +155,7 @@ sed -n '/^All VUs finished/,$p' "$out"
 if [ -s "$report" ]; then
   echo
   echo "== $NAME (LOAD_SCALE=$LOAD_SCALE LOAD_RATE=$LOAD_RATE, $(date -u +%Y-%m-%d)) =="
-  node "$ROOT/scripts/load.mjs" summary "$report"
+  node "$ROOT/tools/load/load.mjs" summary "$report"
 fi
 
 # The gateway's limiter over the run (local stack: one process serves every function), from the

@@ -272,7 +272,7 @@ async fn main() -> Result<(), BoxError> {
     for (logical_id, binary) in &template().binaries {
         if !rows.iter().any(|r| r.binary == binary.as_str()) {
             return Err(format!(
-                "template.yaml's {logical_id} (binary {binary}) has no row in tests/bench/lambda_coldstart.rs: add one"
+                "template.yaml's {logical_id} (binary {binary}) has no row in tools/src/bin/lambda_coldstart.rs: add one"
             )
             .into());
         }
