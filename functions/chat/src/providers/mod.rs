@@ -87,6 +87,29 @@ pub struct ChatParams {
     pub max_tokens: Option<u32>,
 }
 
+impl ChatParams {
+    /// The upstream request for `model`; a streamed one asks for usage in its last chunk.
+    fn request<'a>(&'a self, model: &'a str, stream: bool) -> ChatCompletionRequest<'a> {
+        ChatCompletionRequest {
+            model,
+            messages: &self.messages,
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+            stream,
+            stream_options: stream.then_some(StreamOptions { include_usage: true }),
+        }
+    }
+}
+
+/// One attempt, bounded: past `limit` it fails as `timed_out` (which failover counts as such).
+async fn within<T>(
+    limit: Duration,
+    attempt: impl Future<Output = Result<T, AttemptError>>,
+    timed_out: AttemptError,
+) -> Result<T, AttemptError> {
+    tokio::time::timeout(limit, attempt).await.unwrap_or(Err(timed_out))
+}
+
 /// A stream that produced its first token (or ended, empty): from here on there is no failover.
 pub struct Opened {
     pub provider: String,
@@ -215,14 +238,7 @@ impl Providers {
         let ((stream, first, ended), provider) = self
             .failover(catalog, model, |target, upstream_model| {
                 Box::pin(async move {
-                    let req = ChatCompletionRequest {
-                        model: upstream_model,
-                        messages: &params.messages,
-                        temperature: params.temperature,
-                        max_tokens: params.max_tokens,
-                        stream: true,
-                        stream_options: Some(StreamOptions { include_usage: true }),
-                    };
+                    let req = params.request(upstream_model, true);
                     let started = async {
                         let mut stream = client.start_stream(&target, &req).await?;
                         let mut first = Vec::new();
@@ -237,9 +253,7 @@ impl Providers {
                             }
                         }
                     };
-                    tokio::time::timeout(first_token_timeout, started)
-                        .await
-                        .unwrap_or(Err(AttemptError::FirstTokenTimeout))
+                    within(first_token_timeout, started, AttemptError::FirstTokenTimeout).await
                 })
             })
             .await?;
@@ -259,17 +273,8 @@ impl Providers {
         let (answer, provider) = self
             .failover(catalog, model, |target, upstream_model| {
                 Box::pin(async move {
-                    let req = ChatCompletionRequest {
-                        model: upstream_model,
-                        messages: &params.messages,
-                        temperature: params.temperature,
-                        max_tokens: params.max_tokens,
-                        stream: false,
-                        stream_options: None,
-                    };
-                    tokio::time::timeout(timeout, client.complete(&target, &req))
-                        .await
-                        .unwrap_or(Err(AttemptError::Timeout))
+                    let req = params.request(upstream_model, false);
+                    within(timeout, client.complete(&target, &req), AttemptError::Timeout).await
                 })
             })
             .await?;
@@ -289,9 +294,8 @@ impl Providers {
         let (response, provider) = self
             .failover(catalog, model, |target, upstream_model| {
                 Box::pin(async move {
-                    tokio::time::timeout(timeout, client.transcribe(&target, upstream_model, audio, language))
+                    within(timeout, client.transcribe(&target, upstream_model, audio, language), AttemptError::Timeout)
                         .await
-                        .unwrap_or(Err(AttemptError::Timeout))
                 })
             })
             .await?;
