@@ -2,8 +2,9 @@
 //! the API's OpenAPI body), read from `$SAM_TEMPLATE_JSON` (`translate_template` in scripts/lib.sh
 //! writes it; scripts/test.sh calls it before `cargo test`). Each test states one fact of the
 //! deployed shape that a release depends on:
-//! - every route's integration matches how its function's binary answers (buffered JSON proxy
-//!   response or Lambda's streaming format), and long routes have a timeout that fits;
+//! - every route of every function's route table (`routes.rs`) is routed to that function, with
+//!   the integration its binary answers in (buffered JSON proxy response or Lambda's streaming
+//!   format), and the routes it declares long have a timeout that fits;
 //! - API Gateway may invoke every function on every route it serves;
 //! - uploads arrive byte for byte (binary media types), and the events/ fixtures agree;
 //! - API Gateway's own answers are problem+json with the status it really sends, and the access
@@ -13,8 +14,9 @@
 //! - the edge: health and the webhook have concurrency of their own, chat a ceiling, the stage's
 //!   throttle protects the account, and the optional WAF web ACL is what it says.
 
-use baatcheet_local::functions::response_mode_for;
+use baatcheet_local::functions::{response_mode_for, routes_for};
 use baatcheet_shared::lambda::ResponseMode;
+use baatcheet_shared::routes::RouteRow;
 use baatcheet_tests::template;
 use chat::safety::upload::Kind;
 use serde_json::{Map, Value};
@@ -79,14 +81,28 @@ fn invoked_function(uri: &str) -> Option<String> {
     Some(id.find("Alias").map_or(id, |i| &id[..i]).to_string())
 }
 
-/// The chat routes that wait on an LLM provider's answer (or follow one being generated): they may
-/// run to the function's timeout.
-const LONG_ROUTES: [(&str, &str); 4] = [
-    ("POST", "/api/v1/chat/completions"),
-    ("POST", "/api/v1/chat/regenerate"),
-    ("POST", "/api/v1/chat/transcribe"),
-    ("GET", "/api/v1/chat/messages/{message_id}/stream"),
-];
+/// Every row of the route table of every function template.yaml routes to, with the function's
+/// logical id.
+fn table_rows() -> &'static [(String, RouteRow)] {
+    static ROWS: OnceLock<Vec<(String, RouteRow)>> = OnceLock::new();
+    ROWS.get_or_init(|| {
+        let functions: BTreeSet<&String> = template().routes.iter().map(|r| &r.function).collect();
+        functions
+            .into_iter()
+            .flat_map(|f| {
+                let rows = routes_for(f)
+                    .unwrap_or_else(|| panic!("{f}: baatcheet_local::functions::routes_for does not know its table"));
+                rows.into_iter().map(move |row| (f.clone(), row))
+            })
+            .collect()
+    })
+}
+
+/// Whether a route's table declares it long: it waits on an LLM provider's answer (or follows
+/// one being generated) and may run to the function's timeout.
+fn is_long(method: &str, path: &str) -> bool {
+    table_rows().iter().any(|(_, r)| r.long && r.method == method && r.path == path)
+}
 
 /// API Gateway's default integration timeout, and the most a streamed integration may have.
 const DEFAULT_TIMEOUT_MS: u64 = 29_000;
@@ -98,44 +114,71 @@ fn fail_with(problems: Vec<String>, what: &str) {
 
 // --- integrations ------------------------------------------------------------------------------
 
+/// A problem with the integration of `method path`, which `function` serves and whose binary
+/// answers in `mode`.
+fn integration_problem(function: &str, method: &str, path: &str, mode: ResponseMode) -> Option<String> {
+    let route = format!("{method} {path} ({function})");
+    let Some(i) = integration(method, path) else {
+        return Some(format!("{route}: no integration in the translated API"));
+    };
+    let uri = sub_text(&i["uri"]).unwrap_or_default();
+    if i["type"] != "aws_proxy" {
+        return Some(format!("{route}: integration type {}, not aws_proxy", i["type"]));
+    }
+    match invoked_function(uri) {
+        Some(f) if f == function => {}
+        other => return Some(format!("{route}: the integration invokes {other:?}")),
+    }
+    let transfer = i.get("responseTransferMode").and_then(Value::as_str);
+    let streamed_uri = uri.ends_with("/response-streaming-invocations");
+    match mode {
+        ResponseMode::Streamed if !(streamed_uri && transfer == Some("STREAM")) => Some(format!(
+            "{route}: the binary answers in Lambda's streaming format, but the integration is {uri} with \
+             responseTransferMode {transfer:?} (needs ResponseTransferMode: RESPONSE_STREAM on the Api event)"
+        )),
+        ResponseMode::Buffered if streamed_uri || !uri.ends_with("/invocations") || transfer == Some("STREAM") => {
+            Some(format!(
+                "{route}: the binary answers with a buffered proxy response, but the integration is {uri} \
+                 with responseTransferMode {transfer:?}"
+            ))
+        }
+        _ => None,
+    }
+}
+
 #[test]
-fn every_route_uses_the_integration_its_binary_answers_in() {
-    let mut problems = Vec::new();
-    for r in &template().routes {
-        let route = format!("{} {} ({})", r.method, r.path, r.function);
-        let Some(i) = integration(&r.method, &r.path) else {
-            problems.push(format!("{route}: no integration in the translated API"));
-            continue;
-        };
-        let uri = sub_text(&i["uri"]).unwrap_or_default();
-        if i["type"] != "aws_proxy" {
-            problems.push(format!("{route}: integration type {}, not aws_proxy", i["type"]));
-        }
-        match invoked_function(uri) {
-            Some(f) if f == r.function => {}
-            other => problems.push(format!("{route}: the integration invokes {other:?}")),
-        }
-        let Some(mode) = response_mode_for(&r.function) else {
-            problems.push(format!("{route}: baatcheet_local::functions::response_mode_for does not know the function"));
-            continue;
-        };
-        let transfer = i.get("responseTransferMode").and_then(Value::as_str);
-        let streamed_uri = uri.ends_with("/response-streaming-invocations");
-        match mode {
-            ResponseMode::Streamed if !(streamed_uri && transfer == Some("STREAM")) => problems.push(format!(
-                "{route}: the binary answers in Lambda's streaming format, but the integration is {uri} with \
-                 responseTransferMode {transfer:?} (needs ResponseTransferMode: RESPONSE_STREAM on the Api event)"
-            )),
-            ResponseMode::Buffered if streamed_uri || !uri.ends_with("/invocations") || transfer == Some("STREAM") => {
-                problems.push(format!(
-                    "{route}: the binary answers with a buffered proxy response, but the integration is {uri} \
-                     with responseTransferMode {transfer:?}"
-                ))
-            }
-            _ => {}
+fn every_route_of_the_tables_uses_the_integration_its_binary_answers_in() {
+    let mut problems: Vec<String> = table_rows()
+        .iter()
+        .filter_map(|(function, r)| integration_problem(function, &r.method, &r.path, r.mode))
+        .collect();
+    // The preflights are no table's rows, but they reach the same binary.
+    for r in template().routes.iter().filter(|r| r.method == "OPTIONS") {
+        match response_mode_for(&r.function) {
+            Some(mode) => problems.extend(integration_problem(&r.function, &r.method, &r.path, mode)),
+            None => problems.push(format!("OPTIONS {}: response_mode_for does not know {}", r.path, r.function)),
         }
     }
     fail_with(problems, "integrations that do not match their function's response mode");
+}
+
+#[test]
+fn the_template_routes_exactly_the_route_tables() {
+    let declared: BTreeSet<(String, String, String)> =
+        table_rows().iter().map(|(f, r)| (r.method.clone(), r.path.clone(), f.clone())).collect();
+    let routed: BTreeSet<(String, String, String)> = template()
+        .routes
+        .iter()
+        .filter(|r| r.method != "OPTIONS")
+        .map(|r| (r.method.clone(), r.path.clone(), r.function.clone()))
+        .collect();
+    let only = |a: &BTreeSet<_>, b: &BTreeSet<_>| a.difference(b).cloned().collect::<Vec<_>>();
+    assert!(
+        declared == routed,
+        "only in the route tables: {:?}; only in template.yaml: {:?}",
+        only(&declared, &routed),
+        only(&routed, &declared)
+    );
 }
 
 #[test]
@@ -166,7 +209,7 @@ fn llm_routes_are_streamed_with_a_timeout_that_fits_a_long_answer() {
         let Some(i) = integration(&r.method, &r.path) else { continue };
         let timeout = i.get("timeoutInMillis").map(|t| t.as_u64().expect("timeoutInMillis is a number"));
         let streamed = i.get("responseTransferMode").and_then(Value::as_str) == Some("STREAM");
-        if LONG_ROUTES.contains(&(r.method.as_str(), r.path.as_str())) {
+        if is_long(&r.method, &r.path) {
             let need = function_timeout_ms(&r.function);
             match timeout {
                 Some(t) if t > DEFAULT_TIMEOUT_MS && t >= need && t <= MAX_STREAM_TIMEOUT_MS && streamed => {}
@@ -576,7 +619,7 @@ fn latency_alarms_watch_only_answers_that_do_not_wait_on_an_llm() {
                         ));
                         continue;
                     };
-                    if LONG_ROUTES.contains(&(method.as_str(), resource.as_str())) {
+                    if is_long(method, resource) {
                         problems.push(format!("{id}: {method} {resource} waits on an LLM; judge it by errors"));
                     }
                     if integration(method, resource).is_none() {

@@ -3,6 +3,7 @@
 
 use axum::Router;
 use baatcheet_shared::AppContext;
+use baatcheet_shared::routes::RouteRow;
 
 /// Builds the router of the function with this logical id, or None if this build has no such
 /// function (the gateway then refuses to start: the template and the code disagree).
@@ -34,14 +35,27 @@ pub fn openapi_for(logical_id: &str) -> Option<utoipa::openapi::OpenApi> {
     }
 }
 
+/// The route table of the function with this logical id, row by row (its `routes::table()`, the
+/// source of its router and document): what the template must route to it, and how.
+pub fn routes_for(logical_id: &str) -> Option<Vec<RouteRow>> {
+    match logical_id {
+        "HealthFunction" => Some(health::routes::table().rows()),
+        "WebhookFunction" => Some(webhook::routes::table().rows()),
+        "ChatFunction" => Some(chat::http::routes::table().rows()),
+        "DocsFunction" => Some(docs::routes::table().rows()),
+        _ => None,
+    }
+}
+
 /// The response mode of the function with this logical id (its `RESPONSE_MODE`, what its main
-/// runs): every route template.yaml gives it must use the matching integration.
+/// runs and its route table holds): every route template.yaml gives it must use the matching
+/// integration.
 pub fn response_mode_for(logical_id: &str) -> Option<baatcheet_shared::lambda::ResponseMode> {
     match logical_id {
-        "HealthFunction" => Some(health::RESPONSE_MODE),
-        "WebhookFunction" => Some(webhook::RESPONSE_MODE),
-        "ChatFunction" => Some(chat::RESPONSE_MODE),
-        "DocsFunction" => Some(docs::RESPONSE_MODE),
+        "HealthFunction" => Some(health::routes::RESPONSE_MODE),
+        "WebhookFunction" => Some(webhook::routes::RESPONSE_MODE),
+        "ChatFunction" => Some(chat::http::routes::RESPONSE_MODE),
+        "DocsFunction" => Some(docs::routes::RESPONSE_MODE),
         _ => None,
     }
 }
@@ -67,5 +81,14 @@ mod tests {
             assert_eq!(response_mode_for(id), Some(ResponseMode::Buffered), "{id}");
         }
         assert_eq!(response_mode_for("NoSuchFunction"), None);
+    }
+
+    #[test]
+    fn each_table_holds_its_functions_mode() {
+        for id in ["HealthFunction", "WebhookFunction", "ChatFunction", "DocsFunction"] {
+            let rows = routes_for(id).expect("a table");
+            assert!(!rows.is_empty(), "{id}");
+            assert!(rows.iter().all(|r| Some(r.mode) == response_mode_for(id)), "{id}");
+        }
     }
 }

@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod rate_limit;
 pub mod request_id;
 pub mod request_path;
+pub mod routes;
 pub mod secrets;
 pub mod security_headers;
 pub mod telemetry;

@@ -13,10 +13,10 @@ use tower::ServiceExt;
 
 /// `/limited` and `/unchecked` are deferred (the user's global check joins the route's first
 /// check), `/plain` is an ordinary signed-in route.
-const ACCESS: RouteAccess = RouteAccess {
-    default: Access::SignedIn,
-    routes: &[("/limited", Access::SignedInLimited), ("/unchecked", Access::SignedInLimited)],
-};
+fn access() -> RouteAccess {
+    let deferred = ["/limited", "/unchecked"].map(|p| (p.to_string(), Access::SignedInLimited));
+    RouteAccess::new(Access::SignedIn, deferred)
+}
 
 async fn limited(State(ctx): State<AppContext>, user: AuthUser) -> Result<&'static str, ApiError> {
     ctx.limiter.check(Policy::Search, &user.user_id, 1).await?;
@@ -31,7 +31,7 @@ fn instance(ctx: &AppContext, ip: &str) -> Router {
         .route("/unchecked", get(|| async { "no check" }))
         .route("/plain", get(|| async { "plain" }))
         .with_state(ctx.clone());
-    as_client(request_path::wrap(routes, ctx, ACCESS), ip)
+    as_client(request_path::wrap(routes, ctx, access()), ip)
 }
 
 /// A signed-in caller's bearer token.

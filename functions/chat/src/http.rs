@@ -15,12 +15,11 @@ use baatcheet_shared::openapi::{
     BadGateway, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests,
     Unauthorized, UnsupportedMediaType, ValidationFailed,
 };
-use baatcheet_shared::rate_limit::{Access, Policy, RouteAccess};
-use baatcheet_shared::validation::{BodyLimit, ClerkUserId, MIB, ValidJson, ValidPath, ValidQuery};
+use baatcheet_shared::rate_limit::Policy;
+use baatcheet_shared::validation::{ClerkUserId, MIB, ValidJson, ValidPath, ValidQuery};
 use baatcheet_shared::{ApiError, AppContext, request_path};
 use http::StatusCode;
 use std::sync::Arc;
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::admin::{Admin, AdminUser, UserPatch};
 use crate::api::{
@@ -37,18 +36,9 @@ use crate::store::ids::{ConversationId, MessageId};
 use crate::store::model::Conversation;
 use crate::streams::StreamLease;
 
-pub const MODELS: &str = "/api/v1/chat/models";
-pub const COMPLETIONS: &str = "/api/v1/chat/completions";
-pub const REGENERATE: &str = "/api/v1/chat/regenerate";
-pub const TRANSCRIBE: &str = "/api/v1/chat/transcribe";
-pub const MESSAGE_STREAM: &str = "/api/v1/chat/messages/{message_id}/stream";
-pub const CONVERSATIONS: &str = "/api/v1/conversations";
-pub const SEARCH: &str = "/api/v1/conversations/search";
-pub const CONVERSATION: &str = "/api/v1/conversations/{id}";
-pub const ADMIN_USER: &str = "/api/v1/admin/users/{id}";
+pub mod routes;
 
-/// Completion bodies carry inline images; Lambda accepts at most 6 MB per request anyway.
-pub const COMPLETION_BODY_LIMIT: usize = 6 * MIB;
+use routes::{Guard, RouteLimit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -95,15 +85,6 @@ impl ChatState {
 pub fn router(ctx: AppContext) -> Result<Router, StartupError> {
     let state = ChatState::new(&ctx, ChatConfig::from_env()?)?;
     Ok(router_with(state, &ctx))
-}
-
-/// Which per-user limit a route applies after authentication.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RouteLimit {
-    /// Completions and regenerations, sized by the user's tier.
-    Chat,
-    Audio,
-    Search,
 }
 
 /// Authenticates the caller (401/429 from the auth step) and applies the route's limit to them
@@ -194,36 +175,9 @@ const IDEMPOTENT_BODY_LIMIT: usize = 10 * MIB;
 /// How long a repeat of a transcription waits for the first one's text.
 const IDEMPOTENT_WAIT: std::time::Duration = std::time::Duration::from_secs(110);
 
-/// The guard a group of routes gets: their per-user limit (or the admin role) and body limits.
-/// The router applies them; the OpenAPI document is built from the same groups without them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Guard {
-    Completions,
-    Regenerate,
-    Transcribe,
-    Search,
-    Admin,
-}
-
-type Guarded<'a> = &'a dyn Fn(OpenApiRouter<ChatState>, Guard) -> OpenApiRouter<ChatState>;
-
-/// Every route of the chat function, grouped by guard; one source for the router and the document.
-fn routes(guard: Guarded<'_>) -> OpenApiRouter<ChatState> {
-    OpenApiRouter::new()
-        .routes(routes!(models))
-        .routes(routes!(message_stream))
-        .routes(routes!(list_conversations))
-        .routes(routes!(get_conversation, rename_conversation, delete_conversation))
-        .merge(guard(OpenApiRouter::new().routes(routes!(completions)), Guard::Completions))
-        .merge(guard(OpenApiRouter::new().routes(routes!(regenerate)), Guard::Regenerate))
-        .merge(guard(OpenApiRouter::new().routes(routes!(transcribe)), Guard::Transcribe))
-        .merge(guard(OpenApiRouter::new().routes(routes!(search)), Guard::Search))
-        .merge(guard(OpenApiRouter::new().routes(routes!(admin_get_user, admin_update_user)), Guard::Admin))
-}
-
 /// The OpenAPI document of this function's routes.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    baatcheet_shared::openapi::document(routes(&|r, _| r).into_openapi())
+    routes::table().openapi()
 }
 
 /// What completions and regenerate stream (`text/event-stream`), for the document.
@@ -252,37 +206,18 @@ id: end\n\
 event: done\n\
 data: {\"message_id\":\"0190b8a4-5b80-7000-8000-000000000003\",\"model\":\"llama-3.1-8b-instant\",\"provider\":\"groq\",\"usage\":{\"prompt_tokens\":42,\"completion_tokens\":5,\"total_tokens\":47},\"finish_reason\":\"stop\"}\n\n";
 
-/// Every route of the chat function, with the shared request path around them.
+/// Every route of the chat function (its [`routes::table`]), each behind its guard, with the
+/// shared request path around them.
 pub fn router_with(state: ChatState, ctx: &AppContext) -> Router {
     let limited = |limit| middleware::from_fn_with_state((ctx.clone(), limit), route_limit);
+    // What the upload check of a transcription reads (MAX_AUDIO_BYTES and the rest).
     let uploads = state.service.config().uploads;
-    let guard = |r: OpenApiRouter<ChatState>, g: Guard| match g {
-        Guard::Completions => {
-            r.route_layer(limited(RouteLimit::Chat)).layer(Extension(BodyLimit(COMPLETION_BODY_LIMIT)))
-        }
-        Guard::Regenerate => r.route_layer(limited(RouteLimit::Chat)),
-        Guard::Transcribe => r.route_layer(limited(RouteLimit::Audio)).layer(Extension(uploads)),
-        Guard::Search => r.route_layer(limited(RouteLimit::Search)),
+    let (routes, access) = routes::table().router(|r, guard| match guard {
+        Guard::Limit(limit) => r.route_layer(limited(limit)),
         Guard::Admin => r.route_layer(require_role(ctx, &[Role::Admin])),
-    };
-    let (routes, _) = routes(&guard).split_for_parts();
-    request_path::wrap(routes.with_state(state), ctx, ACCESS)
+    });
+    request_path::wrap(routes.layer(Extension(uploads)).with_state(state), ctx, access)
 }
-
-/// How each route is reached: every route but the models list is for a signed-in user (the
-/// request path authenticates them and charges their own global limit); the routes that begin
-/// with `route_limit` (the per-user limit before any side effect) have the user's global check
-/// made in the same DynamoDB call.
-const ACCESS: RouteAccess = RouteAccess {
-    default: Access::SignedIn,
-    routes: &[
-        (MODELS, Access::Public),
-        (COMPLETIONS, Access::SignedInLimited),
-        (REGENERATE, Access::SignedInLimited),
-        (TRANSCRIBE, Access::SignedInLimited),
-        (SEARCH, Access::SignedInLimited),
-    ],
-};
 
 /// The models this deployment offers (public)
 #[utoipa::path(get, path = "/api/v1/chat/models", tag = "chat", operation_id = "listModels",

@@ -20,10 +20,6 @@ pub mod store;
 pub mod streams;
 pub mod title;
 
-/// Streamed: completions are SSE, and a binary answers every route in one format, so every chat
-/// route uses the response-streaming integration.
-pub const RESPONSE_MODE: baatcheet_shared::lambda::ResponseMode = baatcheet_shared::lambda::ResponseMode::Streamed;
-
 pub use config::ChatConfig;
 pub use http::{ChatState, openapi, router, router_with};
 pub use service::ChatService;

@@ -4,5 +4,5 @@
 async fn main() -> Result<(), lambda_http::Error> {
     baatcheet_shared::telemetry::init();
     let app = baatcheet_shared::AppContext::from_env_with(chat::router).await??;
-    baatcheet_shared::lambda::serve(app, chat::RESPONSE_MODE).await
+    baatcheet_shared::lambda::serve(app, chat::http::routes::RESPONSE_MODE).await
 }

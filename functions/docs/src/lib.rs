@@ -15,17 +15,15 @@ use axum::{
     extract::{Path, Request, State},
     response::{Html, IntoResponse, Response},
 };
-use baatcheet_shared::rate_limit::{Access, Limiter, RouteAccess};
+use baatcheet_shared::rate_limit::Limiter;
 use baatcheet_shared::{ApiError, Config, openapi::NotFound, request_path};
 use bytes::Bytes;
 use http::{HeaderValue, header};
 use lambda_http::{RequestExt, request::RequestContext};
 use serde::Serialize;
 use utoipa::ToSchema;
-use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// Every route answers buffered (the JSON proxy response).
-pub const RESPONSE_MODE: baatcheet_shared::lambda::ResponseMode = baatcheet_shared::lambda::ResponseMode::Buffered;
+pub mod routes;
 
 /// The generated document of the whole API (`make openapi`).
 pub const DOCUMENT: &str = include_str!("../openapi.json");
@@ -68,36 +66,32 @@ impl Settings {
     }
 }
 
+/// What the docs function's handlers work with (built by [`router`]).
 #[derive(Clone)]
-struct DocsState {
+pub struct DocsState {
     document: Arc<serde_json::Value>,
     public_api_url: Option<Arc<str>>,
 }
 
-/// The function's routes, each with its OpenAPI operation: the one source of [`router`] and
-/// [`openapi`].
-fn routes() -> OpenApiRouter<DocsState> {
-    OpenApiRouter::new().routes(routes!(document)).routes(routes!(swagger_ui)).routes(routes!(asset))
-}
-
 /// The OpenAPI document of this function's own routes.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    baatcheet_shared::openapi::document(routes().into_openapi())
+    routes::table().openapi()
 }
 
 /// The function's routes behind the shared request path (security headers with the CSP, CORS,
 /// request ids, the global per-IP limit, problem+json fallbacks).
 pub fn router(config: &Config, settings: Settings, limiter: Arc<Limiter>) -> Router {
-    request_path::wrap_limited(service(settings), config, limiter, RouteAccess::all(Access::Public))
+    let (routes, access) = service(settings);
+    request_path::wrap_limited(routes, config, limiter, access)
 }
 
-/// The routes with their state, without the request path.
-fn service(settings: Settings) -> Router {
+/// The routes with their state, without the request path, and how each is reached.
+fn service(settings: Settings) -> (Router, baatcheet_shared::rate_limit::RouteAccess) {
     // The embedded document is checked by the tests; an unparsable one is a build defect.
     let document = serde_json::from_str(DOCUMENT).expect("openapi.json is valid JSON (checked by the tests)");
     let state = DocsState { document: Arc::new(document), public_api_url: settings.public_api_url.map(Arc::from) };
-    let (routes, _) = routes().split_for_parts();
-    routes.with_state(state)
+    let (routes, access) = routes::table().plain_router();
+    (routes.with_state(state), access)
 }
 
 /// The public prefix the request came in under: API Gateway's request context keeps the path as
@@ -227,7 +221,7 @@ mod tests {
     // The request path's headers (the CSP included) are checked through the gateway (tests/docs.rs).
     #[tokio::test]
     async fn page_loads_only_files_this_function_serves() {
-        let router = service(Settings::default());
+        let router = service(Settings::default()).0;
         let (status, headers, body) = get(&router, "/api/docs").await;
         assert_eq!(status, 200);
         assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
@@ -256,7 +250,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_assets_are_problem_json() {
-        let router = service(Settings::default());
+        let router = service(Settings::default()).0;
         for path in ["/api/docs/index.html", "/api/docs/..%2F..%2Fetc%2Fpasswd", "/api/docs/oauth2-redirect.html"] {
             let (status, headers, _) = get(&router, path).await;
             assert_eq!(status, 404, "{path}");
@@ -266,12 +260,12 @@ mod tests {
 
     #[tokio::test]
     async fn servers_follow_configuration_or_the_request() {
-        let (_, _, body) = get(&service(Settings::default()), "/api/docs.json").await;
+        let (_, _, body) = get(&service(Settings::default()).0, "/api/docs.json").await;
         let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(doc["servers"], serde_json::json!([{ "url": "/" }]));
 
         let settings = Settings { public_api_url: Some("https://api.baatcheet.test/v1".into()) };
-        let (_, _, body) = get(&service(settings), "/api/docs.json").await;
+        let (_, _, body) = get(&service(settings).0, "/api/docs.json").await;
         let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(doc["servers"][0]["url"], "https://api.baatcheet.test/v1");
     }

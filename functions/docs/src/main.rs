@@ -14,5 +14,5 @@ async fn main() -> Result<(), lambda_http::Error> {
         config.rate_limits.clone(),
     );
     let app = docs::router(&config, docs::Settings::from_env()?, Arc::new(limiter));
-    baatcheet_shared::lambda::serve(app, docs::RESPONSE_MODE).await
+    baatcheet_shared::lambda::serve(app, docs::routes::RESPONSE_MODE).await
 }

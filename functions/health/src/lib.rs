@@ -4,6 +4,7 @@
 pub mod checks;
 pub mod metrics;
 pub mod probe_cache;
+pub mod routes;
 
 use axum::{
     Json, Router,
@@ -12,21 +13,16 @@ use axum::{
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
-use baatcheet_shared::rate_limit::{Access, RouteAccess};
 use baatcheet_shared::{AppContext, request_path};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use utoipa::ToSchema;
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 use checks::{Check, Status};
 use metrics::{Cpu, Memory};
 use probe_cache::ProbeCache;
-
-/// Every route answers buffered (the JSON proxy response).
-pub const RESPONSE_MODE: baatcheet_shared::lambda::ResponseMode = baatcheet_shared::lambda::ResponseMode::Buffered;
 
 #[derive(Clone)]
 pub struct HealthState {
@@ -38,19 +34,9 @@ pub struct HealthState {
     probes: Arc<ProbeCache>,
 }
 
-/// The function's routes, each with its OpenAPI operation: the one source of both [`router`]
-/// and [`openapi`].
-fn routes() -> OpenApiRouter<HealthState> {
-    OpenApiRouter::new()
-        .routes(routes!(health))
-        .routes(routes!(ready))
-        .routes(routes!(live))
-        .routes(routes!(metrics_handler))
-}
-
 /// The OpenAPI document of this function's routes.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    baatcheet_shared::openapi::document(routes().into_openapi())
+    routes::table().openapi()
 }
 
 /// The function's routes with the shared request path around them.
@@ -61,19 +47,12 @@ pub fn router(ctx: AppContext) -> Router {
         local: std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_none(),
         probes: Arc::new(ProbeCache::new(ctx.config.health_probe_ttl)),
     };
-    let (routes, _) = routes().split_for_parts();
+    let (routes, access) = routes::table().plain_router();
     let routes = routes.layer(middleware::from_fn_with_state(state.clone(), count_invocation)).with_state(state);
     // No authenticator: the metrics are charged to the address, and this function never reads or
     // creates users (its grants allow neither).
-    request_path::wrap_limited(routes, &ctx.config, ctx.limiter.clone(), ACCESS)
+    request_path::wrap_limited(routes, &ctx.config, ctx.limiter.clone(), access)
 }
-
-/// The probes are never limited (a busy address must not make a load balancer or an operator see
-/// the API down); the metrics are public, limited per address.
-const ACCESS: RouteAccess = RouteAccess {
-    default: Access::Public,
-    routes: &[("/health", Access::Unlimited), ("/ready", Access::Unlimited), ("/live", Access::Unlimited)],
-};
 
 /// Counts invocations of this instance and marks the first one as the cold start.
 async fn count_invocation(State(state): State<HealthState>, mut req: Request, next: Next) -> Response {

@@ -5,37 +5,36 @@
 pub mod clerk;
 pub mod deliveries;
 pub mod erasure;
+pub mod routes;
 pub mod svix;
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     body::Body,
     extract::State,
     http::{HeaderMap, header},
 };
 use baatcheet_shared::openapi::{BadRequest, PayloadTooLarge, ServiceUnavailable};
-use baatcheet_shared::rate_limit::{Access, RouteAccess};
 use baatcheet_shared::users::UsersStore;
+use baatcheet_shared::validation::BodyLimit;
 use baatcheet_shared::{ApiError, AppContext, request_path};
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use std::sync::Arc;
 use utoipa::ToSchema;
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 use clerk::Action;
 use deliveries::{Deliveries, Outcome};
 use erasure::{Eraser, ErasureSettings, Progress};
 
-/// Every route answers buffered (the JSON proxy response).
-pub const RESPONSE_MODE: baatcheet_shared::lambda::ResponseMode = baatcheet_shared::lambda::ResponseMode::Buffered;
-
+/// Where Clerk delivers (its handler's path; clients and tests post here).
 pub const PATH: &str = "/api/v1/clerk/webhook";
 /// Clerk user payloads are a few KB (metadata is capped at 8 KB per kind).
 pub const MAX_BODY_BYTES: usize = 128 * 1024;
 
+/// What the webhook's handler works with (built by [`router_with`]).
 #[derive(Clone)]
-struct WebhookState {
+pub struct WebhookState {
     ctx: AppContext,
     deliveries: Arc<Deliveries>,
     eraser: Arc<Eraser>,
@@ -48,13 +47,9 @@ pub struct Received {
     pub received: bool,
 }
 
-fn routes() -> OpenApiRouter<WebhookState> {
-    OpenApiRouter::new().routes(routes!(receive))
-}
-
 /// The OpenAPI document of this function's routes.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    baatcheet_shared::openapi::document(routes().into_openapi())
+    routes::table().openapi()
 }
 
 /// The router with the default erasure settings.
@@ -67,26 +62,22 @@ pub fn router_with(ctx: AppContext, erasure: ErasureSettings) -> Router {
     let eraser = Eraser::new(users.clone(), erasure::stores(&ctx), erasure);
     let deliveries = Deliveries::new(ctx.dynamo.clone(), ctx.config.tables.webhook_deliveries.clone(), users);
     let state = WebhookState { ctx: ctx.clone(), deliveries: Arc::new(deliveries), eraser: Arc::new(eraser) };
-    let (routes, _) = routes().split_for_parts();
-    request_path::wrap(routes.with_state(state), &ctx, ACCESS)
+    let (routes, access) = routes::table().plain_router();
+    request_path::wrap(routes.with_state(state), &ctx, access)
 }
-
-/// The webhook is authenticated by its Svix signature and delivered from Svix's few shared
-/// addresses: a per-address limit would refuse Clerk's own deliveries.
-const ACCESS: RouteAccess = RouteAccess::all(Access::Unlimited);
 
 fn bad_request(what: impl std::fmt::Display) -> ApiError {
     ApiError::BadRequest(format!("Webhook rejected: {what}."))
 }
 
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, ApiError> {
-    let too_large = || ApiError::PayloadTooLarge(format!("Webhook bodies are limited to {MAX_BODY_BYTES} bytes."));
+async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<axum::body::Bytes, ApiError> {
+    let too_large = || ApiError::PayloadTooLarge(format!("Webhook bodies are limited to {max} bytes."));
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+    if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| too_large())
+    axum::body::to_bytes(body, max).await.map_err(|_| too_large())
 }
 
 /// Clerk user events (Svix-signed)
@@ -97,7 +88,7 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes,
 /// erases all of the user's data; while that is unfinished (more than one invocation's work)
 /// the answer is 503, and Svix's next delivery continues it. Other event types are acknowledged
 /// and ignored. Not behind the per-IP global limit.
-#[utoipa::path(post, path = "/api/v1/clerk/webhook", tag = "webhooks", operation_id = "receiveClerkWebhook",
+#[utoipa::path(post, path = PATH, tag = "webhooks", operation_id = "receiveClerkWebhook",
     request_body(content = serde_json::Value, content_type = "application/json",
         description = "A Clerk event as Svix delivers it.",
         example = json!({"type": "user.created", "data": {"id": "user_2abc", "primary_email_address_id": "idn_1",
@@ -114,10 +105,11 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes,
     ))]
 async fn receive(
     State(state): State<WebhookState>,
+    Extension(BodyLimit(max)): Extension<BodyLimit>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Received>, ApiError> {
-    let body = read_body(&headers, body).await?;
+    let body = read_body(&headers, body, max).await?;
     // Headers and timestamp first: a delivery that cannot be valid is refused whatever the
     // configuration, and a replayed old delivery never reaches the secret.
     let svix = svix::Headers::from_map(&headers).map_err(bad_request)?;

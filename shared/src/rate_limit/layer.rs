@@ -8,7 +8,8 @@
 //! policy). Many users share one public address behind carrier-grade NAT, so an address is the
 //! identity of last resort.
 //!
-//! Each function declares its routes' [`Access`] ([`RouteAccess`]); the platform names none.
+//! Each function declares its routes' [`Access`] in its route table ([`crate::routes`]); the platform
+//! names none.
 //! Routes that need a signed-in user are authenticated here, before the global check, and the
 //! user is left in the request for the handlers' `AuthUser`.
 //!
@@ -22,6 +23,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -50,22 +52,26 @@ pub enum Access {
 
 /// A function's routes and how each is reached: `routes` by their path template as the router
 /// declares it (`/api/v1/conversations/{id}`), `default` for any other (including paths no route
-/// matches).
-#[derive(Debug, Clone, Copy)]
+/// matches). Functions build it from their route table (`crate::routes::RouteTable::access`).
+#[derive(Debug, Clone)]
 pub struct RouteAccess {
-    pub default: Access,
-    pub routes: &'static [(&'static str, Access)],
+    default: Access,
+    routes: Arc<BTreeMap<String, Access>>,
 }
 
 impl RouteAccess {
+    pub fn new(default: Access, routes: impl IntoIterator<Item = (String, Access)>) -> Self {
+        Self { default, routes: Arc::new(routes.into_iter().collect()) }
+    }
+
     /// Every route reached the same way.
-    pub const fn all(access: Access) -> Self {
-        Self { default: access, routes: &[] }
+    pub fn all(access: Access) -> Self {
+        Self::new(access, [])
     }
 
     /// The access of the route matched at `path` (a path template), or the default.
     pub fn of(&self, path: Option<&str>) -> Access {
-        path.and_then(|p| self.routes.iter().find(|(r, _)| *r == p)).map(|(_, a)| *a).unwrap_or(self.default)
+        path.and_then(|p| self.routes.get(p)).copied().unwrap_or(self.default)
     }
 }
 
@@ -230,14 +236,14 @@ mod tests {
 
     #[test]
     fn a_route_is_reached_as_declared_and_any_other_by_default() {
-        const ROUTES: RouteAccess = RouteAccess {
-            default: Access::SignedIn,
-            routes: &[("/models", Access::Public), ("/search", Access::SignedInLimited)],
-        };
-        assert_eq!(ROUTES.of(Some("/models")), Access::Public);
-        assert_eq!(ROUTES.of(Some("/search")), Access::SignedInLimited);
-        assert_eq!(ROUTES.of(Some("/conversations/{id}")), Access::SignedIn);
-        assert_eq!(ROUTES.of(None), Access::SignedIn, "no route matched");
+        let routes = RouteAccess::new(
+            Access::SignedIn,
+            [("/models".to_string(), Access::Public), ("/search".to_string(), Access::SignedInLimited)],
+        );
+        assert_eq!(routes.of(Some("/models")), Access::Public);
+        assert_eq!(routes.of(Some("/search")), Access::SignedInLimited);
+        assert_eq!(routes.of(Some("/conversations/{id}")), Access::SignedIn);
+        assert_eq!(routes.of(None), Access::SignedIn, "no route matched");
         assert_eq!(RouteAccess::all(Access::Unlimited).of(Some("/x")), Access::Unlimited);
     }
 }
