@@ -5,9 +5,10 @@
 
 use baatcheet_shared::lambda::ResponseMode;
 use baatcheet_shared::routes::{Route, RouteTable};
+use baatcheet_shared::validation::MIB;
 use utoipa_axum::routes;
 
-use super::*;
+use super::{ChatState, admin, completions, conversations, messages, models, search, transcribe};
 
 /// Streamed: completions are SSE, and a binary answers every route in one format, so every chat
 /// route uses the response-streaming integration.
@@ -40,15 +41,25 @@ pub enum RouteLimit {
 pub fn table() -> RouteTable<ChatState, Guard> {
     use Guard::{Admin, Limit};
     RouteTable::new(RESPONSE_MODE)
-        .route(routes!(models), Route::public())
-        .route(routes!(completions), Route::limited(Limit(RouteLimit::Chat)).body_limit(COMPLETION_BODY_LIMIT).long())
-        .route(routes!(regenerate), Route::limited(Limit(RouteLimit::Chat)).long())
+        .route(routes!(models::models), Route::public())
+        .route(
+            routes!(completions::completions),
+            Route::limited(Limit(RouteLimit::Chat)).body_limit(COMPLETION_BODY_LIMIT).long(),
+        )
+        .route(routes!(completions::regenerate), Route::limited(Limit(RouteLimit::Chat)).long())
         // Its body limit is the upload limit (MAX_AUDIO_BYTES), which the upload check applies.
-        .route(routes!(transcribe), Route::limited(Limit(RouteLimit::Audio)).long())
+        .route(routes!(transcribe::transcribe), Route::limited(Limit(RouteLimit::Audio)).long())
         // Following an answer costs no chat quota: the global limit only.
-        .route(routes!(message_stream), Route::signed_in().long())
-        .route(routes!(list_conversations), Route::signed_in())
-        .route(routes!(get_conversation, rename_conversation, delete_conversation), Route::signed_in())
-        .route(routes!(search), Route::limited(Limit(RouteLimit::Search)))
-        .route(routes!(admin_get_user, admin_update_user), Route::guarded(Admin))
+        .route(routes!(messages::message_stream), Route::signed_in().long())
+        .route(routes!(conversations::list_conversations), Route::signed_in())
+        .route(
+            routes!(
+                conversations::get_conversation,
+                conversations::rename_conversation,
+                conversations::delete_conversation
+            ),
+            Route::signed_in(),
+        )
+        .route(routes!(search::search), Route::limited(Limit(RouteLimit::Search)))
+        .route(routes!(admin::admin_get_user, admin::admin_update_user), Route::guarded(Admin))
 }
