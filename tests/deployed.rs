@@ -393,7 +393,7 @@ async fn access_log_function_logs_and_trace_join_on_the_same_ids() {
             lines.iter().any(|(p, l)| {
                 p.starts_with("ChatFunction") && l.contains("request completed") && l.contains(id.as_str())
             })
-        })
+        }) && subsegments(lines).iter().filter(|(_, d)| d["aws"]["operation"] == "Query").count() >= 2
     })
     .await;
     let json = |l: &str| serde_json::from_str::<Value>(l).ok();
@@ -426,12 +426,159 @@ async fn access_log_function_logs_and_trace_join_on_the_same_ids() {
         // Lambda's own START line for the same invocation carries its request id.
         let lambda_id = lambda_id.as_str().unwrap();
         assert!(lines.iter().any(|(_, l)| l.starts_with("START RequestId: ") && l.contains(lambda_id)));
+        // Its X-Ray subsegments are in the same trace: the conversations it listed.
+        let traced: Vec<Value> =
+            subsegments(&lines).into_iter().map(|(_, d)| d).filter(|d| &d["trace_id"] == trace).collect();
+        assert!(
+            traced.iter().any(|d| d["name"] == "DynamoDB"
+                && d["aws"]["operation"] == "Query"
+                && d["aws"]["table_name"] == format!("{}ConversationsTable", h.stack.prefix)),
+            "a DynamoDB Query subsegment under trace {trace}: {traced:#?}"
+        );
+    }
+    // Every subsegment of the chat function belongs to one of the two requests' traces.
+    let traces: Vec<Value> = lines
+        .iter()
+        .filter(|(p, _)| p == "access")
+        .filter_map(|(_, l)| json(l))
+        .map(|d| d["xrayTraceId"].clone())
+        .collect();
+    for (p, d) in subsegments(&lines) {
+        assert!(p.starts_with("xray:ChatFunction") && traces.contains(&d["trace_id"]), "{p}: {d}");
     }
     // The caller is never in the logs by id, Clerk id or email.
     for (_, l) in &lines {
         assert!(!l.contains(alice.id()) && !l.contains(&alice.clerk_id), "{l}");
         if let Some(email) = &alice.user.email {
             assert!(!l.contains(email.as_str()), "{l}");
+        }
+    }
+}
+
+/// The X-Ray subsegment documents the functions sent to their instances' daemons (the local stack
+/// logs each under `xray:<function>#<instance>`), each checked on the way: a subsegment of a
+/// trace, with only the fields that name and time a call (no request, item, prompt or key can
+/// be in them).
+fn subsegments(lines: &[(String, String)]) -> Vec<(String, Value)> {
+    let hex =
+        |v: &Value, len: usize| v.as_str().is_some_and(|s| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit()));
+    let keys = |v: &Value| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+    let only = |v: &Value, allowed: &[&str]| keys(v).iter().all(|k| allowed.contains(&k.as_str()));
+    lines
+        .iter()
+        .filter(|(p, _)| p.starts_with("xray:"))
+        .map(|(p, l)| {
+            let d: Value = serde_json::from_str(l).unwrap_or_else(|_| panic!("{p}: a JSON document: {l}"));
+            assert_eq!(d["type"], "subsegment", "{d}");
+            assert!(hex(&d["id"], 16) && hex(&d["parent_id"], 16), "{d}");
+            assert!(d["trace_id"].as_str().is_some_and(|t| t.starts_with("1-") && t.len() == 35), "{d}");
+            assert!(
+                d["end_time"].as_f64() >= d["start_time"].as_f64() && d["start_time"].as_f64() > Some(1.6e9),
+                "{d}"
+            );
+            let fields = [
+                "name",
+                "id",
+                "trace_id",
+                "parent_id",
+                "type",
+                "start_time",
+                "end_time",
+                "namespace",
+                "aws",
+                "annotations",
+                "http",
+                "error",
+                "fault",
+                "throttle",
+            ];
+            assert!(only(&d, &fields), "{d}");
+            assert!(only(&d["aws"], &["operation", "table_name", "request_id"]), "{d}");
+            assert!(only(&d["annotations"], &["operation"]), "{d}");
+            assert!(only(&d["http"], &["response"]) && only(&d["http"]["response"], &["status"]), "{d}");
+            (p.clone(), d)
+        })
+        .collect()
+}
+
+/// One chat completion through the Lambda-shaped stack: its DynamoDB calls (operation and table),
+/// its Secrets Manager read and its provider call are X-Ray subsegments of the request's trace,
+/// sent to the instance's daemon, and none holds the prompt, the user or a key.
+#[tokio::test]
+async fn a_completions_store_secret_and_provider_calls_are_subsegments_of_its_trace() {
+    let fake = FakeUpstream::start().await;
+    let models = json!([{"id": "text", "context_length": 32768}]);
+    let h =
+        ChatHarness::with(json!([fake.provider("primary", &["k1-xray-key"], models)]), fast_config(), &[], None).await;
+    // The secret read at init is in no trace (Lambda has no invocation, so no trace header, until
+    // init ends); with no TTL, the request reads it again, within its own trace.
+    let gw = start_with(&h.stack, |_| {}, &[("ChatFunction", "SECRET_TTL_SECONDS", "0")]).await;
+    let alice = h.caller("alice").await;
+    let prompt = format!("Salaam, xray probe {}", uuid::Uuid::new_v4().simple());
+    let res = http()
+        .post(format!("{}/api/v1/chat/completions", gw.base_url()))
+        .header("authorization", alice.bearer())
+        .json(&json!({ "message": prompt }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("event: done"));
+
+    // The provider's subsegment is sent when its stream ends, after the response began.
+    let lines = deployed::log_lines_when(&h.stack, |lines| {
+        lines.iter().any(|(p, l)| p == "access" && l.contains("/api/v1/chat/completions"))
+            && subsegments(lines).iter().any(|(_, d)| d["name"] == "primary")
+    })
+    .await;
+    let access: Value = lines
+        .iter()
+        .filter(|(p, _)| p == "access")
+        .find_map(|(_, l)| {
+            serde_json::from_str::<Value>(l).ok().filter(|d| d["resourcePath"] == "/api/v1/chat/completions")
+        })
+        .expect("the completion's access-log line");
+    let trace = access["xrayTraceId"].as_str().expect("a trace id").to_string();
+    let docs: Vec<Value> = subsegments(&lines).into_iter().map(|(_, d)| d).collect();
+    // The chat function made them all, in this one invocation.
+    for d in &docs {
+        assert_eq!(d["trace_id"], trace.as_str(), "{d}");
+        assert_eq!(d["parent_id"], docs[0]["parent_id"], "{d}");
+    }
+    let tables: Vec<String> =
+        ["UsersTable", "ConversationsTable", "RateLimitsTable", "StreamLeasesTable", "WebhookDeliveriesTable"]
+            .iter()
+            .map(|t| format!("{}{t}", h.stack.prefix))
+            .collect();
+    let dynamo: Vec<&Value> = docs.iter().filter(|d| d["name"] == "DynamoDB").collect();
+    for d in &dynamo {
+        assert_eq!(d["namespace"], "aws", "{d}");
+        assert!(d["aws"]["operation"].as_str().is_some_and(|o| !o.is_empty()), "{d}");
+        let named = d["aws"]["table_name"].as_str().unwrap_or_else(|| panic!("a table name: {d}"));
+        assert!(named.split(',').all(|t| tables.iter().any(|s| s == t)), "{d}");
+        assert_eq!(d["http"]["response"]["status"], 200, "{d}");
+    }
+    let touched =
+        |table: &str| dynamo.iter().any(|d| d["aws"]["table_name"].as_str().is_some_and(|n| n.contains(table)));
+    for table in ["RateLimitsTable", "ConversationsTable", "StreamLeasesTable"] {
+        assert!(touched(table), "no subsegment for {table}: {dynamo:#?}");
+    }
+    assert!(
+        docs.iter().any(|d| d["name"] == "SecretsManager"
+            && d["aws"]["operation"] == "GetSecretValue"
+            && d["http"]["response"]["status"] == 200),
+        "{docs:#?}"
+    );
+    let provider: Vec<&Value> = docs.iter().filter(|d| d["name"] == "primary").collect();
+    assert_eq!(provider.len(), 1, "{provider:#?}");
+    assert_eq!(provider[0]["namespace"], "remote");
+    assert_eq!(provider[0]["annotations"]["operation"], "chat.completions.stream");
+    assert_eq!(provider[0]["http"]["response"]["status"], 200);
+    assert!(provider[0].get("fault").is_none() && provider[0].get("error").is_none(), "{}", provider[0]);
+    // No payload: not the prompt, the user (id, Clerk id) or the provider's key.
+    for (p, l) in lines.iter().filter(|(p, _)| p.starts_with("xray:")) {
+        for secret in [prompt.as_str(), alice.id(), alice.clerk_id.as_str(), "k1-xray-key"] {
+            assert!(!l.contains(secret), "{p}: {l} holds {secret}");
         }
     }
 }

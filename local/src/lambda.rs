@@ -358,11 +358,19 @@ async fn spawn(pool: &Arc<PoolInner>) -> Result<Arc<Instance>, FunctionError> {
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
+    let (xray_addr, xray) = match xray_daemon(cfg.logs.clone(), format!("xray:{prefix}")).await {
+        Ok(d) => d,
+        Err(e) => {
+            server.abort();
+            return Err(FunctionError::Spawn(e.to_string()));
+        }
+    };
 
     let mut cmd = tokio::process::Command::new(&cfg.binary);
     cmd.env_clear()
         .envs(&cfg.env)
         .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_XRAY_DAEMON_ADDRESS", xray_addr.to_string())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -371,6 +379,7 @@ async fn spawn(pool: &Arc<PoolInner>) -> Result<Arc<Instance>, FunctionError> {
         Ok(c) => c,
         Err(e) => {
             server.abort();
+            xray.abort();
             return Err(FunctionError::Spawn(format!("{}: {e}", cfg.binary.display())));
         }
     };
@@ -401,6 +410,7 @@ async fn spawn(pool: &Arc<PoolInner>) -> Result<Arc<Instance>, FunctionError> {
         watched.dead.store(true, Ordering::Release);
         // Dropping the Runtime API drops what it holds: a queued or current invocation then fails.
         server.abort();
+        xray.abort();
         if let Some(pool) = weak.upgrade() {
             pool.idle.lock().unwrap_or_else(|p| p.into_inner()).retain(|i| i.n != watched.n);
             pool.all.lock().unwrap_or_else(|p| p.into_inner()).retain(|i| i.n != watched.n);
@@ -410,6 +420,31 @@ async fn spawn(pool: &Arc<PoolInner>) -> Result<Arc<Instance>, FunctionError> {
     });
     pool.all.lock().unwrap_or_else(|p| p.into_inner()).push(inst.clone());
     Ok(inst)
+}
+
+/// The X-Ray daemon of one instance, as Lambda runs one beside each function (a local test
+/// double): a UDP socket collecting the segment documents the function sends to
+/// `AWS_XRAY_DAEMON_ADDRESS`, each written to `logs` as one line under `prefix` (the document
+/// without the daemon protocol's header line). A datagram without that header is logged as
+/// rejected, as the daemon would drop it.
+async fn xray_daemon(
+    logs: LogSink,
+    prefix: String,
+) -> std::io::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    const HEADER: &[u8] = br#"{"format":"json","version":1}"#;
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    let addr = socket.local_addr()?;
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = socket.recv(&mut buf).await {
+            let datagram = &buf[..n];
+            match datagram.iter().position(|&b| b == b'\n').map(|i| datagram.split_at(i)) {
+                Some((HEADER, document)) => logs.line(&prefix, String::from_utf8_lossy(&document[1..]).trim_end()),
+                _ => logs.line(&prefix, &format!("rejected: a datagram without the daemon header ({n} bytes)")),
+            }
+        }
+    });
+    Ok((addr, task))
 }
 
 fn boxed(r: impl AsyncRead + Send + Unpin + 'static) -> Box<dyn AsyncRead + Send + Unpin> {

@@ -90,12 +90,16 @@ impl HttpClient for LazyConnector {
     }
 }
 
+/// Every call of these clients is an X-Ray subsegment of the invocation's trace when it is
+/// sampled (shared/src/xray.rs); the interceptor is the one place that covers them all.
 pub fn dynamodb(sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::new(sdk)
+    let config = aws_sdk_dynamodb::config::Builder::from(sdk).interceptor(crate::xray::SdkInterceptor).build();
+    aws_sdk_dynamodb::Client::from_conf(config)
 }
 
 pub fn secrets_manager(sdk: &SdkConfig) -> aws_sdk_secretsmanager::Client {
-    aws_sdk_secretsmanager::Client::new(sdk)
+    let config = aws_sdk_secretsmanager::config::Builder::from(sdk).interceptor(crate::xray::SdkInterceptor).build();
+    aws_sdk_secretsmanager::Client::from_conf(config)
 }
 
 #[cfg(test)]

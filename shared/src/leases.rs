@@ -294,7 +294,7 @@ impl Lease {
     fn new(leases: Leases, owner: &str, slot: u32, id: String) -> Self {
         let heartbeat = {
             let (leases, owner, id) = (leases.clone(), owner.to_string(), id.clone());
-            tokio::spawn(async move {
+            tokio::spawn(crate::xray::propagate(async move {
                 let every = leases.ttl() / 3;
                 loop {
                     tokio::time::sleep(every).await;
@@ -309,7 +309,7 @@ impl Lease {
                         Err(Put::Failed(e)) => tracing::warn!(error = %e, "lease heartbeat failed"),
                     }
                 }
-            })
+            }))
         };
         Self { held: Some(Held { leases, owner: owner.to_string(), slot, id, heartbeat }) }
     }
@@ -337,7 +337,7 @@ impl Drop for Lease {
         if let Some(h) = self.held.take() {
             h.heartbeat.abort();
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(h.release());
+                rt.spawn(crate::xray::propagate(h.release()));
             }
         }
     }

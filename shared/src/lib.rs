@@ -24,6 +24,7 @@ pub mod telemetry;
 pub mod tls;
 pub mod users;
 pub mod validation;
+pub mod xray;
 
 pub use client_ip::ClientIp;
 pub use config::{Config, Tables};

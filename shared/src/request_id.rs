@@ -137,8 +137,17 @@ pub async fn request_id_layer(mut req: Request, next: Next) -> Response {
         path = %path,
     );
     let info = RequestInfo { id: id.clone(), path };
+    // The invocation's own trace (not the process-wide `_X_AMZN_TRACE_ID`): its downstream calls
+    // become subsegments of it when it is sampled.
+    let trace = req
+        .extensions()
+        .get::<lambda_http::Context>()
+        .and_then(|c| c.xray_trace_id.as_deref())
+        .and_then(crate::xray::TraceContext::sampled)
+        .map(std::sync::Arc::new);
     let started = Instant::now();
-    let mut res = CURRENT.scope(info, SPAN.scope(span.clone(), next.run(req).instrument(span.clone()))).await;
+    let run = SPAN.scope(span.clone(), next.run(req).instrument(span.clone()));
+    let mut res = CURRENT.scope(info, crate::xray::scope(trace, run)).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(X_REQUEST_ID, v);
     }

@@ -259,10 +259,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Spawns on the current Tokio runtime, if there is one (there always is in a request).
+/// Spawns on the current Tokio runtime, if there is one (there always is in a request), in the
+/// trace of the request that started the work (a lane's store calls are traced under it).
 fn spawn(fut: impl std::future::Future<Output = ()> + Send + 'static) {
     if let Ok(rt) = tokio::runtime::Handle::try_current() {
-        rt.spawn(fut);
+        rt.spawn(crate::xray::propagate(fut));
     }
 }
 

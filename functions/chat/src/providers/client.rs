@@ -10,6 +10,8 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
+use baatcheet_shared::xray::{Namespace, Subsegment};
+
 use super::sse::{SseDecoder, SseError};
 use super::wire::{ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, TranscriptionResponse, Usage};
 
@@ -68,6 +70,8 @@ pub enum StreamEvent {
 
 /// Where one attempt goes.
 pub struct Target<'a> {
+    /// The provider's configured name (the attempt's X-Ray subsegment is named after it).
+    pub provider: &'a str,
     pub base_url: &'a str,
     pub key: Option<&'a SecretString>,
 }
@@ -95,6 +99,19 @@ pub struct ChunkStream {
     pending: VecDeque<StreamEvent>,
     finished: bool,
     saw_finish_reason: bool,
+    /// The attempt's subsegment, ended with the stream (its whole length is the call's).
+    trace: Option<Subsegment>,
+}
+
+impl Drop for ChunkStream {
+    fn drop(&mut self) {
+        // Given up before its end (a first-token timeout, a broken stream): a failed call.
+        if !self.finished
+            && let Some(s) = self.trace.as_mut()
+        {
+            s.failed();
+        }
+    }
 }
 
 impl std::fmt::Debug for ChunkStream {
@@ -173,6 +190,12 @@ pub struct Answer {
     pub finish_reason: Option<String>,
 }
 
+fn failed(trace: &mut Option<Subsegment>) {
+    if let Some(s) = trace.as_mut() {
+        s.failed();
+    }
+}
+
 fn classify_send_error(e: reqwest::Error) -> AttemptError {
     if e.is_connect() {
         AttemptError::Connect(e)
@@ -221,6 +244,22 @@ impl UpstreamClient {
         req
     }
 
+    /// Sends one attempt, timed as an X-Ray subsegment named after the provider (its operation,
+    /// status and outcome; never the URL, the key or the request), which the caller keeps until
+    /// the answer is read; a success status or the attempt's error.
+    async fn send(
+        target: &Target<'_>,
+        operation: &'static str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::Response, Option<Subsegment>), AttemptError> {
+        let mut trace = Subsegment::start(target.provider.to_owned(), Namespace::Remote, operation);
+        let res = req.send().await.map_err(classify_send_error)?;
+        if let Some(s) = trace.as_mut() {
+            s.status(res.status().as_u16());
+        }
+        Ok((Self::check_status(res).await?, trace))
+    }
+
     async fn check_status(res: reqwest::Response) -> Result<reqwest::Response, AttemptError> {
         let status = res.status();
         if status.is_success() {
@@ -240,20 +279,16 @@ impl UpstreamClient {
         target: &Target<'_>,
         req: &ChatCompletionRequest<'_>,
     ) -> Result<ChunkStream, AttemptError> {
-        let res = self
-            .post(target, "/chat/completions")
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .json(req)
-            .send()
-            .await
-            .map_err(classify_send_error)?;
-        let res = Self::check_status(res).await?;
+        let post =
+            self.post(target, "/chat/completions").header(reqwest::header::ACCEPT, "text/event-stream").json(req);
+        let (res, trace) = Self::send(target, "chat.completions.stream", post).await?;
         Ok(ChunkStream {
             body: Box::pin(res.bytes_stream()),
             decoder: SseDecoder::new(MAX_EVENT_BYTES),
             pending: VecDeque::new(),
             finished: false,
             saw_finish_reason: false,
+            trace,
         })
     }
 
@@ -272,9 +307,9 @@ impl UpstreamClient {
 
     /// A whole (non-streamed) chat answer.
     pub async fn complete(&self, target: &Target<'_>, req: &ChatCompletionRequest<'_>) -> Result<Answer, AttemptError> {
-        let res = self.post(target, "/chat/completions").json(req).send().await.map_err(classify_send_error)?;
-        let res = Self::check_status(res).await?;
-        let body = Self::read_bounded(res).await?;
+        let post = self.post(target, "/chat/completions").json(req);
+        let (res, mut trace) = Self::send(target, "chat.completions", post).await?;
+        let body = Self::read_bounded(res).await.inspect_err(|_| failed(&mut trace))?;
         let parsed: ChatCompletionResponse =
             serde_json::from_slice(&body).map_err(|e| AttemptError::Protocol(format!("response is not JSON: {e}")))?;
         let choice = parsed
@@ -308,10 +343,9 @@ impl UpstreamClient {
         if let Some(lang) = language {
             form = form.text("language", lang.to_string());
         }
-        let res =
-            self.post(target, "/audio/transcriptions").multipart(form).send().await.map_err(classify_send_error)?;
-        let res = Self::check_status(res).await?;
-        let body = Self::read_bounded(res).await?;
+        let post = self.post(target, "/audio/transcriptions").multipart(form);
+        let (res, mut trace) = Self::send(target, "audio.transcriptions", post).await?;
+        let body = Self::read_bounded(res).await.inspect_err(|_| failed(&mut trace))?;
         serde_json::from_slice(&body).map_err(|e| AttemptError::Protocol(format!("transcription is not JSON: {e}")))
     }
 }
@@ -342,6 +376,7 @@ mod tests {
             pending: VecDeque::new(),
             finished: false,
             saw_finish_reason: false,
+            trace: None,
         }
     }
 

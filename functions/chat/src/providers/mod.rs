@@ -197,7 +197,11 @@ impl Providers {
         while let Some(c) = plan.next(catalog, &self.health, Instant::now()) {
             let provider = &catalog.providers[c.provider];
             let Some(m) = provider.models.iter().find(|m| m.id == model) else { break };
-            let target = Target { base_url: &provider.base_url, key: c.key.map(|k| &provider.keys[k]) };
+            let target = Target {
+                provider: &provider.name,
+                base_url: &provider.base_url,
+                key: c.key.map(|k| &provider.keys[k]),
+            };
             match attempt(target, &m.upstream_id).await {
                 Ok(v) => {
                     self.health.record_success(&provider.name);

@@ -87,7 +87,8 @@ impl ChatService {
             finish_reason: meta.finish_reason,
             request: RequestInfo::current(),
         };
-        tokio::spawn(follower.run(current, last, tx).instrument(tracing::Span::current()));
+        let follow = baatcheet_shared::xray::propagate(follower.run(current, last, tx));
+        tokio::spawn(follow.instrument(tracing::Span::current()));
         Ok(ChatStream { start, events: rx, generated: None })
     }
 }

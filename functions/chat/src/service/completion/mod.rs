@@ -233,7 +233,9 @@ impl ChatService {
                 usage,
             })
         };
-        tokio::spawn(task.instrument(tracing::Span::current())).await.map_err(ApiError::internal)?
+        tokio::spawn(baatcheet_shared::xray::propagate(task).instrument(tracing::Span::current()))
+            .await
+            .map_err(ApiError::internal)?
     }
 }
 

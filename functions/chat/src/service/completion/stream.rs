@@ -44,13 +44,13 @@ pub struct GenerationEnd(oneshot::Receiver<oneshot::Sender<()>>);
 impl GenerationEnd {
     /// Runs `release` once the generation has ended; its last event waits for it.
     pub fn then_run(self, release: impl Future<Output = ()> + Send + 'static) {
-        tokio::spawn(async move {
+        tokio::spawn(baatcheet_shared::xray::propagate(async move {
             let ack = self.0.await;
             release.await;
             if let Ok(ack) = ack {
                 let _ = ack.send(());
             }
-        });
+        }));
     }
 }
 
@@ -91,8 +91,8 @@ impl ChatService {
             request: RequestInfo::current(),
         };
         // Spawned, so the answer goes on (and is stored) when the client goes away: it can come back
-        // for the rest with the stream route.
-        tokio::spawn(pump.run(opened, tx).instrument(tracing::Span::current()));
+        // for the rest with the stream route. Its calls stay in this invocation's trace.
+        tokio::spawn(baatcheet_shared::xray::propagate(pump.run(opened, tx)).instrument(tracing::Span::current()));
         ChatStream { start, events: rx, generated: Some(GenerationEnd(generated)) }
     }
 }
