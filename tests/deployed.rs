@@ -686,6 +686,24 @@ fn sum(docs: &[(String, Value)], function: &str, metric: &str, want: &[(&str, &s
     total
 }
 
+/// The sum of `metric` emitted by `function` in documents whose dimensions are exactly `function`
+/// and `want`.
+fn sum_exact(docs: &[(String, Value)], function: &str, metric: &str, want: &[(&str, &str)]) -> f64 {
+    let mut total = 0.0;
+    for (_, doc) in docs {
+        for (dims, name, values) in check_emf(doc) {
+            if name == metric
+                && dims.len() == want.len() + 1
+                && dims.get("function").is_some_and(|f| f.ends_with(&format!("-{function}")))
+                && want.iter().all(|(k, v)| dims.get(*k).map(String::as_str) == Some(*v))
+            {
+                total += values.iter().sum::<f64>();
+            }
+        }
+    }
+    total
+}
+
 /// Requests through the Lambda-shaped stack leave EMF documents in the functions' logs that meet
 /// the format's specification, with the expected values per function, route and status class.
 #[tokio::test]
@@ -724,6 +742,13 @@ async fn functions_emit_valid_embedded_metrics_per_invocation() {
         1.0
     );
     assert_eq!(sum(&docs, "ChatFunction", names::REQUEST_LATENCY, &route).1, 3, "one latency value per request");
+    // The same requests per function alone and per function and status class, every route:
+    // what the function's 5xx-rate alarm divides (template.yaml).
+    assert_eq!(sum_exact(&docs, "ChatFunction", names::REQUESTS, &[]), 3.0);
+    assert_eq!(sum_exact(&docs, "ChatFunction", names::REQUESTS, &[("status_class", "2xx")]), 2.0);
+    assert_eq!(sum_exact(&docs, "ChatFunction", names::REQUESTS, &[("status_class", "4xx")]), 1.0);
+    assert_eq!(sum_exact(&docs, "ChatFunction", names::REQUESTS, &[("status_class", "5xx")]), 0.0);
+    assert_eq!(sum_exact(&docs, "HealthFunction", names::REQUESTS, &[]), 1.0);
     assert_eq!(sum(&docs, "HealthFunction", names::REQUESTS, &[("route", "/live"), ("status_class", "2xx")]).0, 1.0);
     // One cold start per instance started.
     let instances =

@@ -647,8 +647,15 @@ fn latency_alarms_watch_only_answers_that_do_not_wait_on_an_llm() {
 /// Alarms on the service's own metrics that notify only: a provider's trouble is no reason to roll
 /// a release back.
 /// DynamoDB's throttling and the limiter's fallback are the store's state, not the release's.
-const NOTIFY_ONLY: &[&str] =
-    &["FirstTokenLatencyAlarm", "ProviderErrorsAlarm", "DynamoDbThrottlesAlarm", "LimiterFallbacksAlarm"];
+/// The health function's 5xx answers (/ready and /health: 503 while a dependency is down) report
+/// its dependencies' state too.
+const NOTIFY_ONLY: &[&str] = &[
+    "FirstTokenLatencyAlarm",
+    "ProviderErrorsAlarm",
+    "DynamoDbThrottlesAlarm",
+    "LimiterFallbacksAlarm",
+    "HealthFunction5xxRateAlarm",
+];
 
 /// Every alarm notifies the stack's AlarmTopic, and the AlarmTopicArn parameter's topic too when
 /// it is set.
@@ -690,6 +697,15 @@ fn alarms_on_service_metrics_watch_metrics_the_code_emits() {
             }
         }
         for m in p["Metrics"].as_array().into_iter().flatten() {
+            let metric = &m["MetricStat"]["Metric"];
+            if metric["Namespace"] == NAMESPACE {
+                watched.insert(metric["MetricName"].as_str().unwrap_or_default().to_string());
+                if metric["Dimensions"][0]["Name"] != "function"
+                    || !ref_of(&metric["Dimensions"][0]["Value"]).is_some_and(|f| lambdas.contains(f))
+                {
+                    problems.push(format!("{id}: the first dimension is not a function of the stack: {metric}"));
+                }
+            }
             let Some(q) = m["Expression"].as_str().filter(|e| e.starts_with("SELECT")) else { continue };
             // `SELECT <FN>(<metric>) FROM SCHEMA(<namespace>, <dimension>...)`
             let parsed = q.strip_prefix("SELECT ").and_then(|rest| {
@@ -775,6 +791,57 @@ fn webhook_failures_roll_back_and_every_table_is_watched_for_throttles() {
             assert!(watched.contains(&(table.clone(), metric.to_string())), "{table} {metric} not watched");
         }
     }
+}
+
+/// Each function has an alarm on the 5xx share of its own answers: its `Requests` of status
+/// class 5xx over all its `Requests` (the two dimension sets the code emits besides the per-route
+/// one, `metrics::record_request`), above a minimum volume; each rolls a canary back but health's.
+#[test]
+fn every_function_has_a_5xx_rate_alarm_on_its_own_answers() {
+    let all = alarms();
+    let mut problems = Vec::new();
+    for function in functions() {
+        let requests = |a: &Value, extra: &[(&str, &str)]| {
+            let mut want = BTreeMap::from([("function".to_string(), function.clone())]);
+            want.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            alarm_metrics(a)
+                .into_iter()
+                .any(|(ns, name, dims, stat)| ns == "BaatCheet" && name == "Requests" && dims == want && stat == "Sum")
+        };
+        let found: Vec<_> =
+            all.iter().filter(|(_, a)| requests(a, &[]) && requests(a, &[("status_class", "5xx")])).collect();
+        let [(id, a)] = found.as_slice() else {
+            problems.push(format!("{function}: {} 5xx-rate alarms", found.len()));
+            continue;
+        };
+        let p = &a["Properties"];
+        let metrics = p["Metrics"].as_array().expect("metric math");
+        let id_of = |extra: bool| {
+            metrics
+                .iter()
+                .find(|m| {
+                    m["MetricStat"]["Metric"]["Dimensions"].as_array().map(Vec::len) == Some(1 + usize::from(extra))
+                })
+                .and_then(|m| m["Id"].as_str())
+                .unwrap_or_default()
+        };
+        let (errors, total) = (id_of(true), id_of(false));
+        let returned: Vec<&Value> = metrics.iter().filter(|m| m["ReturnData"] == true).collect();
+        let expected = format!("IF({total} >= 10, 100 * {errors} / {total}, 0)");
+        if returned.len() != 1 || returned[0]["Expression"] != expected.as_str() {
+            problems.push(format!("{id}: returns {returned:?}, not the share {expected}"));
+        }
+        if p["Threshold"] != 5.0 && p["Threshold"] != 5 || p["ComparisonOperator"] != "GreaterThanThreshold" {
+            problems.push(format!("{id}: fires on {} {}", p["ComparisonOperator"], p["Threshold"]));
+        }
+        if p["TreatMissingData"] != "notBreaching" {
+            problems.push(format!("{id}: a minute without 5xx (no data) must not breach"));
+        }
+        if NOTIFY_ONLY.contains(&id.as_str()) != (function == "HealthFunction") {
+            problems.push(format!("{id}: only health's is notify-only"));
+        }
+    }
+    fail_with(problems, "5xx-rate alarms");
 }
 
 /// The stack's own alarm topic, with an email subscription only when an address is given.
