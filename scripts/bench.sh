@@ -32,6 +32,10 @@ echo
 echo "## Lambda functions (release, run under tests/support/runtime_api.rs; $RUNS cold starts per row)"
 echo
 "$ROOT/target/release/lambda-coldstart" --runs "$RUNS" --invocations "$INVOCATIONS"
+echo
+echo "## The same with X-Ray subsegments sent (AWS_XRAY_DAEMON_ADDRESS set; EMF metrics on in both)"
+echo
+"$ROOT/target/release/lambda-coldstart" --runs "$RUNS" --invocations "$INVOCATIONS" --xray
 
 echo
 echo "## The API as AWS runs it (release gateway in front of the release functions under a Lambda Runtime API)"

@@ -86,7 +86,12 @@ async fn next(State(s): State<Shared>) -> Response {
         "lambda-runtime-invoked-function-arn",
         HeaderValue::from_static("arn:aws:lambda:us-east-1:123456789012:function:bench"),
     );
-    h.insert("lambda-runtime-trace-id", HeaderValue::from_static("Root=1-00000000-000000000000000000000000"));
+    // Sampled, as Lambda's under `Tracing: Active`: subsegments are sent wherever the function has
+    // an X-Ray daemon address (lambda-coldstart --xray).
+    h.insert(
+        "lambda-runtime-trace-id",
+        HeaderValue::from_static("Root=1-00000000-000000000000000000000000;Parent=0000000000000001;Sampled=1"),
+    );
     (h, p.event).into_response()
 }
 

@@ -6,8 +6,11 @@
 //! recording proxy in front of the local endpoint, in a separate pass so the timings go straight
 //! to the endpoint).
 //!
-//! Usage (make bench runs it): `lambda-coldstart [--runs 15] [--invocations 1000] [--only TEXT]`.
-//! Needs AWS_ENDPOINT_URL (the local endpoint) like the tests, and the release binaries.
+//! Usage (make bench runs it): `lambda-coldstart [--runs 15] [--invocations 1000] [--only TEXT]
+//! [--xray]`. Needs AWS_ENDPOINT_URL (the local endpoint) like the tests, and the release binaries.
+//! The EMF metrics are on (the functions run under a function name); X-Ray subsegments are sent
+//! only with `--xray`, which gives the functions `AWS_XRAY_DAEMON_ADDRESS` (a UDP socket here,
+//! drained) beside the sampled trace header every invocation carries.
 //!
 //! The rows (fixtures from `events/`) are listed in [`rows`]; a function of template.yaml without
 //! a row fails the run, so a new function is measured as soon as it is added.
@@ -176,6 +179,8 @@ fn status_of(body: &[u8]) -> Option<u16> {
 struct Bench {
     stack: TestStack,
     proxy: RecordingProxy,
+    /// The stand-in X-Ray daemon's address, with `--xray`.
+    xray: Option<String>,
 }
 
 impl Bench {
@@ -200,6 +205,9 @@ impl Bench {
             .kill_on_drop(true);
         if counted {
             cmd.env("AWS_ENDPOINT_URL", &self.proxy.url);
+        }
+        if let Some(daemon) = &self.xray {
+            cmd.env("AWS_XRAY_DAEMON_ADDRESS", daemon);
         }
         Ok(cmd.spawn()?)
     }
@@ -254,15 +262,17 @@ async fn main() -> Result<(), BoxError> {
     let mut runs = 15usize;
     let mut invocations = 1000usize;
     let mut only: Option<String> = None;
+    let mut xray = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--runs" => runs = args.next().ok_or("--runs N")?.parse()?,
             "--invocations" => invocations = args.next().ok_or("--invocations N")?.parse()?,
             "--only" => only = Some(args.next().ok_or("--only TEXT")?),
+            "--xray" => xray = true,
             other => {
                 return Err(format!(
-                    "unknown argument {other} (usage: lambda-coldstart [--runs N] [--invocations N] [--only TEXT])"
+                    "unknown argument {other} (usage: lambda-coldstart [--runs N] [--invocations N] [--only TEXT] [--xray])"
                 )
                 .into());
             }
@@ -297,7 +307,18 @@ async fn main() -> Result<(), BoxError> {
         stack.env.insert(k.into(), v.into());
     }
     let proxy = RecordingProxy::to(&baatcheet_tests::endpoint()).await;
-    let bench = Bench { stack, proxy };
+    let xray = if xray {
+        let daemon = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let addr = daemon.local_addr()?.to_string();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while daemon.recv(&mut buf).is_ok() {}
+        });
+        Some(addr)
+    } else {
+        None
+    };
+    let bench = Bench { stack, proxy, xray };
 
     println!(
         "| function | request | answer | binary (stripped) | cold start median | min..max | warm median | peak RSS after {invocations} | AWS calls, cold (init + 1st request) | DynamoDB calls per warm request |"
