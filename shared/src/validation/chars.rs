@@ -58,101 +58,76 @@ pub const INVISIBLE: &str = concat!("[", invisible_class!(), "]");
 /// A visible character (not whitespace, control or invisible), as a regex class.
 pub const VISIBLE: &str = concat!("[^", whitespace_class!(), control_class!(), invisible_class!(), "]");
 
+/// Free text without anchors: no control characters other than tab, LF and CR, and at least one
+/// visible character.
+macro_rules! content {
+    () => {
+        concat!(
+            "[^",
+            control_except_breaks_class!(),
+            "]*[^",
+            whitespace_class!(),
+            control_class!(),
+            invisible_class!(),
+            "][^",
+            control_except_breaks_class!(),
+            "]*"
+        )
+    };
+}
+
 /// Free text ([`super::text::check_content`]): no control characters other than tab, LF and CR,
 /// and at least one visible character. Kept byte-exact, so nothing is trimmed.
-pub const CONTENT_PATTERN: &str = concat!(
-    "^[^",
-    control_except_breaks_class!(),
-    "]*[^",
-    whitespace_class!(),
-    control_class!(),
-    invisible_class!(),
-    "][^",
-    control_except_breaks_class!(),
-    "]*$"
-);
+pub const CONTENT_PATTERN: &str = concat!("^", content!(), "$");
 
 /// Optional free text: blank (only whitespace and invisible characters: treated as absent) or
 /// [`CONTENT_PATTERN`].
-pub const OPTIONAL_CONTENT_PATTERN: &str = concat!(
-    "^(?:[",
-    whitespace_class!(),
-    invisible_class!(),
-    "]*|[^",
-    control_except_breaks_class!(),
-    "]*[^",
-    whitespace_class!(),
-    control_class!(),
-    invisible_class!(),
-    "][^",
-    control_except_breaks_class!(),
-    "]*)$"
-);
+pub const OPTIONAL_CONTENT_PATTERN: &str =
+    concat!("^(?:[", whitespace_class!(), invisible_class!(), "]*|", content!(), ")$");
+
+/// The shape `ws* (V | T F* V) (F* T)? ws*` of text trimmed before use: after trimming, its first
+/// and last characters are T, every one F, and one V. Given the class bodies of V, T and F.
+macro_rules! trimmed {
+    ($v:expr, $t:expr, $f:expr) => {
+        concat!(
+            "^[",
+            whitespace_class!(),
+            "]*(?:[^",
+            $v,
+            "]|[^",
+            $t,
+            "][^",
+            $f,
+            "]*[^",
+            $v,
+            "])(?:[^",
+            $f,
+            "]*[^",
+            $t,
+            "])?[",
+            whitespace_class!(),
+            "]*$"
+        )
+    };
+}
 
 /// Free text that is trimmed before use (a search query): after trimming, its first and last
 /// characters are neither whitespace nor control, none is a control other than tab, LF and CR,
-/// and one is visible. Shape: `ws* (V | T F* V) (F* T)? ws*`, with V visible, T not whitespace
-/// nor control, F free.
-pub const TRIMMED_TEXT_PATTERN: &str = concat!(
-    "^[",
-    whitespace_class!(),
-    "]*(?:[^",
-    whitespace_class!(),
-    control_class!(),
-    invisible_class!(),
-    "]|[^",
-    whitespace_class!(),
-    control_class!(),
-    "][^",
-    control_except_breaks_class!(),
-    "]*[^",
-    whitespace_class!(),
-    control_class!(),
-    invisible_class!(),
-    "])(?:[^",
-    control_except_breaks_class!(),
-    "]*[^",
-    whitespace_class!(),
-    control_class!(),
-    "])?[",
-    whitespace_class!(),
-    "]*$"
+/// and one is visible. [`trimmed`]'s shape with V visible, T not whitespace nor control, F free.
+pub const TRIMMED_TEXT_PATTERN: &str = trimmed!(
+    concat!(whitespace_class!(), control_class!(), invisible_class!()),
+    concat!(whitespace_class!(), control_class!()),
+    control_except_breaks_class!()
 );
 
 /// A short identifier before normalisation ([`super::text::normalize_identifier`] with a minimum
 /// of one character): after trimming, one line without control or bidi-control characters, with
 /// at least one visible character. The same shape as [`TRIMMED_TEXT_PATTERN`], with no control
 /// at all inside and no bidi control anywhere.
-pub const IDENTIFIER_PATTERN: &str = concat!(
-    "^[",
-    whitespace_class!(),
-    "]*(?:[^",
-    whitespace_class!(),
-    control_class!(),
-    bidi_control_class!(),
-    invisible_class!(),
-    "]|[^",
-    whitespace_class!(),
-    control_class!(),
-    bidi_control_class!(),
-    "][^",
-    control_class!(),
-    bidi_control_class!(),
-    "]*[^",
-    whitespace_class!(),
-    control_class!(),
-    bidi_control_class!(),
-    invisible_class!(),
-    "])(?:[^",
-    control_class!(),
-    bidi_control_class!(),
-    "]*[^",
-    whitespace_class!(),
-    control_class!(),
-    bidi_control_class!(),
-    "])?[",
-    whitespace_class!(),
-    "]*$"
+pub const IDENTIFIER_PATTERN: &str = trimmed!(
+    concat!(whitespace_class!(), control_class!(), bidi_control_class!(), invisible_class!()),
+    concat!(whitespace_class!(), control_class!(), bidi_control_class!()),
+    concat!(control_class!(), bidi_control_class!())
 );
 
 /// What `str::trim` removes.

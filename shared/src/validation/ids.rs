@@ -59,6 +59,41 @@ fn parse_canonical_uuid(s: &str) -> Option<uuid::Uuid> {
     uuid::Uuid::parse_str(s).ok().filter(|u| !u.is_nil())
 }
 
+/// What every id type shares, given its `Display` and `FromStr`: it is its text in JSON, in
+/// store keys and in the OpenAPI document (`schema`), and has no rules beyond its parsing.
+macro_rules! id_text {
+    ($name:ident, $schema:expr) => {
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(de::Error::custom)
+            }
+        }
+
+        impl crate::keys::KeyPart for $name {
+            fn key_part(&self) -> String {
+                self.to_string()
+            }
+        }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                $schema
+            }
+        }
+        impl utoipa::ToSchema for $name {}
+        impl crate::keys::sealed::Sealed for $name {}
+
+        no_rules!($name);
+    };
+}
+
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident, $what:literal, $example:literal) => {
         $(#[$doc])*
@@ -92,41 +127,17 @@ macro_rules! uuid_id {
             }
         }
 
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                s.parse().map_err(de::Error::custom)
-            }
-        }
-
-        impl crate::keys::KeyPart for $name {
-            fn key_part(&self) -> String {
-                self.to_string()
-            }
-        }
-
-        impl utoipa::PartialSchema for $name {
-            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                string_schema(
-                    concat!("A ", $what, ": a UUID in canonical form (lowercase, hyphenated; not the nil UUID)."),
-                    UUID_PATTERN,
-                    36,
-                    36,
-                    Some("uuid"),
-                    $example,
-                )
-            }
-        }
-        impl utoipa::ToSchema for $name {}
-        impl crate::keys::sealed::Sealed for $name {}
-
-        no_rules!($name);
+        id_text!(
+            $name,
+            string_schema(
+                concat!("A ", $what, ": a UUID in canonical form (lowercase, hyphenated; not the nil UUID)."),
+                UUID_PATTERN,
+                36,
+                36,
+                Some("uuid"),
+                $example,
+            )
+        );
     };
 }
 
@@ -181,25 +192,6 @@ macro_rules! text_id {
             }
         }
 
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.0)
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                s.parse().map_err(de::Error::custom)
-            }
-        }
-
-        impl crate::keys::KeyPart for $name {
-            fn key_part(&self) -> String {
-                self.0.clone()
-            }
-        }
-
         impl $name {
             /// The documented pattern (ECMA-262 and Rust `regex` read it alike).
             pub const PATTERN: &'static str = $pattern;
@@ -207,15 +199,7 @@ macro_rules! text_id {
             pub const MAX_LEN: usize = $max;
         }
 
-        impl utoipa::PartialSchema for $name {
-            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                string_schema($description, $pattern, $min, $max, None, $example)
-            }
-        }
-        impl utoipa::ToSchema for $name {}
-        impl crate::keys::sealed::Sealed for $name {}
-
-        no_rules!($name);
+        id_text!($name, string_schema($description, $pattern, $min, $max, None, $example));
     };
 }
 
