@@ -424,7 +424,7 @@ async fn search_finds_items_written_before_folding_existed() {
     let c = conversation(o, "پرانی گفتگو");
     let m = message(Role::User, "ا\u{0653}پ كيسے ہیں؟ SALAAM bhai");
     let table = &h.ctx.config.tables.conversations;
-    for item in [c.to_item(), m.to_item(c.id, o)] {
+    for item in [c.to_item().unwrap(), m.to_item(c.id, o, None).unwrap()] {
         h.ctx.dynamo.put_item().table_name(table).set_item(Some(item)).send().await.unwrap();
     }
     let hits = search_as(&h, o, "آپ کیسے").await;
@@ -454,5 +454,37 @@ async fn search_over_http_returns_the_highlight_and_refuses_blank_queries() {
     for q in ["\u{200C}\u{200B}", " \u{FEFF} "] {
         let res = search(q).await.unwrap();
         assert_eq!(res.status(), 422, "{q:?}");
+    }
+}
+
+/// A stored item with a garbled attribute (a count written as text, by a hand edit or another
+/// writer) is a 500 problem that shows nothing of the item, never a count read as 0.
+#[tokio::test]
+async fn a_garbled_item_is_a_server_error_not_a_default() {
+    let h = harness(fast_config()).await;
+    let alice = h.caller("alice").await;
+    let id = seed(h.service().store(), alice.id(), "private title", &["hi"]).await;
+    h.ctx
+        .dynamo
+        .update_item()
+        .table_name(&h.ctx.config.tables.conversations)
+        .key("pk", AttributeValue::S(format!("CONV#{id}")))
+        .key("sk", AttributeValue::S("META".into()))
+        .update_expression("SET #n = :n")
+        .expression_attribute_names("#n", "message_count")
+        .expression_attribute_values(":n", AttributeValue::S("two hundred".into()))
+        .send()
+        .await
+        .unwrap();
+    for path in [format!("/api/v1/conversations/{id}"), "/api/v1/conversations".into()] {
+        let res = h.get(&path, &alice).send().await.unwrap();
+        assert_eq!(res.status(), 500, "{path}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json", "{path}");
+        let body = res.text().await.unwrap();
+        assert!(!body.contains("private title") && !body.contains("two hundred"), "{path}: {body}");
+    }
+    match h.service().store().get(alice.id(), id).await {
+        Err(StoreError::Corrupt(why)) => assert!(why.contains("`message_count`") && !why.contains("two"), "{why}"),
+        other => panic!("{other:?}"),
     }
 }

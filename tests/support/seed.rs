@@ -79,9 +79,13 @@ pub async fn conversations(
         let conv = conversation(user_id, &format!("seeded {c}"), messages as u64);
         for m in 0..messages {
             let role = if m % 2 == 0 { Role::User } else { Role::Assistant };
-            items.push(message(role, &format!("seeded message {c}.{m}: salaam")).to_item(conv.id, user_id));
+            items.push(
+                message(role, &format!("seeded message {c}.{m}: salaam"))
+                    .to_item(conv.id, user_id, None)
+                    .expect("item"),
+            );
         }
-        items.push(conv.to_item());
+        items.push(conv.to_item().expect("item"));
         ids.push(conv.id);
     }
     let dynamo = baatcheet_shared::aws::dynamodb(&stack.sdk);

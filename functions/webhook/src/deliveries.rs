@@ -4,9 +4,9 @@
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use baatcheet_shared::users::{StoreError, UsersStore};
-use std::collections::HashMap;
+use serde::Serialize;
 use std::time::Duration;
 
 use crate::clerk::Action;
@@ -55,8 +55,16 @@ pub struct Deliveries {
     users: UsersStore,
 }
 
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.to_string())
+/// A delivery record's item (the table's key is the svix-id).
+#[derive(Serialize)]
+struct Record<'a> {
+    pk: &'a str,
+    event_type: &'a str,
+    outcome: &'a str,
+    /// Seconds since the epoch.
+    received_at: i64,
+    /// The table's TTL attribute (seconds since the epoch).
+    expires_at: i64,
 }
 
 impl Deliveries {
@@ -66,13 +74,9 @@ impl Deliveries {
 
     /// The conditional put of the delivery record: fails if this svix-id was recorded before.
     fn record(&self, svix_id: &str, event_type: &str, outcome: &str, now_s: i64) -> Result<Put, ApplyError> {
-        let item = HashMap::from([
-            ("pk".to_string(), s(svix_id)),
-            ("event_type".to_string(), s(event_type)),
-            ("outcome".to_string(), s(outcome)),
-            ("received_at".to_string(), AttributeValue::N(now_s.to_string())),
-            ("expires_at".to_string(), AttributeValue::N((now_s + RECORD_TTL_SECS).to_string())),
-        ]);
+        let record =
+            Record { pk: svix_id, event_type, outcome, received_at: now_s, expires_at: now_s + RECORD_TTL_SECS };
+        let item = serde_dynamo::to_item(record).map_err(|e| ApplyError::Dynamo(Box::new(e)))?;
         Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -153,5 +157,30 @@ fn cancellation_codes(err: &SdkError<TransactWriteItemsError>) -> Option<Vec<Str
             Some(c.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_string()).collect())
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use std::collections::HashMap;
+
+    /// The record's item exactly as the hand-written mapping before serde_dynamo wrote it.
+    #[test]
+    fn a_record_keeps_its_stored_layout() {
+        let record =
+            Record { pk: "msg_1", event_type: "user.created", outcome: "stale", received_at: 10, expires_at: 20 };
+        let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(record).unwrap();
+        let s = |v: &str| AttributeValue::S(v.into());
+        let n = |v: &str| AttributeValue::N(v.into());
+        let want = HashMap::from([
+            ("pk".to_string(), s("msg_1")),
+            ("event_type".to_string(), s("user.created")),
+            ("outcome".to_string(), s("stale")),
+            ("received_at".to_string(), n("10")),
+            ("expires_at".to_string(), n("20")),
+        ]);
+        assert_eq!(item, want);
     }
 }

@@ -13,14 +13,16 @@
 //! called by the conversations store's erasure; [`IdempotencyStore::delete_all_for_user`]).
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use baatcheet_shared::erasure::{Budget, Erased};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 use super::StoreError;
 use super::ids::{ConversationId, MessageId};
-use super::model::{Item, n, s};
+use super::model::{Item, from_item, n, s, to_item};
+use super::table::{Table, key};
 
 /// How long a key is remembered.
 pub const KEY_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -86,7 +88,8 @@ pub fn fingerprint(route: &str, query: &str, content_type: &str, body: &[u8]) ->
     format!("{:x}", h.finalize())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum KeyState {
     Running,
     Failed,
@@ -103,33 +106,33 @@ impl KeyState {
     }
 }
 
-/// A key's record as a repeat reads it.
-#[derive(Debug, Clone, PartialEq)]
+/// A key's record as a repeat reads it: the attributes of its item of those names (the updates
+/// below add the optional ones).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct KeyRecord {
     pub fingerprint: String,
     pub state: KeyState,
+    #[serde(default)]
     pub conversation_id: Option<ConversationId>,
+    #[serde(default)]
     pub user_message_id: Option<MessageId>,
+    #[serde(default)]
     pub message_id: Option<MessageId>,
+    #[serde(default)]
     pub response: Option<String>,
 }
 
-impl KeyRecord {
-    fn from_item(item: &Item) -> Self {
-        let get = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-        Self {
-            fingerprint: get("fingerprint").unwrap_or_default(),
-            state: match get("state").as_deref() {
-                Some("failed") => KeyState::Failed,
-                Some("done") => KeyState::Done,
-                _ => KeyState::Running,
-            },
-            conversation_id: get("conversation_id").and_then(|v| v.parse().ok()),
-            user_message_id: get("user_message_id").and_then(|v| v.parse().ok()),
-            message_id: get("message_id").and_then(|v| v.parse().ok()),
-            response: get("response"),
-        }
-    }
+/// A record's item as a claim writes it.
+#[derive(Serialize)]
+struct ClaimItem<'a> {
+    pk: &'a str,
+    sk: &'a str,
+    kind: &'static str,
+    user_id: &'a str,
+    fingerprint: &'a str,
+    state: KeyState,
+    /// The table's TTL attribute (seconds since the epoch).
+    expires_at: u64,
 }
 
 /// One key of one user on one route.
@@ -145,7 +148,7 @@ impl KeyRef {
     }
 
     fn key(&self) -> Item {
-        Item::from([("pk".into(), s(&self.pk)), ("sk".into(), s(&self.sk))])
+        key(&self.pk, &self.sk)
     }
 }
 
@@ -162,30 +165,34 @@ pub enum Claim {
 
 #[derive(Clone)]
 pub struct IdempotencyStore {
-    client: Client,
-    table: String,
+    table: Table,
 }
 
 impl IdempotencyStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self::from_table(Table::new(client, table))
+    }
+
+    pub(crate) fn from_table(table: Table) -> Self {
+        Self { table }
     }
 
     /// Claims `key` for a request with `fingerprint`, or reads who has it. A record past its TTL
     /// that DynamoDB has not removed yet counts as absent.
     pub async fn claim(&self, key: &KeyRef, user_id: &str, fingerprint: &str) -> Result<Claim, StoreError> {
         let now = now_secs();
-        let mut item = key.key();
-        item.insert("kind".into(), s("idempotency-key"));
-        item.insert("user_id".into(), s(user_id));
-        item.insert("fingerprint".into(), s(fingerprint));
-        item.insert("state".into(), s(KeyState::Running.as_str()));
-        item.insert("expires_at".into(), n(now + KEY_TTL.as_secs()));
+        let item = ClaimItem {
+            pk: &key.pk,
+            sk: &key.sk,
+            kind: "idempotency-key",
+            user_id,
+            fingerprint,
+            state: KeyState::Running,
+            expires_at: now + KEY_TTL.as_secs(),
+        };
         let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
+            .table
+            .put(to_item("idempotency key", &item)?)
             .condition_expression("attribute_not_exists(#pk) OR #expires_at < :now")
             .expression_attribute_names("#pk", "pk")
             .expression_attribute_names("#expires_at", "expires_at")
@@ -215,16 +222,8 @@ impl IdempotencyStore {
 
     /// The record (consistent read), if any.
     pub async fn get(&self, key: &KeyRef) -> Result<Option<KeyRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key.key()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("read idempotency key", e))?;
-        Ok(out.item().map(KeyRecord::from_item))
+        let out = self.table.get(key.key()).send().await.map_err(|e| StoreError::dynamo("read idempotency key", e))?;
+        out.item().map(|item| from_item("idempotency key", item)).transpose()
     }
 
     /// The answer's item exists: repeats follow it.
@@ -235,23 +234,12 @@ impl IdempotencyStore {
         user_message: MessageId,
         message: MessageId,
     ) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key.key()))
+        let update = self
+            .table
+            .update(key.key())
             .update_expression("SET #state = :state, #cid = :cid, #umid = :umid, #mid = :mid")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_names("#cid", "conversation_id")
-            .expression_attribute_names("#umid", "user_message_id")
-            .expression_attribute_names("#mid", "message_id")
-            .expression_attribute_values(":state", s(KeyState::Running.as_str()))
-            .expression_attribute_values(":cid", s(conversation.to_string()))
-            .expression_attribute_values(":umid", s(user_message.to_string()))
-            .expression_attribute_values(":mid", s(message.to_string()))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| StoreError::dynamo("record idempotency key start", e))
+            .expression_attribute_values(":mid", s(message.to_string()));
+        self.record("record idempotency key start", update, KeyState::Running, conversation, user_message).await
     }
 
     /// No provider answered the user's message: a repeat answers that message.
@@ -261,31 +249,42 @@ impl IdempotencyStore {
         conversation: ConversationId,
         user_message: MessageId,
     ) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key.key()))
-            .update_expression("SET #state = :state, #cid = :cid, #umid = :umid REMOVE #mid")
+        let update = self
+            .table
+            .update(key.key())
+            .update_expression("SET #state = :state, #cid = :cid, #umid = :umid REMOVE #mid");
+        self.record("record idempotency key failure", update, KeyState::Failed, conversation, user_message).await
+    }
+
+    /// Sends `update`, whose expression sets the state and the message answered (`#mid` is the
+    /// answer's message id, set or removed).
+    async fn record(
+        &self,
+        op: &'static str,
+        update: UpdateItemFluentBuilder,
+        state: KeyState,
+        conversation: ConversationId,
+        user_message: MessageId,
+    ) -> Result<(), StoreError> {
+        update
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#cid", "conversation_id")
             .expression_attribute_names("#umid", "user_message_id")
             .expression_attribute_names("#mid", "message_id")
-            .expression_attribute_values(":state", s(KeyState::Failed.as_str()))
+            .expression_attribute_values(":state", s(state.as_str()))
             .expression_attribute_values(":cid", s(conversation.to_string()))
             .expression_attribute_values(":umid", s(user_message.to_string()))
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| StoreError::dynamo("record idempotency key failure", e))
+            .map_err(|e| StoreError::dynamo(op, e))
     }
 
     /// A repeat of a failed request takes the work over; `false` if another repeat did first.
     pub async fn retake(&self, key: &KeyRef) -> Result<bool, StoreError> {
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key.key()))
+            .table
+            .update(key.key())
             .update_expression("SET #state = :running")
             .condition_expression("#state = :failed")
             .expression_attribute_names("#state", "state")
@@ -302,10 +301,8 @@ impl IdempotencyStore {
 
     /// Finished, with the JSON answer repeats replay.
     pub async fn done(&self, key: &KeyRef, response: &str) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key.key()))
+        self.table
+            .update(key.key())
             .update_expression("SET #state = :state, #response = :response")
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#response", "response")
@@ -321,10 +318,8 @@ impl IdempotencyStore {
     /// record stays, so its repeat answers the stored message).
     pub async fn release(&self, key: &KeyRef) -> Result<(), StoreError> {
         let out = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key.key()))
+            .table
+            .delete(key.key())
             .condition_expression("#state = :running")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":running", s(KeyState::Running.as_str()))
@@ -348,69 +343,18 @@ impl IdempotencyStore {
     /// The erasure of a user's key records (part of the conversations store's), at most
     /// `budget.left()` items; `Done` once none is left.
     pub async fn erase(&self, user_id: &str, budget: &mut Budget) -> Result<Erased, StoreError> {
-        let mut start = None;
-        loop {
-            if budget.is_spent() {
-                return Ok(Erased::More);
-            }
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", "pk")
-                .expression_attribute_names("#sk", "sk")
-                .expression_attribute_values(":pk", s(idem_pk(user_id)))
-                .projection_expression("#pk, #sk")
-                .consistent_read(true)
-                .limit(i32::try_from(budget.left().min(ERASE_PAGE)).unwrap_or(ERASE_PAGE as i32))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| StoreError::dynamo("list idempotency keys", e))?;
-            for chunk in page.items().chunks(25) {
-                let mut requests = chunk
-                    .iter()
-                    .map(|k| {
-                        DeleteRequest::builder()
-                            .set_key(Some(k.clone()))
-                            .build()
-                            .map(|d| WriteRequest::builder().delete_request(d).build())
-                            .map_err(|e| StoreError::dynamo("build", e))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                for attempt in 0..6u32 {
-                    let out = self
-                        .client
-                        .batch_write_item()
-                        .request_items(&self.table, requests)
-                        .send()
-                        .await
-                        .map_err(|e| StoreError::dynamo("delete idempotency keys", e))?;
-                    requests = out.unprocessed_items().and_then(|m| m.get(&self.table)).cloned().unwrap_or_default();
-                    if requests.is_empty() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
-                }
-                if !requests.is_empty() {
-                    return Err(StoreError::dynamo(
-                        "delete idempotency keys",
-                        std::io::Error::other("items left unprocessed after retries"),
-                    ));
-                }
-                budget.spend(chunk.len());
-            }
-            match page.last_evaluated_key() {
-                Some(k) => start = Some(k.clone()),
-                None => return Ok(Erased::Done),
-            }
-        }
+        let found = self
+            .table
+            .query()
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#sk", "sk")
+            .expression_attribute_values(":pk", s(idem_pk(user_id)))
+            .projection_expression("#pk, #sk")
+            .consistent_read(true);
+        self.table.erase_found("erase idempotency keys", found, budget).await
     }
 }
-
-/// Key records read per Query page while erasing.
-const ERASE_PAGE: usize = 100;
 
 #[cfg(test)]
 mod tests {
@@ -439,5 +383,65 @@ mod tests {
         let y = fingerprint("/t", "language=ur", "multipart/form-data; boundary=\"q9\"", form("q9").as_bytes());
         assert_eq!(x, y, "the boundary does not count");
         assert_ne!(x, fingerprint("/t", "language=en", "multipart/form-data; boundary=q9", form("q9").as_bytes()));
+    }
+
+    #[test]
+    fn records_keep_their_stored_layout_and_read_strictly() {
+        let key = KeyRef::new("u1", "/c", "k1");
+        let claim = ClaimItem {
+            pk: &key.pk,
+            sk: &key.sk,
+            kind: "idempotency-key",
+            user_id: "u1",
+            fingerprint: "f",
+            state: KeyState::Running,
+            expires_at: 1_700_000_000,
+        };
+        let mut item = to_item("idempotency key", &claim).unwrap();
+        let want = Item::from([
+            ("pk".into(), s("IDEM#u1")),
+            ("sk".into(), s("/c#k1")),
+            ("kind".into(), s("idempotency-key")),
+            ("user_id".into(), s("u1")),
+            ("fingerprint".into(), s("f")),
+            ("state".into(), s("running")),
+            ("expires_at".into(), n(1_700_000_000)),
+        ]);
+        assert_eq!(item, want);
+        let read = |item: &Item| from_item::<KeyRecord>("idempotency key", item);
+        let fresh = KeyRecord {
+            fingerprint: "f".into(),
+            state: KeyState::Running,
+            conversation_id: None,
+            user_message_id: None,
+            message_id: None,
+            response: None,
+        };
+        assert_eq!(read(&item).unwrap(), fresh);
+        // As `started`, `failed` and `done` leave it.
+        let (c, u, m) = (ConversationId::new(), MessageId::new(), MessageId::new());
+        item.insert("state".into(), s(KeyState::Done.as_str()));
+        item.insert("conversation_id".into(), s(c.to_string()));
+        item.insert("user_message_id".into(), s(u.to_string()));
+        item.insert("message_id".into(), s(m.to_string()));
+        item.insert("response".into(), s("{}"));
+        let done = KeyRecord {
+            state: KeyState::Done,
+            conversation_id: Some(c),
+            user_message_id: Some(u),
+            message_id: Some(m),
+            response: Some("{}".into()),
+            ..fresh
+        };
+        assert_eq!(read(&item).unwrap(), done);
+        assert_eq!(read(&Item::from([("state".into(), s("failed"))])).map(|r| r.state).ok(), None);
+        for (attr, bad) in [("state", s("paused")), ("message_id", s("not-an-id")), ("fingerprint", n(1))] {
+            let mut garbled = item.clone();
+            garbled.insert(attr.into(), bad);
+            match read(&garbled) {
+                Err(StoreError::Corrupt(why)) => assert!(why.contains(attr), "{why}"),
+                other => panic!("{attr}: {other:?}"),
+            }
+        }
     }
 }

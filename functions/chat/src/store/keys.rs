@@ -19,6 +19,7 @@
 //! - Idempotency-Key records (`idempotency`) sit in a partition per user, with a TTL (`expires_at`).
 
 use super::ids::{ConversationId, MessageId};
+use super::model::{Item, s};
 
 pub const INDEX: &str = "by-user";
 pub const META_SK: &str = "META";
@@ -46,6 +47,20 @@ pub fn user_deleting(user_id: &str) -> String {
 
 pub fn user_messages(user_id: &str) -> String {
     format!("UMSG#{user_id}")
+}
+
+/// Where a conversation of `user_id` is on the index: a Query's `ExclusiveStartKey` after it.
+pub fn conv_index_key(user_id: &str, id: ConversationId) -> Item {
+    index_key(conv_pk(id), META_SK.into(), user_conversations(user_id), conv_gsi_sk(id))
+}
+
+/// Where a message of `user_id` is on the index: a Query's `ExclusiveStartKey` after it.
+pub fn msg_index_key(user_id: &str, conversation: ConversationId, id: MessageId) -> Item {
+    index_key(conv_pk(conversation), msg_sk(id), user_messages(user_id), msg_sk(id))
+}
+
+fn index_key(pk: String, sk: String, gsi1pk: String, gsi1sk: String) -> Item {
+    Item::from([("pk".into(), s(pk)), ("sk".into(), s(sk)), ("gsi1pk".into(), s(gsi1pk)), ("gsi1sk".into(), s(gsi1sk))])
 }
 
 /// `M#{mid}` -> the id.

@@ -14,14 +14,16 @@ pub mod ids;
 pub mod keys;
 pub mod model;
 pub mod search;
+mod table;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::query::QueryOutput;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, DeleteRequest, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
-    WriteRequest,
+    AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use baatcheet_shared::ApiError;
 use baatcheet_shared::error::error_chain;
@@ -30,7 +32,8 @@ use std::time::Duration;
 
 use cursor::Cursor;
 use ids::{ConversationId, MessageId};
-use model::{AnswerMeta, Conversation, Item, Message, MessageStatus, n, now_rfc3339, s};
+use model::{AnswerMeta, Conversation, Item, Message, MessageStatus, StoredMessage, from_item, n, now_rfc3339, s};
+use table::{Table, build, key};
 
 use crate::modes::Mode;
 
@@ -99,8 +102,6 @@ pub enum RegenerateRefused {
 /// (a lock whose instance died frees itself then).
 pub const REGENERATE_LOCK: Duration = Duration::from_secs(150);
 
-/// Items per BatchWriteItem (the DynamoDB maximum).
-const BATCH_WRITE: usize = 25;
 /// Message keys read per page while deleting a conversation.
 const DELETE_PAGE: i32 = 100;
 
@@ -113,32 +114,62 @@ fn condition_failed(err: &SdkError<TransactWriteItemsError>) -> bool {
     }
 }
 
-fn key(pk: String, sk: impl Into<String>) -> Item {
-    Item::from([("pk".into(), s(pk)), ("sk".into(), s(sk))])
-}
-
-fn build<T>(r: Result<T, aws_sdk_dynamodb::error::BuildError>) -> Result<T, StoreError> {
-    r.map_err(|e| StoreError::dynamo("build", e))
-}
-
 /// Owner check on the conversation item, shared by every write to an existing conversation.
 const OWNED_LIVE: &str = "#user_id = :uid AND attribute_not_exists(#deleted_at)";
 
 #[derive(Clone)]
 pub struct ConversationStore {
-    client: Client,
-    table: String,
+    table: Table,
 }
 
 impl ConversationStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self { table: Table::new(client, table) }
+    }
+
+    /// A Query of one partition of the by-user index (`keys`).
+    fn index_query(&self, partition: String) -> QueryFluentBuilder {
+        self.table
+            .query()
+            .index_name(keys::INDEX)
+            .key_condition_expression("#gpk = :gpk")
+            .expression_attribute_names("#gpk", "gsi1pk")
+            .expression_attribute_values(":gpk", s(partition))
+    }
+
+    /// Up to `limit` items of an index partition, newest first, after `start`.
+    async fn newest_first(
+        &self,
+        op: &'static str,
+        partition: String,
+        limit: usize,
+        start: Option<Item>,
+    ) -> Result<QueryOutput, StoreError> {
+        self.index_query(partition)
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo(op, e))
+    }
+
+    /// A Query of one conversation's messages (oldest first unless reversed), read consistently.
+    fn messages_query(&self, id: ConversationId) -> QueryFluentBuilder {
+        self.table
+            .query()
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :m)")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#sk", "sk")
+            .expression_attribute_values(":pk", s(keys::conv_pk(id)))
+            .expression_attribute_values(":m", s(keys::MSG_PREFIX))
+            .consistent_read(true)
     }
 
     fn put(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
         let put = build(
             Put::builder()
-                .table_name(&self.table)
+                .table_name(self.table.name())
                 .set_item(Some(item))
                 .condition_expression("attribute_not_exists(#pk)")
                 .expression_attribute_names("#pk", "pk")
@@ -183,7 +214,7 @@ impl ConversationStore {
                 None => TouchShape::SettingsWithoutPrompt,
             };
         }
-        let b = Update::builder().table_name(&self.table).set_key(Some(key(keys::conv_pk(id), keys::META_SK)));
+        let b = Update::builder().table_name(self.table.name()).set_key(Some(key(keys::conv_pk(id), keys::META_SK)));
         // One constant expression per shape (tests/expressions.rs checks none is built at run time).
         let b = match shape {
             TouchShape::Counters => b.update_expression(TOUCH),
@@ -200,7 +231,8 @@ impl ConversationStore {
     }
 
     async fn transact(&self, op: &'static str, items: Vec<TransactWriteItem>) -> Result<(), StoreError> {
-        self.client
+        self.table
+            .client()
             .transact_write_items()
             .set_transact_items(Some(items))
             .send()
@@ -211,8 +243,10 @@ impl ConversationStore {
 
     /// A new conversation with its first message, in one transaction.
     pub async fn create(&self, conversation: &Conversation, first: &Message) -> Result<(), StoreError> {
-        let items =
-            vec![self.put(conversation.to_item())?, self.put(first.to_item(conversation.id, &conversation.user_id))?];
+        let items = vec![
+            self.put(conversation.to_item()?)?,
+            self.put(first.to_item(conversation.id, &conversation.user_id, None)?)?,
+        ];
         match self.transact("create conversation", items).await {
             // Both ids are fresh UUID v7s: a collision is a bug, not a missing conversation.
             Err(StoreError::NotFound) => Err(StoreError::Corrupt("conversation or message id already exists".into())),
@@ -229,9 +263,8 @@ impl ConversationStore {
         messages: usize,
     ) -> Result<(Conversation, Vec<Message>), StoreError> {
         let out = self
-            .client
+            .table
             .query()
-            .table_name(&self.table)
             .key_condition_expression("#pk = :pk")
             .expression_attribute_names("#pk", "pk")
             .expression_attribute_values(":pk", s(keys::conv_pk(id)))
@@ -265,7 +298,7 @@ impl ConversationStore {
         message: &Message,
         settings: &Settings,
     ) -> Result<(), StoreError> {
-        let items = vec![self.put(message.to_item(id, user_id))?, self.touch(user_id, id, 1, Some(settings))?];
+        let items = vec![self.put(message.to_item(id, user_id, None)?)?, self.touch(user_id, id, 1, Some(settings))?];
         self.transact("append message", items).await
     }
 
@@ -278,7 +311,7 @@ impl ConversationStore {
         answer: &Message,
         replaces: Option<MessageId>,
     ) -> Result<(), StoreError> {
-        let items = vec![self.put(answer.to_item(id, user_id))?];
+        let items = vec![self.put(answer.to_item(id, user_id, None)?)?];
         self.finish_items(user_id, id, items, replaces).await
     }
 
@@ -293,12 +326,10 @@ impl ConversationStore {
         meta: &AnswerMeta,
         revive: bool,
     ) -> Result<(), StoreError> {
-        let mut item = answer.to_item(id, user_id);
-        meta.write(&mut item);
         let put = build(
             Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
+                .table_name(self.table.name())
+                .set_item(Some(answer.to_item(id, user_id, Some(meta))?))
                 .condition_expression("attribute_not_exists(#pk) OR #status = :streaming")
                 .expression_attribute_names("#pk", "pk")
                 .expression_attribute_names("#status", "status")
@@ -309,7 +340,7 @@ impl ConversationStore {
         if revive {
             let update = build(
                 Update::builder()
-                    .table_name(&self.table)
+                    .table_name(self.table.name())
                     .set_key(Some(key(keys::conv_pk(id), keys::msg_sk(meta.user_message_id))))
                     .update_expression("SET #status = :complete")
                     .condition_expression("attribute_exists(#pk)")
@@ -334,7 +365,7 @@ impl ConversationStore {
         if let Some(old) = replaces {
             let delete = build(
                 Delete::builder()
-                    .table_name(&self.table)
+                    .table_name(self.table.name())
                     .set_key(Some(key(keys::conv_pk(id), keys::msg_sk(old))))
                     .build(),
             )?;
@@ -354,12 +385,8 @@ impl ConversationStore {
         answer: &Message,
         meta: &AnswerMeta,
     ) -> Result<(), StoreError> {
-        let mut item = answer.to_item(id, user_id);
-        meta.write(&mut item);
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
+        self.table
+            .put(answer.to_item(id, user_id, Some(meta))?)
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", "pk")
             .send()
@@ -370,10 +397,8 @@ impl ConversationStore {
 
     /// The text generated so far of a streaming answer (one UpdateItem; the caller bounds how often).
     pub async fn progress(&self, id: ConversationId, answer: MessageId, content: &str) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(keys::conv_pk(id), keys::msg_sk(answer))))
+        self.table
+            .update(key(keys::conv_pk(id), keys::msg_sk(answer)))
             .update_expression("SET #content = :content")
             .condition_expression("#status = :streaming")
             .expression_attribute_names("#content", "content")
@@ -389,10 +414,8 @@ impl ConversationStore {
     /// Removes an answer that never got a token (every provider failed), if still streaming.
     pub async fn drop_answer(&self, id: ConversationId, answer: MessageId) -> Result<(), StoreError> {
         let out = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(keys::conv_pk(id), keys::msg_sk(answer))))
+            .table
+            .delete(key(keys::conv_pk(id), keys::msg_sk(answer)))
             .condition_expression("#status = :streaming")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":streaming", s(MessageStatus::Streaming.as_str()))
@@ -412,10 +435,8 @@ impl ConversationStore {
         message: MessageId,
         status: MessageStatus,
     ) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(keys::conv_pk(id), keys::msg_sk(message))))
+        self.table
+            .update(key(keys::conv_pk(id), keys::msg_sk(message)))
             .update_expression("SET #status = :status")
             .condition_expression("attribute_exists(#pk)")
             .expression_attribute_names("#pk", "pk")
@@ -430,10 +451,14 @@ impl ConversationStore {
     /// The conversation a message of this user's belongs to, through the by-user index (the
     /// message id alone names it in the stream route); `NotFound` for anyone else's.
     pub async fn message_conversation(&self, user_id: &str, message: MessageId) -> Result<ConversationId, StoreError> {
+        /// What the Query projects of the message's item.
+        #[derive(serde::Deserialize)]
+        struct Found {
+            conversation_id: ConversationId,
+        }
         let out = self
-            .client
+            .table
             .query()
-            .table_name(&self.table)
             .index_name(keys::INDEX)
             .key_condition_expression("#gpk = :gpk AND #gsk = :gsk")
             .expression_attribute_names("#gpk", "gsi1pk")
@@ -446,12 +471,8 @@ impl ConversationStore {
             .send()
             .await
             .map_err(|e| StoreError::dynamo("find message", e))?;
-        out.items()
-            .first()
-            .and_then(|i| i.get("conversation_id"))
-            .and_then(|v| v.as_s().ok())
-            .and_then(|v| v.parse().ok())
-            .ok_or(StoreError::NotFound)
+        let found = out.items().first().ok_or(StoreError::NotFound)?;
+        Ok(from_item::<Found>("message", found)?.conversation_id)
     }
 
     /// One message of this user's conversation, read consistently (a follower sees every write
@@ -463,19 +484,16 @@ impl ConversationStore {
         message: MessageId,
     ) -> Result<(Message, Option<AnswerMeta>), StoreError> {
         let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(keys::conv_pk(id), keys::msg_sk(message))))
-            .consistent_read(true)
+            .table
+            .get(key(keys::conv_pk(id), keys::msg_sk(message)))
             .send()
             .await
             .map_err(|e| StoreError::dynamo("get message", e))?;
-        let item = out.item().ok_or(StoreError::NotFound)?;
-        if item.get("user_id").and_then(|v| v.as_s().ok()).is_none_or(|u| u != user_id) {
+        let stored = StoredMessage::from_item(out.item().ok_or(StoreError::NotFound)?)?;
+        if stored.user_id != user_id {
             return Err(StoreError::NotFound);
         }
-        Ok((Message::from_item(item)?, AnswerMeta::read(item)))
+        Ok((stored.message, stored.meta))
     }
 
     /// Takes the conversation's regenerate lock for answer `answer` (one regenerate at a time), on
@@ -487,13 +505,20 @@ impl ConversationStore {
         id: ConversationId,
         answer: MessageId,
     ) -> Result<(), RegenerateRefused> {
+        /// What a refused claim reads of the conversation item.
+        #[derive(serde::Deserialize)]
+        struct Holder {
+            user_id: String,
+            #[serde(default)]
+            deleted_at: Option<serde::de::IgnoredAny>,
+            #[serde(default)]
+            answering: Option<MessageId>,
+        }
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let until = now + i64::try_from(REGENERATE_LOCK.as_secs()).unwrap_or(i64::MAX);
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(keys::conv_pk(id), keys::META_SK)))
+            .table
+            .update(key(keys::conv_pk(id), keys::META_SK))
             .update_expression("SET #answering = :mid, #answering_until = :until")
             .condition_expression(
                 "#user_id = :uid AND attribute_not_exists(#deleted_at) AND \
@@ -514,14 +539,13 @@ impl ConversationStore {
             Ok(_) => Ok(()),
             Err(e) => match e.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
-                    let old = c.item();
-                    let mine = old.is_some_and(|i| {
-                        i.get("user_id").and_then(|v| v.as_s().ok()).is_some_and(|u| u == user_id)
-                            && !i.contains_key("deleted_at")
-                    });
-                    match old.and_then(|i| i.get("answering")).and_then(|v| v.as_s().ok()).and_then(|v| v.parse().ok())
-                    {
-                        Some(running) if mine => Err(RegenerateRefused::Running(running)),
+                    // No item: no such conversation.
+                    let Some(old) = c.item() else { return Err(RegenerateRefused::Store(StoreError::NotFound)) };
+                    let holder: Holder = from_item("conversation", old).map_err(RegenerateRefused::Store)?;
+                    match holder.answering {
+                        Some(running) if holder.user_id == user_id && holder.deleted_at.is_none() => {
+                            Err(RegenerateRefused::Running(running))
+                        }
                         _ => Err(RegenerateRefused::Store(StoreError::NotFound)),
                     }
                 }
@@ -534,10 +558,8 @@ impl ConversationStore {
     /// behind expires after [`REGENERATE_LOCK`].
     pub async fn release_regenerate(&self, id: ConversationId, answer: MessageId) {
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(keys::conv_pk(id), keys::META_SK)))
+            .table
+            .update(key(keys::conv_pk(id), keys::META_SK))
             .update_expression("REMOVE #answering, #answering_until")
             .condition_expression("#answering = :mid")
             .expression_attribute_names("#answering", "answering")
@@ -555,11 +577,8 @@ impl ConversationStore {
     /// The conversation item, if it is this user's and not being deleted.
     pub async fn get(&self, user_id: &str, id: ConversationId) -> Result<Conversation, StoreError> {
         let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(keys::conv_pk(id), keys::META_SK)))
-            .consistent_read(true)
+            .table
+            .get(key(keys::conv_pk(id), keys::META_SK))
             .send()
             .await
             .map_err(|e| StoreError::dynamo("get conversation", e))?;
@@ -577,28 +596,8 @@ impl ConversationStore {
         limit: usize,
         after: Option<ConversationId>,
     ) -> Result<Page<Conversation>, StoreError> {
-        let start = after.map(|c| {
-            Item::from([
-                ("pk".into(), s(keys::conv_pk(c))),
-                ("sk".into(), s(keys::META_SK)),
-                ("gsi1pk".into(), s(keys::user_conversations(user_id))),
-                ("gsi1sk".into(), s(keys::conv_gsi_sk(c))),
-            ])
-        });
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(keys::INDEX)
-            .key_condition_expression("#gpk = :gpk")
-            .expression_attribute_names("#gpk", "gsi1pk")
-            .expression_attribute_values(":gpk", s(keys::user_conversations(user_id)))
-            .scan_index_forward(false)
-            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("list conversations", e))?;
+        let start = after.map(|c| keys::conv_index_key(user_id, c));
+        let out = self.newest_first("list conversations", keys::user_conversations(user_id), limit + 1, start).await?;
         let mut items = Vec::with_capacity(limit);
         for i in out.items() {
             let c = Conversation::from_item(i)?;
@@ -622,16 +621,8 @@ impl ConversationStore {
         before: Option<MessageId>,
     ) -> Result<(Conversation, Page<Message>), StoreError> {
         let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#pk = :pk AND begins_with(#sk, :m)")
-            .expression_attribute_names("#pk", "pk")
-            .expression_attribute_names("#sk", "sk")
-            .expression_attribute_values(":pk", s(keys::conv_pk(id)))
-            .expression_attribute_values(":m", s(keys::MSG_PREFIX))
+            .messages_query(id)
             .scan_index_forward(false)
-            .consistent_read(true)
             .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
             .set_exclusive_start_key(before.map(|m| key(keys::conv_pk(id), keys::msg_sk(m))))
             .send();
@@ -648,10 +639,8 @@ impl ConversationStore {
 
     pub async fn rename(&self, user_id: &str, id: ConversationId, title: &str) -> Result<Conversation, StoreError> {
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(keys::conv_pk(id), keys::META_SK)))
+            .table
+            .update(key(keys::conv_pk(id), keys::META_SK))
             .update_expression("SET #title = :title, #updated_at = :now")
             .condition_expression(OWNED_LIVE)
             .expression_attribute_names("#title", "title")
@@ -680,10 +669,8 @@ impl ConversationStore {
     /// Returns how many messages were removed.
     pub async fn delete(&self, user_id: &str, id: ConversationId) -> Result<usize, StoreError> {
         let marked = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(keys::conv_pk(id), keys::META_SK)))
+            .table
+            .update(key(keys::conv_pk(id), keys::META_SK))
             .update_expression("SET #deleted_at = if_not_exists(#deleted_at, :now), #gpk = :deleting")
             .condition_expression("#user_id = :uid")
             .expression_attribute_names("#deleted_at", "deleted_at")
@@ -704,16 +691,8 @@ impl ConversationStore {
         let mut removed = 0;
         loop {
             let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :m)")
-                .expression_attribute_names("#pk", "pk")
-                .expression_attribute_names("#sk", "sk")
-                .expression_attribute_values(":pk", s(keys::conv_pk(id)))
-                .expression_attribute_values(":m", s(keys::MSG_PREFIX))
+                .messages_query(id)
                 .projection_expression("#pk, #sk")
-                .consistent_read(true)
                 .limit(DELETE_PAGE)
                 .send()
                 .await
@@ -721,59 +700,17 @@ impl ConversationStore {
             if page.items().is_empty() {
                 break;
             }
-            for chunk in page.items().chunks(BATCH_WRITE) {
-                self.delete_batch(chunk).await?;
-                removed += chunk.len();
-            }
+            self.table.delete_found("delete messages", page.items()).await?;
+            removed += page.items().len();
         }
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(keys::conv_pk(id), keys::META_SK)))
+        self.table
+            .delete(key(keys::conv_pk(id), keys::META_SK))
             .condition_expression("attribute_exists(#deleted_at)")
             .expression_attribute_names("#deleted_at", "deleted_at")
             .send()
             .await
             .map_err(|e| StoreError::dynamo("delete conversation", e))?;
         Ok(removed)
-    }
-
-    pub(crate) async fn delete_batch(&self, keys_only: &[Item]) -> Result<(), StoreError> {
-        let mut requests = keys_only
-            .iter()
-            .map(|k| {
-                let key = key(
-                    k.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default(),
-                    k.get("sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default(),
-                );
-                build(DeleteRequest::builder().set_key(Some(key)).build())
-                    .map(|d| WriteRequest::builder().delete_request(d).build())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // Unprocessed items (throttling) are retried with a short backoff, a bounded number of times.
-        for attempt in 0..6u32 {
-            let out = self
-                .client
-                .batch_write_item()
-                .request_items(&self.table, requests)
-                .send()
-                .await
-                .map_err(|e| StoreError::dynamo("delete messages", e))?;
-            requests = out.unprocessed_items().and_then(|m| m.get(&self.table)).cloned().unwrap_or_default();
-            if requests.is_empty() {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
-        }
-        Err(StoreError::dynamo("delete messages", std::io::Error::other("items left unprocessed after retries")))
-    }
-
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
-    }
-
-    pub(crate) fn table(&self) -> &str {
-        &self.table
     }
 }
 

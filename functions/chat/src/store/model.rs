@@ -1,7 +1,10 @@
-//! What the store keeps, and how each maps to a DynamoDB item.
+//! What the store keeps, and how each maps to a DynamoDB item: each item's stored layout is a
+//! struct here, mapped by serde_dynamo. A missing or malformed attribute is an error naming it
+//! (`StoreError::Corrupt`, a 500), never a default.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use serde::Serialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use utoipa::ToSchema;
 
@@ -13,7 +16,7 @@ use crate::modes::Mode;
 pub type Item = HashMap<String, AttributeValue>;
 
 /// Who wrote a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 #[schema(as = MessageRole)]
 pub enum Role {
@@ -34,7 +37,7 @@ impl Role {
 /// answer is being written (follow it with `GET /api/v1/chat/messages/{message_id}/stream`);
 /// `failed`: a user message no provider could answer (a retry with the same Idempotency-Key, or a
 /// regenerate, answers it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageStatus {
     Complete,
@@ -53,15 +56,6 @@ impl MessageStatus {
             MessageStatus::Incomplete => "incomplete",
             MessageStatus::Streaming => "streaming",
             MessageStatus::Failed => "failed",
-        }
-    }
-
-    fn parse(s: Option<&str>) -> Self {
-        match s {
-            Some("incomplete") => MessageStatus::Incomplete,
-            Some("streaming") => MessageStatus::Streaming,
-            Some("failed") => MessageStatus::Failed,
-            _ => MessageStatus::Complete,
         }
     }
 }
@@ -159,32 +153,6 @@ pub struct AnswerMeta {
     pub finish_reason: Option<String>,
 }
 
-impl AnswerMeta {
-    pub fn write(&self, item: &mut Item) {
-        item.insert("answers".into(), s(self.user_message_id.to_string()));
-        item.insert("created_conversation".into(), AttributeValue::Bool(self.created));
-        item.insert("stream_title".into(), s(&self.title));
-        if let Some(r) = self.replaces {
-            item.insert("replaces".into(), s(r.to_string()));
-        }
-        if let Some(f) = &self.finish_reason {
-            item.insert("finish_reason".into(), s(f));
-        }
-    }
-
-    /// `None` for items written before answers kept it (and for user messages).
-    pub fn read(item: &Item) -> Option<Self> {
-        let id = |k: &str| opt_s(item, k).and_then(|v| v.parse::<MessageId>().ok());
-        Some(Self {
-            user_message_id: id("answers")?,
-            replaces: id("replaces"),
-            created: item.get("created_conversation").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
-            title: opt_s(item, "stream_title").unwrap_or_default(),
-            finish_reason: opt_s(item, "finish_reason"),
-        })
-    }
-}
-
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
@@ -197,147 +165,251 @@ pub fn n(v: u64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn get_s<'a>(item: &'a Item, k: &str) -> Result<&'a str, StoreError> {
-    item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str).ok_or_else(|| StoreError::Corrupt(format!("no {k}")))
+/// `item` read as `T`. A missing or malformed attribute is `Corrupt`, naming the attribute but not
+/// its value: items hold users' text, which must not reach the log.
+pub(crate) fn from_item<T: DeserializeOwned>(what: &str, item: &Item) -> Result<T, StoreError> {
+    if let Some((k, _)) = item.iter().find(|(_, v)| !known(v)) {
+        // DynamoDB answered with a type newer than this SDK (which cannot make one, so no test
+        // can): serde_dynamo's conversion would panic on it.
+        return Err(StoreError::Corrupt(format!("{what} item, attribute `{k}`: of a type this SDK does not know")));
+    }
+    let map = serde_dynamo::AttributeValue::M(serde_dynamo::Item::from(item.clone()).into());
+    serde_path_to_error::deserialize(serde_dynamo::Deserializer::from_attribute_value(map)).map_err(|e| {
+        // serde's "missing field `x`" names only a field of ours; other messages may quote the value.
+        let inner = e.inner().to_string();
+        let why = if inner.starts_with("missing field") { inner.as_str() } else { "malformed" };
+        let at = e.path().to_string();
+        let at = if at == "." { String::new() } else { format!(", attribute `{at}`") };
+        StoreError::Corrupt(format!("{what} item{at}: {why}"))
+    })
 }
 
-fn opt_s(item: &Item, k: &str) -> Option<String> {
-    item.get(k).and_then(|v| v.as_s().ok()).cloned()
+/// Whether `v` and everything in it is of a type the SDK knows.
+fn known(v: &AttributeValue) -> bool {
+    match v {
+        AttributeValue::M(m) => m.values().all(known),
+        AttributeValue::L(l) => l.iter().all(known),
+        other => !other.is_unknown(),
+    }
 }
 
-fn get_n(item: &Item, k: &str) -> u64 {
-    item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
+/// `value` as an item.
+pub(crate) fn to_item(what: &str, value: &impl Serialize) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(value).map_err(|_| StoreError::Corrupt(format!("{what} item could not be written")))
+}
+
+/// A conversation's item as stored (`keys` has the key design). The names and types of its
+/// attributes are those of the items already in the table: change them only with a migration.
+#[derive(Serialize, Deserialize)]
+struct ConversationItem {
+    pk: String,
+    sk: String,
+    gsi1pk: String,
+    gsi1sk: String,
+    kind: String,
+    user_id: String,
+    title: String,
+    mode: Mode,
+    created_at: String,
+    updated_at: String,
+    message_count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    system_prompt: Option<String>,
+    /// Set by a delete (only its presence counts), never written here.
+    #[serde(default, skip_serializing)]
+    deleted_at: Option<IgnoredAny>,
+}
+
+/// A message's item as stored, with an answer's replay fields ([`AnswerMeta`]; absent on user
+/// messages and on answers written before they existed). Same rule as [`ConversationItem`].
+#[derive(Serialize, Deserialize)]
+struct MessageItem {
+    pk: String,
+    sk: String,
+    gsi1pk: String,
+    gsi1sk: String,
+    kind: String,
+    user_id: String,
+    conversation_id: ConversationId,
+    role: Role,
+    content: String,
+    status: MessageStatus,
+    created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    usage: Option<UsageItem>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<AttachmentItem>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    answers: Option<MessageId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created_conversation: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stream_title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    replaces: Option<MessageId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    finish_reason: Option<String>,
+}
+
+/// [`Usage`] as stored (a map); `estimated` only when true.
+#[derive(Serialize, Deserialize)]
+struct UsageItem {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    estimated: bool,
+}
+
+/// [`AttachmentRef`] as stored (a map in a list).
+#[derive(Serialize, Deserialize)]
+struct AttachmentItem {
+    inline: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
 }
 
 impl Conversation {
-    pub fn to_item(&self) -> Item {
-        let mut item = Item::from([
-            ("pk".into(), s(keys::conv_pk(self.id))),
-            ("sk".into(), s(keys::META_SK)),
-            ("gsi1pk".into(), s(keys::user_conversations(&self.user_id))),
-            ("gsi1sk".into(), s(keys::conv_gsi_sk(self.id))),
-            ("kind".into(), s("conversation")),
-            ("user_id".into(), s(&self.user_id)),
-            ("title".into(), s(&self.title)),
-            ("mode".into(), s(self.mode.as_str())),
-            ("created_at".into(), s(&self.created_at)),
-            ("updated_at".into(), s(&self.updated_at)),
-            ("message_count".into(), n(self.message_count)),
-        ]);
-        if let Some(m) = &self.model {
-            item.insert("model".into(), s(m));
-        }
-        if let Some(p) = &self.system_prompt {
-            item.insert("system_prompt".into(), s(p));
-        }
-        item
+    pub fn to_item(&self) -> Result<Item, StoreError> {
+        to_item(
+            "conversation",
+            &ConversationItem {
+                pk: keys::conv_pk(self.id),
+                sk: keys::META_SK.into(),
+                gsi1pk: keys::user_conversations(&self.user_id),
+                gsi1sk: keys::conv_gsi_sk(self.id),
+                kind: "conversation".into(),
+                user_id: self.user_id.clone(),
+                title: self.title.clone(),
+                mode: self.mode,
+                created_at: self.created_at.clone(),
+                updated_at: self.updated_at.clone(),
+                message_count: self.message_count,
+                model: self.model.clone(),
+                system_prompt: self.system_prompt.clone(),
+                deleted_at: None,
+            },
+        )
     }
 
     pub fn from_item(item: &Item) -> Result<Self, StoreError> {
-        let id = keys::parse_conv_pk(get_s(item, "pk")?).ok_or_else(|| StoreError::Corrupt("bad pk".into()))?;
+        let c: ConversationItem = from_item("conversation", item)?;
+        let id = keys::parse_conv_pk(&c.pk)
+            .ok_or_else(|| StoreError::Corrupt("conversation item, attribute `pk`: malformed".into()))?;
         Ok(Self {
             id,
-            user_id: get_s(item, "user_id")?.to_string(),
-            title: opt_s(item, "title").unwrap_or_default(),
-            mode: opt_s(item, "mode").and_then(|m| Mode::parse(&m)).unwrap_or_default(),
-            model: opt_s(item, "model"),
-            system_prompt: opt_s(item, "system_prompt"),
-            created_at: opt_s(item, "created_at").unwrap_or_default(),
-            updated_at: opt_s(item, "updated_at").unwrap_or_default(),
-            message_count: get_n(item, "message_count"),
-            deleted: item.contains_key("deleted_at"),
+            user_id: c.user_id,
+            title: c.title,
+            mode: c.mode,
+            model: c.model,
+            system_prompt: c.system_prompt,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            message_count: c.message_count,
+            deleted: c.deleted_at.is_some(),
         })
+    }
+}
+
+/// A message item read whole: the message, whose it is and where, and an answer's replay fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMessage {
+    pub conversation: ConversationId,
+    pub user_id: String,
+    pub message: Message,
+    /// `None` for user messages and answers written before answers kept it.
+    pub meta: Option<AnswerMeta>,
+}
+
+impl StoredMessage {
+    pub fn from_item(item: &Item) -> Result<Self, StoreError> {
+        let m: MessageItem = from_item("message", item)?;
+        let corrupt = |attr: &str| StoreError::Corrupt(format!("message item, attribute `{attr}`: malformed"));
+        let id = keys::parse_msg_sk(&m.sk).ok_or_else(|| corrupt("sk"))?;
+        let conversation = keys::parse_conv_pk(&m.pk).ok_or_else(|| corrupt("pk"))?;
+        let meta = match m.answers {
+            None => None,
+            Some(user_message_id) => Some(AnswerMeta {
+                user_message_id,
+                replaces: m.replaces,
+                // Written with `answers`, always.
+                created: m.created_conversation.ok_or_else(|| corrupt("created_conversation"))?,
+                title: m.stream_title.ok_or_else(|| corrupt("stream_title"))?,
+                finish_reason: m.finish_reason,
+            }),
+        };
+        let message = Message {
+            id,
+            role: m.role,
+            content: m.content,
+            status: m.status,
+            created_at: m.created_at,
+            model: m.model,
+            provider: m.provider,
+            usage: m.usage.map(|u| Usage {
+                prompt_tokens: u.prompt_tokens,
+                completion_tokens: u.completion_tokens,
+                total_tokens: u.total_tokens,
+                estimated: u.estimated,
+            }),
+            attachments: m.attachments.into_iter().map(|a| AttachmentRef { url: a.url, inline: a.inline }).collect(),
+        };
+        Ok(Self { conversation, user_id: m.user_id, message, meta })
     }
 }
 
 impl Message {
-    /// The item of this message in `conversation`, owned by `user_id`.
-    pub fn to_item(&self, conversation: ConversationId, user_id: &str) -> Item {
-        let mut item = Item::from([
-            ("pk".into(), s(keys::conv_pk(conversation))),
-            ("sk".into(), s(keys::msg_sk(self.id))),
-            ("gsi1pk".into(), s(keys::user_messages(user_id))),
-            ("gsi1sk".into(), s(keys::msg_sk(self.id))),
-            ("kind".into(), s("message")),
-            ("user_id".into(), s(user_id)),
-            ("conversation_id".into(), s(conversation.to_string())),
-            ("role".into(), s(self.role.as_str())),
-            ("content".into(), s(&self.content)),
-            ("status".into(), s(self.status.as_str())),
-            ("created_at".into(), s(&self.created_at)),
-        ]);
-        if let Some(m) = &self.model {
-            item.insert("model".into(), s(m));
-        }
-        if let Some(p) = &self.provider {
-            item.insert("provider".into(), s(p));
-        }
-        if let Some(u) = &self.usage {
-            let mut usage = HashMap::from([
-                ("prompt_tokens".to_string(), n(u.prompt_tokens)),
-                ("completion_tokens".to_string(), n(u.completion_tokens)),
-                ("total_tokens".to_string(), n(u.total_tokens)),
-            ]);
-            if u.estimated {
-                usage.insert("estimated".into(), AttributeValue::Bool(true));
-            }
-            item.insert("usage".into(), AttributeValue::M(usage));
-        }
-        if !self.attachments.is_empty() {
-            let list = self
-                .attachments
-                .iter()
-                .map(|a| {
-                    let mut m = HashMap::from([("inline".to_string(), AttributeValue::Bool(a.inline))]);
-                    if let Some(u) = &a.url {
-                        m.insert("url".into(), s(u));
-                    }
-                    AttributeValue::M(m)
-                })
-                .collect();
-            item.insert("attachments".into(), AttributeValue::L(list));
-        }
-        item
+    /// The item of this message in `conversation`, owned by `user_id`; an answer's with `meta`.
+    pub fn to_item(
+        &self,
+        conversation: ConversationId,
+        user_id: &str,
+        meta: Option<&AnswerMeta>,
+    ) -> Result<Item, StoreError> {
+        to_item(
+            "message",
+            &MessageItem {
+                pk: keys::conv_pk(conversation),
+                sk: keys::msg_sk(self.id),
+                gsi1pk: keys::user_messages(user_id),
+                gsi1sk: keys::msg_sk(self.id),
+                kind: "message".into(),
+                user_id: user_id.into(),
+                conversation_id: conversation,
+                role: self.role,
+                content: self.content.clone(),
+                status: self.status,
+                created_at: self.created_at.clone(),
+                model: self.model.clone(),
+                provider: self.provider.clone(),
+                usage: self.usage.map(|u| UsageItem {
+                    prompt_tokens: u.prompt_tokens,
+                    completion_tokens: u.completion_tokens,
+                    total_tokens: u.total_tokens,
+                    estimated: u.estimated,
+                }),
+                attachments: self
+                    .attachments
+                    .iter()
+                    .map(|a| AttachmentItem { inline: a.inline, url: a.url.clone() })
+                    .collect(),
+                answers: meta.map(|m| m.user_message_id),
+                created_conversation: meta.map(|m| m.created),
+                stream_title: meta.map(|m| m.title.clone()),
+                replaces: meta.and_then(|m| m.replaces),
+                finish_reason: meta.and_then(|m| m.finish_reason.clone()),
+            },
+        )
     }
 
     pub fn from_item(item: &Item) -> Result<Self, StoreError> {
-        let id = keys::parse_msg_sk(get_s(item, "sk")?).ok_or_else(|| StoreError::Corrupt("bad message sk".into()))?;
-        let role = match get_s(item, "role")? {
-            "user" => Role::User,
-            "assistant" => Role::Assistant,
-            other => return Err(StoreError::Corrupt(format!("unknown role {other}"))),
-        };
-        let status = MessageStatus::parse(opt_s(item, "status").as_deref());
-        let usage = item.get("usage").and_then(|v| v.as_m().ok()).map(|m| Usage {
-            prompt_tokens: get_n(m, "prompt_tokens"),
-            completion_tokens: get_n(m, "completion_tokens"),
-            total_tokens: get_n(m, "total_tokens"),
-            estimated: m.get("estimated").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
-        });
-        let attachments = item
-            .get("attachments")
-            .and_then(|v| v.as_l().ok())
-            .map(|l| {
-                l.iter()
-                    .filter_map(|v| v.as_m().ok())
-                    .map(|m| AttachmentRef {
-                        url: opt_s(m, "url"),
-                        inline: m.get("inline").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(Self {
-            id,
-            role,
-            content: get_s(item, "content")?.to_string(),
-            status,
-            created_at: opt_s(item, "created_at").unwrap_or_default(),
-            model: opt_s(item, "model"),
-            provider: opt_s(item, "provider"),
-            usage,
-            attachments,
-        })
+        StoredMessage::from_item(item).map(|m| m.message)
     }
 }
 
@@ -345,9 +417,8 @@ impl Message {
 mod tests {
     use super::*;
 
-    #[test]
-    fn items_round_trip() {
-        let c = Conversation {
+    fn conversation() -> Conversation {
+        Conversation {
             id: ConversationId::new(),
             user_id: "u1".into(),
             title: "Salaam".into(),
@@ -358,8 +429,10 @@ mod tests {
             updated_at: now_rfc3339(),
             message_count: 3,
             deleted: false,
-        };
-        assert_eq!(Conversation::from_item(&c.to_item()).unwrap(), c);
+        }
+    }
+
+    fn answer() -> (Message, AnswerMeta) {
         let m = Message {
             id: MessageId::new(),
             role: Role::Assistant,
@@ -369,11 +442,11 @@ mod tests {
             model: Some("m".into()),
             provider: Some("p".into()),
             usage: Some(Usage { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3, estimated: true }),
-            attachments: vec![AttachmentRef { url: Some("https://x.example/a.png".into()), inline: false }],
+            attachments: vec![
+                AttachmentRef { url: Some("https://x.example/a.png".into()), inline: false },
+                AttachmentRef { url: None, inline: true },
+            ],
         };
-        let item = m.to_item(c.id, "u1");
-        assert_eq!(item["gsi1pk"].as_s().unwrap(), "UMSG#u1");
-        assert_eq!(Message::from_item(&item).unwrap(), m);
         let meta = AnswerMeta {
             user_message_id: MessageId::new(),
             replaces: Some(MessageId::new()),
@@ -381,13 +454,163 @@ mod tests {
             title: "t".into(),
             finish_reason: Some("stop".into()),
         };
-        let mut item = item;
-        assert_eq!(AnswerMeta::read(&item), None);
-        meta.write(&mut item);
-        assert_eq!(AnswerMeta::read(&item), Some(meta));
-        for st in [MessageStatus::Complete, MessageStatus::Incomplete, MessageStatus::Streaming, MessageStatus::Failed]
-        {
-            assert_eq!(MessageStatus::parse(Some(st.as_str())), st);
+        (m, meta)
+    }
+
+    fn m(pairs: &[(&str, AttributeValue)]) -> AttributeValue {
+        AttributeValue::M(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+    }
+
+    fn item(pairs: &[(&str, AttributeValue)]) -> Item {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    }
+
+    /// The items exactly as the hand-written mapping before serde_dynamo wrote them: existing
+    /// data must read, and new items must look the same to anything else reading the table.
+    #[test]
+    fn items_keep_their_stored_layout() {
+        let c = conversation();
+        let want = item(&[
+            ("pk", s(format!("CONV#{}", c.id))),
+            ("sk", s("META")),
+            ("gsi1pk", s("USER#u1")),
+            ("gsi1sk", s(format!("CONV#{}", c.id))),
+            ("kind", s("conversation")),
+            ("user_id", s("u1")),
+            ("title", s("Salaam")),
+            ("mode", s("code")),
+            ("created_at", s(&c.created_at)),
+            ("updated_at", s(&c.updated_at)),
+            ("message_count", AttributeValue::N("3".into())),
+            ("model", s("m")),
+        ]);
+        assert_eq!(c.to_item().unwrap(), want);
+        assert_eq!(Conversation::from_item(&want).unwrap(), c);
+
+        let (a, meta) = answer();
+        let want = item(&[
+            ("pk", s(format!("CONV#{}", c.id))),
+            ("sk", s(format!("M#{}", a.id))),
+            ("gsi1pk", s("UMSG#u1")),
+            ("gsi1sk", s(format!("M#{}", a.id))),
+            ("kind", s("message")),
+            ("user_id", s("u1")),
+            ("conversation_id", s(c.id.to_string())),
+            ("role", s("assistant")),
+            ("content", s(&a.content)),
+            ("status", s("incomplete")),
+            ("created_at", s(&a.created_at)),
+            ("model", s("m")),
+            ("provider", s("p")),
+            (
+                "usage",
+                m(&[
+                    ("prompt_tokens", n(1)),
+                    ("completion_tokens", n(2)),
+                    ("total_tokens", n(3)),
+                    ("estimated", AttributeValue::Bool(true)),
+                ]),
+            ),
+            (
+                "attachments",
+                AttributeValue::L(vec![
+                    m(&[("inline", AttributeValue::Bool(false)), ("url", s("https://x.example/a.png"))]),
+                    m(&[("inline", AttributeValue::Bool(true))]),
+                ]),
+            ),
+            ("answers", s(meta.user_message_id.to_string())),
+            ("created_conversation", AttributeValue::Bool(true)),
+            ("stream_title", s("t")),
+            ("replaces", s(meta.replaces.unwrap().to_string())),
+            ("finish_reason", s("stop")),
+        ]);
+        assert_eq!(a.to_item(c.id, "u1", Some(&meta)).unwrap(), want);
+        let read = StoredMessage::from_item(&want).unwrap();
+        assert_eq!(read, StoredMessage { conversation: c.id, user_id: "u1".into(), message: a, meta: Some(meta) });
+    }
+
+    #[test]
+    fn items_round_trip() {
+        let mut c = conversation();
+        c.system_prompt = Some("Be brief.".into());
+        c.model = None;
+        assert_eq!(Conversation::from_item(&c.to_item().unwrap()).unwrap(), c);
+        let mut deleting = c.to_item().unwrap();
+        deleting.insert("deleted_at".into(), s(now_rfc3339()));
+        assert!(Conversation::from_item(&deleting).unwrap().deleted);
+
+        let (a, meta) = answer();
+        let bare = AnswerMeta { replaces: None, finish_reason: None, ..meta.clone() };
+        for meta in [None, Some(&meta), Some(&bare)] {
+            let read = StoredMessage::from_item(&a.to_item(c.id, "u1", meta).unwrap()).unwrap();
+            assert_eq!((read.message, read.meta.as_ref()), (a.clone(), meta));
         }
+        for status in
+            [MessageStatus::Complete, MessageStatus::Incomplete, MessageStatus::Streaming, MessageStatus::Failed]
+        {
+            let user = Message {
+                role: Role::User,
+                status,
+                model: None,
+                provider: None,
+                usage: None,
+                attachments: Vec::new(),
+                ..a.clone()
+            };
+            let item = user.to_item(c.id, "u1", None).unwrap();
+            assert_eq!(item["status"], s(status.as_str()));
+            assert!(!item.contains_key("usage") && !item.contains_key("attachments") && !item.contains_key("answers"));
+            assert_eq!(Message::from_item(&item).unwrap(), user);
+        }
+    }
+
+    /// What each case reports; `Corrupt`, never a default and never a panic.
+    fn corrupt<T: std::fmt::Debug>(r: Result<T, StoreError>) -> String {
+        match r {
+            Err(StoreError::Corrupt(why)) => why,
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    /// `item` with attribute `k` set to `v`, or removed.
+    fn altered(item: &Item, k: &str, v: Option<AttributeValue>) -> Item {
+        let mut item = item.clone();
+        match v {
+            Some(v) => item.insert(k.into(), v),
+            None => item.remove(k),
+        };
+        item
+    }
+
+    #[test]
+    fn a_missing_or_garbled_attribute_is_an_error_naming_it() {
+        let c = conversation();
+        let good = c.to_item().unwrap();
+        let with = |k: &str, v: Option<AttributeValue>| Conversation::from_item(&altered(&good, k, v));
+        let why = corrupt(with("message_count", Some(AttributeValue::N("12secret".into()))));
+        assert!(why.contains("`message_count`") && !why.contains("secret"), "{why}");
+        assert!(corrupt(with("message_count", None)).contains("missing field `message_count`"));
+        assert!(corrupt(with("message_count", Some(s("3")))).contains("`message_count`"));
+        assert!(corrupt(with("message_count", Some(AttributeValue::N("-1".into())))).contains("`message_count`"));
+        assert!(corrupt(with("mode", Some(s("secret-mode")))).contains("`mode`"));
+        assert!(corrupt(with("user_id", None)).contains("user_id"));
+        assert!(corrupt(with("pk", Some(s("CONV#not-an-id")))).contains("`pk`"));
+
+        let (a, meta) = answer();
+        let good = a.to_item(c.id, "u1", Some(&meta)).unwrap();
+        let with = |k: &str, v: Option<AttributeValue>| StoredMessage::from_item(&altered(&good, k, v));
+        let garbled_usage =
+            m(&[("prompt_tokens", AttributeValue::N("x".into())), ("completion_tokens", n(2)), ("total_tokens", n(3))]);
+        assert!(corrupt(with("usage", Some(garbled_usage))).contains("`usage.prompt_tokens`"));
+        assert!(corrupt(with("usage", Some(m(&[("prompt_tokens", n(1))])))).contains("completion_tokens"));
+        assert!(corrupt(with("role", Some(s("system")))).contains("`role`"));
+        assert!(corrupt(with("status", Some(s("done")))).contains("`status`"));
+        assert!(corrupt(with("status", None)).contains("status"));
+        assert!(corrupt(with("content", Some(n(1)))).contains("`content`"));
+        assert!(corrupt(with("attachments", Some(AttributeValue::L(vec![s("x")])))).contains("attachments"));
+        assert!(corrupt(with("answers", Some(s("not-an-id")))).contains("`answers`"));
+        assert!(corrupt(with("stream_title", None)).contains("stream_title"));
+        assert!(corrupt(with("sk", Some(s("META")))).contains("`sk`"));
+        assert!(corrupt(with("conversation_id", None)).contains("conversation_id"));
     }
 }

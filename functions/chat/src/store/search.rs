@@ -19,7 +19,7 @@ use unicode_normalization::char::canonical_combining_class;
 use super::cursor::Cursor;
 use super::fold::{fold, fold_mapped, fold_query};
 use super::ids::{ConversationId, MessageId};
-use super::model::{Conversation, Item, s};
+use super::model::{Conversation, Item, StoredMessage};
 use super::{ConversationStore, StoreError, build, key, keys};
 
 /// Items read per Query page (further bounded by the remaining budget).
@@ -187,28 +187,9 @@ impl ConversationStore {
             let page = budget.min(PAGE);
             match phase {
                 Phase::Titles(after) => {
-                    let start = after.map(|c| {
-                        Item::from([
-                            ("pk".into(), s(keys::conv_pk(c))),
-                            ("sk".into(), s(keys::META_SK)),
-                            ("gsi1pk".into(), s(keys::user_conversations(user_id))),
-                            ("gsi1sk".into(), s(keys::conv_gsi_sk(c))),
-                        ])
-                    });
-                    let out = self
-                        .client()
-                        .query()
-                        .table_name(self.table())
-                        .index_name(keys::INDEX)
-                        .key_condition_expression("#gpk = :gpk")
-                        .expression_attribute_names("#gpk", "gsi1pk")
-                        .expression_attribute_values(":gpk", s(keys::user_conversations(user_id)))
-                        .scan_index_forward(false)
-                        .limit(page as i32)
-                        .set_exclusive_start_key(start)
-                        .send()
-                        .await
-                        .map_err(|e| StoreError::dynamo("search titles", e))?;
+                    let start = after.map(|c| keys::conv_index_key(user_id, c));
+                    let partition = keys::user_conversations(user_id);
+                    let out = self.newest_first("search titles", partition, page, start).await?;
                     let mut last = after;
                     for item in out.items() {
                         budget = budget.saturating_sub(1);
@@ -243,44 +224,20 @@ impl ConversationStore {
                     };
                 }
                 Phase::Content(after) => {
-                    let start = after.map(|(c, m)| {
-                        Item::from([
-                            ("pk".into(), s(keys::conv_pk(c))),
-                            ("sk".into(), s(keys::msg_sk(m))),
-                            ("gsi1pk".into(), s(keys::user_messages(user_id))),
-                            ("gsi1sk".into(), s(keys::msg_sk(m))),
-                        ])
-                    });
-                    let out = self
-                        .client()
-                        .query()
-                        .table_name(self.table())
-                        .index_name(keys::INDEX)
-                        .key_condition_expression("#gpk = :gpk")
-                        .expression_attribute_names("#gpk", "gsi1pk")
-                        .expression_attribute_values(":gpk", s(keys::user_messages(user_id)))
-                        .scan_index_forward(false)
-                        .limit(page as i32)
-                        .set_exclusive_start_key(start)
-                        .send()
-                        .await
-                        .map_err(|e| StoreError::dynamo("search messages", e))?;
+                    let start = after.map(|(c, m)| keys::msg_index_key(user_id, c, m));
+                    let partition = keys::user_messages(user_id);
+                    let out = self.newest_first("search messages", partition, page, start).await?;
                     let mut last = after;
                     for item in out.items() {
                         budget = budget.saturating_sub(1);
                         scanned += 1;
-                        let (Some(cid), Some(mid)) = (
-                            item.get("pk").and_then(|v| v.as_s().ok()).and_then(|pk| keys::parse_conv_pk(pk)),
-                            item.get("sk").and_then(|v| v.as_s().ok()).and_then(|sk| keys::parse_msg_sk(sk)),
-                        ) else {
-                            continue;
-                        };
+                        let found = StoredMessage::from_item(item)?;
+                        let (cid, mid) = (found.conversation, found.message.id);
                         last = Some((cid, mid));
-                        let owned = item.get("user_id").and_then(|v| v.as_s().ok()).is_some_and(|u| u == user_id);
-                        let content = item.get("content").and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or("");
-                        if !owned || seen.contains(&cid) {
+                        if found.user_id != user_id || seen.contains(&cid) {
                             continue;
                         }
+                        let content = &found.message.content;
                         if let Some(at) = find(content, &needle) {
                             seen.insert(cid);
                             pending.push((cid, mid, snippet(content, at)));
@@ -329,13 +286,16 @@ impl ConversationStore {
                 }
                 let request = build(KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build())?;
                 let out = self
+                    .table
                     .client()
                     .batch_get_item()
-                    .request_items(self.table(), request)
+                    .request_items(self.table.name(), request)
                     .send()
                     .await
                     .map_err(|e| StoreError::dynamo("read conversations", e))?;
-                for item in out.responses().and_then(|r| r.get(self.table())).map(Vec::as_slice).unwrap_or_default() {
+                for item in
+                    out.responses().and_then(|r| r.get(self.table.name())).map(Vec::as_slice).unwrap_or_default()
+                {
                     let c = Conversation::from_item(item)?;
                     if c.user_id == user_id && !c.deleted {
                         found.insert(c.id, c);
@@ -343,7 +303,7 @@ impl ConversationStore {
                 }
                 keys = out
                     .unprocessed_keys()
-                    .and_then(|u| u.get(self.table()))
+                    .and_then(|u| u.get(self.table.name()))
                     .map(|k| k.keys().to_vec())
                     .unwrap_or_default();
                 if !keys.is_empty() {
