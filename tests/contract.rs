@@ -5,7 +5,8 @@
 //!   carries `request_path::Unrouted`);
 //! - each function's `openapi()` and the document the docs function embeds.
 //!
-//! And the embedded document is exactly what the code generates (`make openapi`).
+//! And the embedded document is exactly what the code generates (`make openapi`), and each route is
+//! reached (signed in or not) as its function's route table declares.
 //!
 //! OPTIONS is never documented nor served by a route: the shared CORS layer answers every
 //! OPTIONS request (the preflight). An OPTIONS route in template.yaml is therefore only allowed
@@ -15,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use axum::body::Body;
 use baatcheet_local::{functions, openapi};
+use baatcheet_shared::rate_limit::Access;
 use baatcheet_shared::request_path::Unrouted;
 use baatcheet_tests::{TestStack, as_client, template};
 use serde_json::Value;
@@ -149,6 +151,28 @@ async fn every_function_serves_exactly_its_documented_routes() {
         }
         assert_eq!(served, routed, "{}", diff(&function, ("router", &served), ("template.yaml", &routed)));
     }
+}
+
+/// Each route is reached as its function's route table declares: without a token, a route for a
+/// signed-in user answers 401 before anything else runs, and a public or unlimited one does not.
+#[tokio::test]
+async fn every_route_is_reached_as_its_table_declares() {
+    let stack = TestStack::new().await;
+    let ctx = stack.context().await;
+    let mut checked = 0;
+    for function in routed_functions() {
+        let router = as_client(functions::router_for(&function, &ctx).expect("function exists"), "198.51.100.41");
+        let rows = functions::routes_for(&function).expect("a route table");
+        for row in rows {
+            let req = http::Request::builder().method(row.method.as_str()).uri(concrete(&row.path)).body(Body::empty());
+            let res = router.clone().oneshot(req.unwrap()).await.expect("infallible");
+            let signed_in = matches!(row.access, Access::SignedIn | Access::SignedInLimited);
+            let what = format!("{} {} ({function}, {:?})", row.method, row.path, row.access);
+            assert_eq!(res.status() == http::StatusCode::UNAUTHORIZED, signed_in, "{what}: {}", res.status());
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, template_routes(None).len(), "every routed operation is a row of a table");
 }
 
 #[tokio::test]
