@@ -715,7 +715,7 @@ async fn transcription_sends_the_audio_as_multipart_with_failover() {
 
     let bad = TranscriptionInput { model: Some("nope".into()), ..input.clone() };
     assert!(matches!(
-        h.service().transcribe(&user("alice"), bad).await,
+        h.service().transcribe(&user("alice"), bad).await.map_err(baatcheet_shared::ApiError::from),
         Err(baatcheet_shared::ApiError::Validation(_))
     ));
     let empty = TranscriptionInput { audio: AudioFile { bytes: Vec::new().into(), ..input.audio.clone() }, ..input };

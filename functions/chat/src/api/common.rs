@@ -1,8 +1,7 @@
-//! What several resources share: pages (`?limit=&cursor=`), the `model` rule, the schema of a text
-//! field, and a single-field 422.
+//! What several resources share: pages (`?limit=&cursor=`), the `model` rule and the schema of a
+//! text field.
 
 use baatcheet_shared::validation::{ModelId, Report, Validate, text};
-use baatcheet_shared::{ApiError, FieldError};
 use serde::Deserialize;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
@@ -100,9 +99,4 @@ impl PageRequest {
     pub fn first(limit: usize) -> Self {
         Self { limit, cursor: None }
     }
-}
-
-/// A single field failure as the 422 the extractors would give.
-pub fn field_error(pointer: &str, detail: impl Into<String>) -> ApiError {
-    ApiError::Validation(vec![FieldError::new(pointer, detail)])
 }

@@ -13,7 +13,7 @@ use baatcheet_shared::openapi::{
 use baatcheet_shared::validation::ValidJson;
 
 use crate::api::{CompletionRequest, CompletionResponse, RegenerateRequest};
-use crate::service::{Answer, Idempotent};
+use crate::service::{Answer, ChatError, Idempotent};
 use crate::sse::StreamEvent;
 use crate::store::idempotency::Claim;
 use crate::streams::StreamLease;
@@ -72,7 +72,7 @@ async fn open_stream(
 /// has ended, so it is released before answering.
 async fn leased(
     state: &ChatState,
-    answer: Result<Answer, ApiError>,
+    answer: Result<Answer, ChatError>,
     lease: Option<StreamLease>,
 ) -> Result<Response, ApiError> {
     match (answer, lease) {
@@ -87,7 +87,7 @@ async fn leased(
             if let Some(lease) = lease {
                 lease.release().await;
             }
-            other.map(|a| answer_response(state, a))
+            other.map(|a| answer_response(state, a)).map_err(ApiError::from)
         }
     }
 }

@@ -12,9 +12,9 @@
 //! is always a `data:` URL of verified bytes (the canonical media type), never the user's URL: the
 //! provider sees exactly the bytes that were checked.
 
+use super::ChatError;
 use crate::safety::ssrf::{self, CheckedUrl, FetchLimits, Resolver, UrlGuard};
 use crate::safety::upload::{self, MediaClass, UploadLimits, VerifiedFile};
-use baatcheet_shared::ApiError;
 use std::sync::Arc;
 
 use crate::api::AttachmentInput;
@@ -51,23 +51,23 @@ impl Attachments {
         }
     }
 
-    /// 413 when a message carries more images than allowed.
-    pub fn check_count(&self, n: usize) -> Result<(), ApiError> {
-        self.limits.check_image_count("/attachments", n)
+    /// Refused (413) when a message carries more images than allowed.
+    pub fn check_count(&self, n: usize) -> Result<(), ChatError> {
+        self.limits.check_image_count("/attachments", n).map_err(ChatError::ImageRefused)
     }
 
     /// Step 1: count, data URLs verified, web URLs checked (no fetch).
-    pub async fn check(&self, items: &[AttachmentInput]) -> Result<Vec<Checked>, ApiError> {
+    pub async fn check(&self, items: &[AttachmentInput]) -> Result<Vec<Checked>, ChatError> {
         self.check_count(items.len())?;
         let mut out = Vec::with_capacity(items.len());
         for (i, a) in items.iter().enumerate() {
             let pointer = a.pointer(i);
             if a.is_inline() {
-                let file =
-                    upload::parse_data_url(a.url(), MediaClass::Image, &self.limits).map_err(|e| e.at(&pointer))?;
+                let file = upload::parse_data_url(a.url(), MediaClass::Image, &self.limits)
+                    .map_err(|e| ChatError::ImageRefused(e.at(&pointer)))?;
                 out.push(Checked::Inline(file));
             } else {
-                let url = self.guard.check_field(&pointer, a.url()).await?;
+                let url = self.guard.check_field(&pointer, a.url()).await.map_err(ChatError::ImageRefused)?;
                 out.push(Checked::Remote { pointer, url });
             }
         }
@@ -75,17 +75,21 @@ impl Attachments {
     }
 
     /// Step 2: fetches the checked URLs (concurrently) and verifies what they returned.
-    pub async fn load(&self, checked: Vec<Checked>) -> Result<Vec<Image>, ApiError> {
+    pub async fn load(&self, checked: Vec<Checked>) -> Result<Vec<Image>, ChatError> {
         let loads = checked.into_iter().map(|c| async move {
             match c {
                 Checked::Inline(file) => {
                     Ok(Image { data_url: file.to_data_url(), stored: AttachmentRef { url: None, inline: true } })
                 }
                 Checked::Remote { pointer, url } => {
-                    let fetched = ssrf::fetch(&url, &self.fetch).await.map_err(|e| e.at(&pointer))?;
+                    let fetched = ssrf::fetch(&url, &self.fetch).await.map_err(|e| match e {
+                        // Not the image's fault: the fetch's HTTP client could not be built.
+                        ssrf::FetchError::Client(_) => ChatError::internal(e),
+                        e => ChatError::ImageRefused(e.at(&pointer)),
+                    })?;
                     let file =
                         upload::verify(MediaClass::Image, fetched.content_type.as_deref(), fetched.bytes, &self.limits)
-                            .map_err(|e| e.at(&pointer))?;
+                            .map_err(|e| ChatError::ImageRefused(e.at(&pointer)))?;
                     Ok(Image {
                         data_url: file.to_data_url(),
                         stored: AttachmentRef { url: Some(url.as_str().to_string()), inline: false },

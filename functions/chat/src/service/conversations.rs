@@ -1,11 +1,11 @@
 //! Conversation management: list, read, rename, delete, search, always within the caller's own
 //! conversations (another user's is "not found", never "forbidden").
 
+use baatcheet_shared::FieldError;
 use baatcheet_shared::auth::AuthUser;
 use baatcheet_shared::validation::{Report, text};
-use baatcheet_shared::{ApiError, FieldError};
 
-use super::{ChatService, owner};
+use super::{ChatError, ChatService, owner};
 use crate::api::{
     ConversationDetail, ConversationList, MAX_PAGE, MAX_SEARCH_PAGE, PageRequest, SearchRequest, SearchResults,
     check_search,
@@ -15,13 +15,13 @@ use crate::store::ids::ConversationId;
 use crate::store::model::Conversation;
 use crate::title;
 
-fn bad_cursor() -> ApiError {
-    ApiError::Validation(vec![FieldError::new("/query/cursor", "is not a valid cursor")])
+fn bad_cursor() -> ChatError {
+    ChatError::Invalid(vec![FieldError::new("/query/cursor", "is not a valid cursor")])
 }
 
 impl ChatService {
     /// The caller's conversations, newest first.
-    pub async fn list_conversations(&self, user: &AuthUser, page: PageRequest) -> Result<ConversationList, ApiError> {
+    pub async fn list_conversations(&self, user: &AuthUser, page: PageRequest) -> Result<ConversationList, ChatError> {
         let after = match page.cursor {
             None => None,
             Some(Cursor::Conversations(c)) => Some(c),
@@ -37,7 +37,7 @@ impl ChatService {
         user: &AuthUser,
         id: ConversationId,
         page: PageRequest,
-    ) -> Result<ConversationDetail, ApiError> {
+    ) -> Result<ConversationDetail, ChatError> {
         let before = match page.cursor {
             None => None,
             Some(Cursor::Messages(c, m)) if c == id => Some(m),
@@ -52,15 +52,15 @@ impl ChatService {
         user: &AuthUser,
         id: ConversationId,
         title: &str,
-    ) -> Result<Conversation, ApiError> {
+    ) -> Result<Conversation, ChatError> {
         // The same rule as `RenameRequest`'s `Validate` (a short identifier).
         let title = text::normalize_identifier(title, 1, title::MAX_TITLE)
-            .map_err(|e| ApiError::Validation(vec![FieldError::new("/title", e.to_string())]))?;
+            .map_err(|e| ChatError::Invalid(vec![FieldError::new("/title", e.to_string())]))?;
         Ok(self.store.rename(owner(user), id, &title).await?)
     }
 
     /// Deletes the conversation and every message in it.
-    pub async fn delete_conversation(&self, user: &AuthUser, id: ConversationId) -> Result<(), ApiError> {
+    pub async fn delete_conversation(&self, user: &AuthUser, id: ConversationId) -> Result<(), ChatError> {
         let removed = self.store.delete(owner(user), id).await?;
         tracing::info!(conversation = %id, messages = removed, "conversation deleted");
         Ok(())
@@ -68,7 +68,7 @@ impl ChatService {
 
     /// Case-insensitive search of the caller's conversation titles and messages, with bounded work
     /// per request (`SEARCH_MAX_ITEMS` items read at most).
-    pub async fn search(&self, user: &AuthUser, req: &SearchRequest) -> Result<SearchResults, ApiError> {
+    pub async fn search(&self, user: &AuthUser, req: &SearchRequest) -> Result<SearchResults, ChatError> {
         let q = req.q.trim();
         // The same rules as `SearchQuery`'s `Validate`.
         let mut report = Report::new("/query");

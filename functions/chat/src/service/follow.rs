@@ -4,7 +4,6 @@
 //! before is seen) until it ends. The event ids are those of the live stream (`sse::EventId`), so
 //! a client may drop and resume any number of times, from any instance.
 
-use baatcheet_shared::ApiError;
 use baatcheet_shared::auth::AuthUser;
 use baatcheet_shared::request_id::RequestInfo;
 use std::time::Duration;
@@ -14,7 +13,8 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::completion::{ANSWER_BUDGET, ChatStream, MAX_ANSWER_BYTES};
-use super::{ChatService, owner};
+use super::error::stream_problem;
+use super::{ChatError, ChatService, owner};
 use crate::api::{StreamDone, StreamStart};
 use crate::providers::client::StreamError;
 use crate::sse::{ChatEvent, EventId, SseEvent};
@@ -27,14 +27,6 @@ pub const FOLLOW_POLL: Duration = Duration::from_millis(200);
 /// An answer still `streaming` this long after it began was abandoned (its instance died): the
 /// answer's budget, the first-token wait before it, and a margin.
 const ABANDONED_AFTER: Duration = Duration::from_secs(ANSWER_BUDGET.as_secs() + 40);
-
-fn not_found() -> ApiError {
-    ApiError::NotFound("Message not found, or it has no stream.".into())
-}
-
-fn bad_last_event_id() -> ApiError {
-    ApiError::BadRequest("Last-Event-ID is not an event id of this stream.".into())
-}
 
 /// The `conversation` event of an answer, rebuilt from its item.
 fn start_of(conversation_id: ConversationId, message: &Message, meta: &AnswerMeta) -> StreamStart {
@@ -62,20 +54,20 @@ impl ChatService {
         user: &AuthUser,
         message: MessageId,
         last: Option<EventId>,
-    ) -> Result<ChatStream, ApiError> {
+    ) -> Result<ChatStream, ChatError> {
         let map = |e: StoreError| match e {
-            StoreError::NotFound => not_found(),
-            e => ApiError::from(e),
+            StoreError::NotFound => ChatError::MessageNotFound,
+            e => ChatError::Store(e),
         };
         let conversation = self.store.message_conversation(owner(user), message).await.map_err(map)?;
         let (current, meta) = self.store.message(owner(user), conversation, message).await.map_err(map)?;
         let Some(meta) = meta.filter(|_| current.role == Role::Assistant) else {
-            return Err(not_found());
+            return Err(ChatError::MessageNotFound);
         };
         if let Some(EventId::At(n)) = last
             && (n > MAX_ANSWER_BYTES || (n <= current.content.len() && !current.content.is_char_boundary(n)))
         {
-            return Err(bad_last_event_id());
+            return Err(ChatError::BadLastEventId);
         }
         let start = start_of(conversation, &current, &meta);
         let (tx, rx) = mpsc::channel(16);
@@ -103,13 +95,8 @@ struct Follower {
 }
 
 impl Follower {
-    fn problem(&self, err: &ApiError) -> ChatEvent {
-        let mut p = err.problem();
-        if let Some(r) = &self.request {
-            p.instance = Some(r.path.clone());
-            p.request_id = Some(r.id.clone());
-        }
-        ChatEvent::Error(Box::new(p))
+    fn problem(&self, err: ChatError) -> ChatEvent {
+        ChatEvent::Error(Box::new(stream_problem(err, self.request.as_ref())))
     }
 
     async fn run(self, mut current: Message, last: Option<EventId>, tx: mpsc::Sender<SseEvent>) {
@@ -133,7 +120,7 @@ impl Follower {
             let text = &current.content;
             if offset < text.len() {
                 let Some(rest) = text.get(offset..) else {
-                    let _ = send(EventId::End, self.problem(&bad_last_event_id())).await;
+                    let _ = send(EventId::End, self.problem(ChatError::BadLastEventId)).await;
                     return;
                 };
                 if !send(EventId::At(text.len()), ChatEvent::Delta(rest.to_string())).await {
@@ -143,7 +130,7 @@ impl Follower {
             }
             let end = match current.status {
                 MessageStatus::Streaming if abandoned(&current) => {
-                    Some(self.problem(&ApiError::BadGateway(Box::new(StreamError::Dropped))))
+                    Some(self.problem(ChatError::Upstream(StreamError::Dropped)))
                 }
                 MessageStatus::Streaming => None,
                 MessageStatus::Complete => Some(ChatEvent::Done(StreamDone {
@@ -154,7 +141,7 @@ impl Follower {
                     finish_reason: finish_reason.clone(),
                 })),
                 MessageStatus::Incomplete | MessageStatus::Failed => {
-                    Some(self.problem(&ApiError::BadGateway(Box::new(StreamError::Dropped))))
+                    Some(self.problem(ChatError::Upstream(StreamError::Dropped)))
                 }
             };
             if let Some(ev) = end {
@@ -172,15 +159,11 @@ impl Follower {
                 }
                 // Removed: no provider could answer (the request that began it got the problem).
                 Err(StoreError::NotFound) => {
-                    let err = ApiError::Unavailable {
-                        detail: "No AI provider could answer this message; please retry.".into(),
-                        retry_after_secs: Some(5),
-                    };
-                    let _ = send(EventId::End, self.problem(&err)).await;
+                    let _ = send(EventId::End, self.problem(ChatError::NoProviderAnswered)).await;
                     return;
                 }
                 Err(e) => {
-                    let _ = send(EventId::End, self.problem(&ApiError::from(e))).await;
+                    let _ = send(EventId::End, self.problem(ChatError::Store(e))).await;
                     return;
                 }
             }

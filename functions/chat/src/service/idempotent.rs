@@ -3,13 +3,12 @@
 //! the first attempt found no provider, the repeat that comes first takes the key over and answers
 //! the stored user message (no second copy of it).
 
-use baatcheet_shared::ApiError;
 use baatcheet_shared::auth::AuthUser;
 use std::time::{Duration, Instant};
 
-use super::completion::{ChatStream, running_conflict};
+use super::completion::ChatStream;
 use super::follow::FOLLOW_POLL;
-use super::{ChatService, owner};
+use super::{ChatError, ChatService, owner};
 use crate::api::{AnswerMessage, CompletionResponse, RegenerateInput};
 use crate::store::StoreError;
 use crate::store::idempotency::{Claim, IdempotencyStore, KeyRecord, KeyRef, KeyState};
@@ -36,12 +35,6 @@ pub enum Answer {
     Whole(CompletionResponse),
 }
 
-fn gone() -> ApiError {
-    ApiError::Conflict(
-        "The first request with this Idempotency-Key ended without an answer; send the request again.".into(),
-    )
-}
-
 impl ChatService {
     /// Follows the key's answer, waiting for the first request to begin it; or, when the first
     /// attempt found no provider, answers its stored user message (`retry` is the regenerate of
@@ -54,7 +47,7 @@ impl ChatService {
         stream: bool,
         retry: RegenerateInput,
         fresh_prompt: bool,
-    ) -> Result<Answer, ApiError> {
+    ) -> Result<Answer, ChatError> {
         let started = Instant::now();
         loop {
             if let (Some(conversation), Some(message)) = (record.conversation_id, record.message_id) {
@@ -62,7 +55,7 @@ impl ChatService {
             }
             if record.state == KeyState::Failed && k.store.retake(&k.key).await? {
                 let owner_key = Idempotent { claim: Claim::Owner, ..k.clone() };
-                let restore = |e: ApiError| async {
+                let restore = |e: ChatError| async {
                     if let (Some(c), Some(m)) = (record.conversation_id, record.user_message_id)
                         && let Err(f) = k.store.failed(&k.key, c, m).await
                     {
@@ -80,10 +73,7 @@ impl ChatService {
                             && (p.replaces.is_some() || Some(p.user_message_id) != record.user_message_id) =>
                     {
                         // The conversation moved on since: the message of this key is no longer the one to answer.
-                        return Err(restore(ApiError::Conflict(
-                            "The message of this Idempotency-Key is no longer the last of its conversation.".into(),
-                        ))
-                        .await);
+                        return Err(restore(ChatError::KeyMovedOn).await);
                     }
                     Ok(p) => p,
                     Err(e) => return Err(restore(e).await),
@@ -91,15 +81,13 @@ impl ChatService {
                 return self.answer(user, prepared, stream, Some(&owner_key)).await;
             }
             if record.state == KeyState::Done {
-                return Err(gone());
+                return Err(ChatError::KeyGone);
             }
             if started.elapsed() > PREPARE_WAIT {
-                return Err(ApiError::Conflict(
-                    "The first request with this Idempotency-Key is still being prepared; retry shortly.".into(),
-                ));
+                return Err(ChatError::KeyPreparing);
             }
             tokio::time::sleep(FOLLOW_POLL).await;
-            record = k.store.get(&k.key).await?.ok_or_else(gone)?;
+            record = k.store.get(&k.key).await?.ok_or(ChatError::KeyGone)?;
         }
     }
 
@@ -110,7 +98,7 @@ impl ChatService {
         conversation: ConversationId,
         message: MessageId,
         stream: bool,
-    ) -> Result<Answer, ApiError> {
+    ) -> Result<Answer, ChatError> {
         if stream {
             return self.follow(user, message, None).await.map(Answer::Stream);
         }
@@ -119,7 +107,7 @@ impl ChatService {
             let (m, _) = match self.store.message(owner(user), conversation, message).await {
                 Ok(found) => found,
                 // Removed: its attempt found no provider (and a repeat may answer it next).
-                Err(StoreError::NotFound) => return Err(gone()),
+                Err(StoreError::NotFound) => return Err(ChatError::KeyGone),
                 Err(e) => return Err(e.into()),
             };
             match m.status {
@@ -135,9 +123,9 @@ impl ChatService {
                 MessageStatus::Streaming if started.elapsed() < ANSWER_WAIT => {
                     tokio::time::sleep(FOLLOW_POLL).await;
                 }
-                MessageStatus::Streaming => return Err(running_conflict(m.id)),
+                MessageStatus::Streaming => return Err(ChatError::Running(m.id)),
                 MessageStatus::Incomplete | MessageStatus::Failed => {
-                    return Err(ApiError::BadGateway(Box::new(crate::providers::client::StreamError::Dropped)));
+                    return Err(ChatError::Upstream(crate::providers::client::StreamError::Dropped));
                 }
             }
         }

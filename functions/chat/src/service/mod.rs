@@ -1,10 +1,12 @@
 //! The chat domain, apart from HTTP: every operation takes the authenticated caller (`&AuthUser`)
-//! and typed, validated input, and returns domain values or an `ApiError`. The HTTP adapters in
+//! and typed, validated input, and returns domain values or a [`ChatError`] (`error`: mapped to a
+//! problem at the HTTP edge). The HTTP adapters in
 //! `http` only extract, call and render.
 
 pub mod attachments;
 pub mod completion;
 pub mod conversations;
+pub mod error;
 pub mod follow;
 pub mod idempotent;
 pub mod transcribe;
@@ -23,6 +25,7 @@ use crate::streams::{OpenStreams, StreamLease};
 use attachments::Attachments;
 
 pub use completion::ChatStream;
+pub use error::ChatError;
 pub use idempotent::{Answer, Idempotent};
 pub use transcribe::TranscriptionInput;
 
@@ -84,7 +87,7 @@ impl ChatService {
     }
 
     /// `GET /api/v1/chat/models`: the configured models (no caller needed: the route is public).
-    pub async fn models(&self) -> Result<ModelsResponse, ApiError> {
+    pub async fn models(&self) -> Result<ModelsResponse, ChatError> {
         let catalog = self.providers.catalog().await?;
         Ok(ModelsResponse {
             models: catalog.models(),

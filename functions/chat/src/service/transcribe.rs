@@ -5,11 +5,11 @@
 //! charges its seconds to `audio_seconds` (by tier) once the request is known to be valid, before
 //! the upstream is called.
 
+use baatcheet_shared::FieldError;
 use baatcheet_shared::auth::AuthUser;
 use baatcheet_shared::rate_limit::Policy;
-use baatcheet_shared::{ApiError, FieldError};
 
-use super::ChatService;
+use super::{ChatError, ChatService};
 use crate::api::{Transcription, valid_language};
 use crate::providers::client::AudioFile;
 
@@ -25,18 +25,18 @@ pub struct TranscriptionInput {
 }
 
 impl ChatService {
-    pub async fn transcribe(&self, user: &AuthUser, input: TranscriptionInput) -> Result<Transcription, ApiError> {
+    pub async fn transcribe(&self, user: &AuthUser, input: TranscriptionInput) -> Result<Transcription, ChatError> {
         if input.audio.bytes.is_empty() {
-            return Err(ApiError::Validation(vec![FieldError::new("/file", "must not be empty")]));
+            return Err(ChatError::Invalid(vec![FieldError::new("/file", "must not be empty")]));
         }
         let max = self.config.uploads.max_audio_bytes;
         if input.audio.bytes.len() > max {
-            return Err(ApiError::PayloadTooLarge(format!("Audio files are limited to {max} bytes.")));
+            return Err(ChatError::AudioTooLarge { max });
         }
         if let Some(l) = &input.language
             && !valid_language(l)
         {
-            return Err(ApiError::Validation(vec![FieldError::new(
+            return Err(ChatError::Invalid(vec![FieldError::new(
                 "/query/language",
                 "must be an ISO 639-1 code such as ur or en",
             )]));
@@ -45,17 +45,9 @@ impl ChatService {
         let model = match input.model.as_deref() {
             Some(id) => match catalog.model(id) {
                 Some(m) if m.audio => m.clone(),
-                _ => {
-                    return Err(ApiError::Validation(vec![FieldError::new(
-                        "/query/model",
-                        "is not a transcription model",
-                    )]));
-                }
+                _ => return Err(ChatError::NotTranscriptionModel),
             },
-            None => catalog.default_audio_model().cloned().ok_or_else(|| ApiError::Unavailable {
-                detail: "No transcription model is configured right now.".into(),
-                retry_after_secs: Some(30),
-            })?,
+            None => catalog.default_audio_model().cloned().ok_or(ChatError::NoAudioModel)?,
         };
         self.limiter.check(Policy::AudioSeconds(user.tier), &user.user_id, input.seconds.max(1)).await?;
         let done = self.providers.transcribe(&catalog, &model.id, &input.audio, input.language.as_deref()).await?;

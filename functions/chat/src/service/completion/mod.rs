@@ -7,13 +7,12 @@
 mod prepare;
 mod stream;
 
-use baatcheet_shared::ApiError;
 use baatcheet_shared::auth::AuthUser;
 use baatcheet_shared::error::error_chain;
 use tracing::Instrument;
 
 use super::idempotent::{Answer, Idempotent};
-use super::{ChatService, owner};
+use super::{ChatError, ChatService, owner};
 use crate::api::{AnswerMessage, CompletionInput, CompletionResponse, RegenerateInput, StreamStart};
 use crate::context::estimate_tokens;
 use crate::providers::{Completed, wire};
@@ -56,7 +55,7 @@ impl ChatService {
         input: CompletionInput,
         stream: bool,
         key: Option<&Idempotent>,
-    ) -> Result<Answer, ApiError> {
+    ) -> Result<Answer, ChatError> {
         if let Some(k) = key
             && let Claim::Repeat(record) = &k.claim
         {
@@ -82,7 +81,7 @@ impl ChatService {
         input: RegenerateInput,
         stream: bool,
         key: Option<&Idempotent>,
-    ) -> Result<Answer, ApiError> {
+    ) -> Result<Answer, ChatError> {
         if let Some(k) = key
             && let Claim::Repeat(record) = &k.claim
         {
@@ -100,7 +99,7 @@ impl ChatService {
         p: Prepared,
         stream: bool,
         key: Option<&Idempotent>,
-    ) -> Result<Answer, ApiError> {
+    ) -> Result<Answer, ChatError> {
         let start = StreamStart {
             conversation_id: p.conversation_id,
             user_message_id: p.user_message_id,
@@ -125,7 +124,7 @@ impl ChatService {
             if let Some(k) = key {
                 k.store.started(&k.key, start.conversation_id, start.user_message_id, start.message_id).await?;
             }
-            Ok::<_, ApiError>(())
+            Ok::<_, ChatError>(())
         };
         if let Err(e) = begun.await {
             self.abandon(&start, p.regenerate).await;
@@ -174,21 +173,12 @@ impl ChatService {
 
     /// The user's message could not be answered by any provider: it is marked `failed` (kept, so a
     /// retry answers it rather than storing another), and the problem says so.
-    async fn unanswered(&self, conversation: ConversationId, message: MessageId, err: ApiError) -> ApiError {
+    async fn unanswered(&self, conversation: ConversationId, message: MessageId, err: ChatError) -> ChatError {
         if let Err(e) = self.store.set_status(conversation, message, MessageStatus::Failed).await {
             tracing::error!(cause = %error_chain(&e), "marking a message failed did not work");
             return err;
         }
-        let note = format!(
-            "Your message {message} is saved but was not answered (marked failed); retry with the same \
-             Idempotency-Key, or regenerate, to answer it."
-        );
-        match err {
-            ApiError::Unavailable { detail, retry_after_secs } => {
-                ApiError::Unavailable { detail: format!("{detail} {note}"), retry_after_secs }
-            }
-            other => other,
-        }
+        ChatError::Unanswered { message, cause: Box::new(err) }
     }
 
     async fn answer_whole(
@@ -198,7 +188,7 @@ impl ChatService {
         start: StreamStart,
         meta: AnswerMeta,
         done: Completed,
-    ) -> Result<CompletionResponse, ApiError> {
+    ) -> Result<CompletionResponse, ChatError> {
         let store = self.store.clone();
         let user_id = owner(user).to_string();
         // Spawned, so a client that hangs up does not cancel the store of an answer being paid for.
@@ -225,7 +215,7 @@ impl ChatService {
                 store.release_regenerate(p.conversation_id, message.id).await;
             }
             stored?;
-            Ok::<_, ApiError>(CompletionResponse {
+            Ok::<_, ChatError>(CompletionResponse {
                 conversation_id: p.conversation_id,
                 message: AnswerMessage { id: message.id, role: Role::Assistant, content: message.content },
                 model: p.model,
@@ -235,25 +225,8 @@ impl ChatService {
         };
         tokio::spawn(baatcheet_shared::xray::propagate(task).instrument(tracing::Span::current()))
             .await
-            .map_err(ApiError::internal)?
+            .map_err(ChatError::internal)?
     }
-}
-
-impl From<crate::store::RegenerateRefused> for ApiError {
-    fn from(r: crate::store::RegenerateRefused) -> Self {
-        match r {
-            crate::store::RegenerateRefused::Running(m) => running_conflict(m),
-            crate::store::RegenerateRefused::Store(e) => e.into(),
-        }
-    }
-}
-
-/// The 409 of a request that would answer what another request is answering.
-pub fn running_conflict(running: MessageId) -> ApiError {
-    ApiError::Conflict(format!(
-        "An answer to this conversation is already being generated: message {running}. Follow it with \
-         GET /api/v1/chat/messages/{running}/stream."
-    ))
 }
 
 /// An assistant message as stored.

@@ -6,17 +6,15 @@
 
 use baatcheet_shared::auth::AuthUser;
 use baatcheet_shared::rate_limit::Policy;
-use baatcheet_shared::{ApiError, FieldError};
 use std::sync::Arc;
 
-use super::running_conflict;
-use crate::api::{AttachmentInput, CompletionInput, RegenerateInput, field_error};
+use crate::api::{AttachmentInput, CompletionInput, RegenerateInput};
 use crate::context::{self, ContextLimits, estimate_tokens};
 use crate::modes;
 use crate::providers::ChatParams;
 use crate::providers::catalog::{Catalog, Model};
 use crate::service::attachments::Image;
-use crate::service::{ChatService, owner};
+use crate::service::{ChatError, ChatService, owner};
 use crate::store::Settings;
 use crate::store::ids::{ConversationId, MessageId};
 use crate::store::model::{Conversation, Message, MessageStatus, Role, now_rfc3339};
@@ -39,17 +37,13 @@ pub(in crate::service) struct Prepared {
     pub(super) prompt_estimate: u64,
 }
 
-fn unavailable_no_model() -> ApiError {
-    ApiError::Unavailable { detail: "No AI model is configured right now.".into(), retry_after_secs: Some(30) }
-}
-
 /// The model to use: the request's (which must exist and chat), else the conversation's (if still
 /// offered), else the default.
-fn resolve_model(catalog: &Catalog, requested: Option<&str>, stored: Option<&str>) -> Result<Model, ApiError> {
+fn resolve_model(catalog: &Catalog, requested: Option<&str>, stored: Option<&str>) -> Result<Model, ChatError> {
     if let Some(id) = requested {
         return match catalog.model(id) {
             Some(m) if m.chat => Ok(m.clone()),
-            _ => Err(ApiError::Validation(vec![FieldError::new("/model", "is not a model this service offers")])),
+            _ => Err(ChatError::ModelNotOffered),
         };
     }
     stored
@@ -57,15 +51,12 @@ fn resolve_model(catalog: &Catalog, requested: Option<&str>, stored: Option<&str
         .filter(|m| m.chat)
         .or_else(|| catalog.default_chat_model())
         .cloned()
-        .ok_or_else(unavailable_no_model)
+        .ok_or(ChatError::NoChatModel)
 }
 
-fn require_vision(model: &Model, images: usize) -> Result<(), ApiError> {
+fn require_vision(model: &Model, images: usize) -> Result<(), ChatError> {
     if images > 0 && !model.vision {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            "/attachments",
-            format!("model {} does not accept images; choose a vision-capable model", model.id),
-        )]));
+        return Err(ChatError::NoVision(model.id.clone()));
     }
     Ok(())
 }
@@ -103,7 +94,7 @@ impl ChatService {
     /// The images of a message, ready for the upstream: checked (count, data URLs verified, web
     /// URLs through the SSRF guard), then counted against the images limit (one per image), then
     /// fetched and verified. Nothing is stored before this succeeds.
-    async fn images(&self, user: &AuthUser, items: &[AttachmentInput]) -> Result<Vec<Image>, ApiError> {
+    async fn images(&self, user: &AuthUser, items: &[AttachmentInput]) -> Result<Vec<Image>, ChatError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -117,7 +108,7 @@ impl ChatService {
         &self,
         user: &AuthUser,
         input: CompletionInput,
-    ) -> Result<Prepared, ApiError> {
+    ) -> Result<Prepared, ChatError> {
         input.validate()?;
         self.attachments.check_count(input.attachments.len())?;
         let catalog = self.providers.catalog().await?;
@@ -209,7 +200,7 @@ impl ChatService {
         &self,
         user: &AuthUser,
         input: RegenerateInput,
-    ) -> Result<Prepared, ApiError> {
+    ) -> Result<Prepared, ChatError> {
         input.validate()?;
         let catalog = self.providers.catalog().await?;
         let keep = self.config.context_messages;
@@ -218,13 +209,13 @@ impl ChatService {
         let replaces = match recent.last() {
             // An answer still being written (by a completion, or a regenerate): follow it instead.
             Some(m) if m.status == MessageStatus::Streaming && !crate::service::follow::abandoned(m) => {
-                return Err(running_conflict(m.id));
+                return Err(ChatError::Running(m.id));
             }
             Some(m) if m.role == Role::Assistant => recent.pop().map(|m| m.id),
             _ => None,
         };
         let Some(prompt) = recent.last().filter(|m| m.role == Role::User) else {
-            return Err(ApiError::Conflict("This conversation has no message to answer.".into()));
+            return Err(ChatError::NothingToAnswer);
         };
         let user_message_id = prompt.id;
         let revive = prompt.status == MessageStatus::Failed;
@@ -245,11 +236,9 @@ impl ChatService {
             }
             _ => Vec::new(),
         };
-        let images = self.images(user, &stored).await.map_err(|e| match e.status().as_u16() {
-            413 | 415 | 422 => {
-                field_error("/conversation_id", "an image of the message being answered can no longer be used")
-            }
-            _ => e,
+        let images = self.images(user, &stored).await.map_err(|e| match e {
+            ChatError::ImageRefused(_) => ChatError::ImageGone,
+            e => e,
         })?;
         let images = images.into_iter().map(|i| i.data_url).collect();
         let (params, prompt_estimate) =
@@ -286,11 +275,11 @@ mod tests {
         assert_eq!(resolve_model(&c, None, Some("eyes")).unwrap().id, "eyes");
         assert_eq!(resolve_model(&c, None, Some("retired")).unwrap().id, "text");
         assert_eq!(resolve_model(&c, Some("eyes"), Some("text")).unwrap().id, "eyes");
-        assert!(matches!(resolve_model(&c, Some("whisper"), None), Err(ApiError::Validation(_))));
-        assert!(matches!(resolve_model(&c, Some("gpt-17"), None), Err(ApiError::Validation(_))));
+        assert!(matches!(resolve_model(&c, Some("whisper"), None), Err(ChatError::ModelNotOffered)));
+        assert!(matches!(resolve_model(&c, Some("gpt-17"), None), Err(ChatError::ModelNotOffered)));
         assert!(require_vision(&resolve_model(&c, Some("text"), None).unwrap(), 1).is_err());
         assert!(require_vision(&resolve_model(&c, Some("eyes"), None).unwrap(), 1).is_ok());
-        assert!(matches!(resolve_model(&Catalog::default(), None, None), Err(ApiError::Unavailable { .. })));
+        assert!(matches!(resolve_model(&Catalog::default(), None, None), Err(ChatError::NoChatModel)));
     }
 
     #[test]

@@ -3,8 +3,6 @@
 //! (complete, or partial and `incomplete` when the upstream fails or the client goes away), telling
 //! whoever holds the generation's open-stream place before the last event goes out.
 
-use baatcheet_shared::ApiError;
-use baatcheet_shared::Problem;
 use baatcheet_shared::auth::AuthUser;
 use baatcheet_shared::error::error_chain;
 use baatcheet_shared::request_id::RequestInfo;
@@ -18,7 +16,8 @@ use super::{answer_message, usage_or_estimate};
 use crate::api::{StreamDone, StreamStart};
 use crate::providers::client::{StreamError, StreamEvent};
 use crate::providers::{Opened, Providers};
-use crate::service::{ChatService, owner};
+use crate::service::error::stream_problem;
+use crate::service::{ChatError, ChatService, owner};
 use crate::sse::{ChatEvent, EventId, SseEvent};
 use crate::store::ConversationStore;
 use crate::store::model::{AnswerMeta, MessageStatus};
@@ -52,16 +51,6 @@ impl GenerationEnd {
             }
         }));
     }
-}
-
-/// A problem document for a failure reported inside a stream (outside the request's task).
-fn problem_for(err: &ApiError, request: Option<&RequestInfo>) -> Problem {
-    let mut p = err.problem();
-    if let Some(r) = request {
-        p.instance = Some(r.path.clone());
-        p.request_id = Some(r.id.clone());
-    }
-    p
 }
 
 impl ChatService {
@@ -240,7 +229,7 @@ impl Pump {
             Some(e) => {
                 self.providers.report_stream_failure(&provider);
                 tracing::warn!(provider = %provider, cause = %error_chain(&e), "upstream failed mid-stream");
-                ChatEvent::Error(Box::new(problem_for(&ApiError::BadGateway(Box::new(e)), self.request.as_ref())))
+                ChatEvent::Error(Box::new(stream_problem(ChatError::Upstream(e), self.request.as_ref())))
             }
             None => match stored {
                 Ok(()) => ChatEvent::Done(StreamDone {
@@ -250,7 +239,7 @@ impl Pump {
                     usage,
                     finish_reason,
                 }),
-                Err(e) => ChatEvent::Error(Box::new(problem_for(&ApiError::from(e), self.request.as_ref()))),
+                Err(e) => ChatEvent::Error(Box::new(stream_problem(ChatError::Store(e), self.request.as_ref()))),
             },
         };
         if let Some(ending) = self.ending.take() {
@@ -270,7 +259,7 @@ mod tests {
     #[test]
     fn stream_problems_carry_the_request() {
         let info = RequestInfo { id: "req-12345678".into(), path: "/api/v1/chat/completions".into() };
-        let p = problem_for(&ApiError::BadGateway(Box::new(StreamError::Dropped)), Some(&info));
+        let p = stream_problem(ChatError::Upstream(StreamError::Dropped), Some(&info));
         assert_eq!(p.status, 502);
         assert_eq!(p.request_id.as_deref(), Some("req-12345678"));
         let text = serde_json::to_string(&p).unwrap();
