@@ -101,6 +101,20 @@ impl Leases {
     /// The owner's live slots and when each expires (ms since the epoch).
     async fn live_slots(&self, owner: &str, now: u64) -> Result<HashMap<u32, u64>, LeaseError> {
         let mut live = HashMap::new();
+        for item in self.items(owner).await? {
+            let expires = item.get("expires_ms").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u64>().ok());
+            if let (Some(slot), Some(expires)) = (slot_of(&item), expires)
+                && expires > now
+            {
+                live.insert(slot, expires);
+            }
+        }
+        Ok(live)
+    }
+
+    /// Every lease item of `owner` (one consistent Query, page by page).
+    async fn items(&self, owner: &str) -> Result<Vec<HashMap<String, AttributeValue>>, LeaseError> {
+        let mut all = Vec::new();
         let mut start = None;
         loop {
             let out = self
@@ -116,18 +130,10 @@ impl Leases {
                 .send()
                 .await
                 .map_err(store_error)?;
-            for item in out.items() {
-                let slot = item.get("sk").and_then(|v| v.as_s().ok()).and_then(|s| s.strip_prefix(SLOT));
-                let expires = item.get("expires_ms").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u64>().ok());
-                if let (Some(slot), Some(expires)) = (slot.and_then(|s| s.parse::<u32>().ok()), expires)
-                    && expires > now
-                {
-                    live.insert(slot, expires);
-                }
-            }
+            all.extend(out.items().iter().cloned());
             match out.last_evaluated_key() {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(live),
+                _ => return Ok(all),
             }
         }
     }
@@ -189,32 +195,7 @@ impl Leases {
 
     /// Deletes every lease item of `owner`, held or not (erasure). Returns how many.
     pub async fn delete_all(&self, owner: &str) -> Result<usize, LeaseError> {
-        let slots: Vec<u32> = {
-            let mut all = Vec::new();
-            let mut start = None;
-            loop {
-                let out = self
-                    .inner
-                    .client
-                    .query()
-                    .table_name(&self.inner.table)
-                    .key_condition_expression("#pk = :pk")
-                    .expression_attribute_names("#pk", "pk")
-                    .expression_attribute_values(":pk", AttributeValue::S(owner.to_string()))
-                    .consistent_read(true)
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(store_error)?;
-                all.extend(out.items().iter().filter_map(|i| {
-                    i.get("sk").and_then(|v| v.as_s().ok()).and_then(|s| s.strip_prefix(SLOT)?.parse::<u32>().ok())
-                }));
-                match out.last_evaluated_key() {
-                    Some(k) if !k.is_empty() => start = Some(k.clone()),
-                    _ => break all,
-                }
-            }
-        };
+        let slots: Vec<u32> = self.items(owner).await?.iter().filter_map(slot_of).collect();
         for chunk in slots.chunks(25) {
             let mut requests = chunk
                 .iter()
@@ -248,6 +229,11 @@ impl Leases {
         }
         Ok(slots.len())
     }
+}
+
+/// The slot number of a lease item (`sk` = `slot#<n>`).
+fn slot_of(item: &HashMap<String, AttributeValue>) -> Option<u32> {
+    item.get("sk").and_then(|v| v.as_s().ok()).and_then(|s| s.strip_prefix(SLOT)?.parse().ok())
 }
 
 enum Put {

@@ -9,7 +9,6 @@ pub mod context;
 pub mod cors;
 pub mod erasure;
 pub mod error;
-pub mod keys;
 pub mod lambda;
 pub mod leases;
 pub mod metrics;

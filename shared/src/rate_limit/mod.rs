@@ -524,11 +524,7 @@ impl Inner {
             match waiter.slot.wait(&self.store, self.settings.store_timeout, self.settings.longest_wait()).await {
                 Ok(d) => d,
                 Err(give_up) => {
-                    if give_up == GiveUp::Down {
-                        crate::metrics::record_store_timeout();
-                        bump(&self.counters.store_failures);
-                        self.store_down(policy, &"no answer from the store within RATE_LIMIT_STORE_TIMEOUT_MS");
-                    }
+                    self.gave_up(policy, give_up);
                     let decided = waiter.slot.abandon(|| {
                         let decided = self.fall_back(policy, &key, &rate, cost, give_up.into());
                         let admitted = matches!(&decided, Ok(s) if s.is_allowed());
@@ -750,6 +746,16 @@ impl Inner {
         })
     }
 
+    /// A decision stopped waiting for its store call: with no answer from the store at all, the
+    /// store counts as down.
+    fn gave_up(&self, policy: Policy, give_up: GiveUp) {
+        if give_up == GiveUp::Down {
+            crate::metrics::record_store_timeout();
+            bump(&self.counters.store_failures);
+            self.store_down(policy, &"no answer from the store within RATE_LIMIT_STORE_TIMEOUT_MS");
+        }
+    }
+
     /// The store failed as a whole: this instance decides with the fallback until it answers.
     fn store_down(&self, policy: Policy, error: &dyn std::fmt::Display) {
         if self.breaker.trip() {
@@ -939,11 +945,7 @@ impl Inner {
         let delivered = match slot.wait(&self.store, self.settings.store_timeout, self.settings.longest_wait()).await {
             Ok(d) => d,
             Err(give_up) => {
-                if give_up == GiveUp::Down {
-                    crate::metrics::record_store_timeout();
-                    bump(&self.counters.store_failures);
-                    self.store_down(policy, &"no answer from the store within RATE_LIMIT_STORE_TIMEOUT_MS");
-                }
+                self.gave_up(policy, give_up);
                 let why = Why::from(give_up);
                 let decided = slot.abandon(|| {
                     let global = self.fall_back(Policy::Global, &g_key, &g_rate, 1, why);

@@ -59,8 +59,8 @@ fn parse_canonical_uuid(s: &str) -> Option<uuid::Uuid> {
     uuid::Uuid::parse_str(s).ok().filter(|u| !u.is_nil())
 }
 
-/// What every id type shares, given its `Display` and `FromStr`: it is its text in JSON, in
-/// store keys and in the OpenAPI document (`schema`), and has no rules beyond its parsing.
+/// What every id type shares, given its `Display` and `FromStr`: it is its text in JSON and in
+/// the OpenAPI document (`schema`), and has no rules beyond its parsing.
 macro_rules! id_text {
     ($name:ident, $schema:expr) => {
         impl Serialize for $name {
@@ -76,19 +76,12 @@ macro_rules! id_text {
             }
         }
 
-        impl crate::keys::KeyPart for $name {
-            fn key_part(&self) -> String {
-                self.to_string()
-            }
-        }
-
         impl utoipa::PartialSchema for $name {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
                 $schema
             }
         }
         impl utoipa::ToSchema for $name {}
-        impl crate::keys::sealed::Sealed for $name {}
 
         no_rules!($name);
     };
