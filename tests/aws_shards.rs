@@ -39,7 +39,11 @@ async fn each_table_is_served_by_its_server_and_a_request_across_them_is_refused
     env.insert("SECRET_ID".into(), secret_id);
     env.insert("HEALTH_PROBE_TTL_MS".into(), "0".into());
     env.insert("RATE_LIMIT_STORE_TIMEOUT_MS".into(), "20000".into());
-    let config = Config::from_lookup(|k| env.get(k).cloned()).expect("config");
+    let config = Config::from_lookup({
+        let env = env.clone();
+        move |k| env.get(k).cloned()
+    })
+    .expect("config");
     let ctx = AppContext::with_clients(config, dynamo.clone(), secrets);
     ctx.secrets.fetch().await.expect("secret read through the proxy");
     let gateway = spawn_gateway(&ctx).await;

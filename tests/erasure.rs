@@ -7,7 +7,7 @@
 //! table finds nothing of the user but the tombstone, and further deliveries change nothing.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use baatcheet_shared::rate_limit::policy::{ALL, Subject};
+use baatcheet_shared::rate_limit::policy::{PLATFORM, Subject};
 use baatcheet_tests::chat::{ChatHarness, fast_config};
 use baatcheet_tests::clerk::{self, Delivery, keys};
 use baatcheet_tests::deployed::start_with;
@@ -106,7 +106,8 @@ async fn user_deleted_erases_everything_but_a_tombstone_over_several_invocations
         .send()
         .await
         .unwrap();
-    let mut keys: Vec<String> = ALL.iter().map(|p| p.key(&Subject::User(&uid))).collect();
+    let policies = PLATFORM.iter().chain(chat::limits::ALL.iter());
+    let mut keys: Vec<String> = policies.map(|p| p.policy().key(&Subject::User(&uid))).collect();
     keys.sort();
     keys.dedup();
     let buckets = keys

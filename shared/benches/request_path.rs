@@ -87,7 +87,7 @@ fn config() -> Config {
         ("CLERK_ISSUER", "https://clerk.baatcheet.app"),
         ("CORS_ALLOWED_ORIGINS", "https://app.baatcheet.app"),
     ];
-    Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())).expect("config")
+    Config::from_lookup(move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())).expect("config")
 }
 
 fn bench(c: &mut Criterion) {

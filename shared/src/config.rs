@@ -2,6 +2,7 @@
 //! gateway locally). Parsed once at cold start; a bad value fails the start, not a request.
 
 use http::HeaderValue;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,34 @@ impl Tables {
     }
 }
 
+/// The environment the configuration was read from (the process's in AWS, a map in tests), kept
+/// so that each function reads its own settings, tables and limits from the same source.
+#[derive(Clone)]
+pub struct Env(Arc<Lookup>);
+
+type Lookup = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+impl Env {
+    pub fn new(get: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(get))
+    }
+
+    pub fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+    }
+
+    /// A variable that must be set (and not blank).
+    pub fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.get(name).filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing { name })
+    }
+}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Env")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `development` (unset), `staging` or `prod` (template.yaml's `Environment`).
@@ -68,10 +97,13 @@ pub struct Config {
     /// How long one run of the health probes answers `/health` and `/ready` on an instance
     /// (`HEALTH_PROBE_TTL_MS`, default 1000; 0 probes on every request).
     pub health_probe_ttl: Duration,
-    /// Rate-limit policies and store behaviour (`RATE_LIMIT_*`).
+    /// Rate-limit store behaviour and the platform's policies (`RATE_LIMIT_*`); functions
+    /// declare their own to the limiter.
     pub rate_limits: crate::rate_limit::Settings,
     /// Clerk authentication settings (CLERK_* variables).
     pub clerk: crate::auth::ClerkConfig,
+    /// Where the above was read from, for the function's own settings.
+    pub env: Env,
 }
 
 impl Config {
@@ -80,8 +112,10 @@ impl Config {
     }
 
     /// Builds the config from any key lookup, so tests need not touch the process environment.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let req = |name: &'static str| get(name).filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing { name });
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Result<Self, ConfigError> {
+        let env = Env::new(get);
+        let get = |k: &str| env.get(k);
+        let req = |name: &'static str| env.required(name);
         let tables = Tables {
             users: req("USERS_TABLE")?,
             conversations: req("CONVERSATIONS_TABLE")?,
@@ -115,7 +149,13 @@ impl Config {
             health_probe_ttl: Duration::from_millis(parse_num(&get, "HEALTH_PROBE_TTL_MS", 1000)?),
             rate_limits: crate::rate_limit::Settings::from_lookup(&get)?,
             clerk,
+            env: env.clone(),
         })
+    }
+
+    /// A variable of the environment this config was read from.
+    pub fn var(&self, name: &str) -> Option<String> {
+        self.env.get(name)
     }
 }
 
@@ -165,7 +205,7 @@ mod tests {
     #[test]
     fn parses_defaults_and_origins() {
         let m = vars(&[("CORS_ALLOWED_ORIGINS", "https://app.baatcheet.app, http://localhost:5173")]);
-        let c = Config::from_lookup(|k| m.get(k).cloned()).unwrap();
+        let c = Config::from_lookup(move |k| m.get(k).cloned()).unwrap();
         assert_eq!(c.cors_origins.len(), 2);
         assert_eq!(c.secret_ttl, Duration::from_secs(300));
         assert_eq!(c.environment, "development");
@@ -176,23 +216,23 @@ mod tests {
         let mut m = vars(&[]);
         m.remove("USERS_TABLE");
         assert!(matches!(
-            Config::from_lookup(|k| m.get(k).cloned()),
+            Config::from_lookup(move |k| m.get(k).cloned()),
             Err(ConfigError::Missing { name: "USERS_TABLE" })
         ));
         for bad in ["*", "https://a.com/path", "ftp://a.com", "https://user@a.com"] {
             let m = vars(&[("CORS_ALLOWED_ORIGINS", bad)]);
-            assert!(Config::from_lookup(|k| m.get(k).cloned()).is_err(), "{bad}");
+            assert!(Config::from_lookup(move |k| m.get(k).cloned()).is_err(), "{bad}");
         }
         let m = vars(&[("SECRET_TTL_SECONDS", "soon")]);
-        assert!(Config::from_lookup(|k| m.get(k).cloned()).is_err());
+        assert!(Config::from_lookup(move |k| m.get(k).cloned()).is_err());
     }
 
     #[test]
     fn production_without_authorized_parties_does_not_start() {
         let m = vars(&[("ENVIRONMENT", "prod")]);
-        let err = Config::from_lookup(|k| m.get(k).cloned()).unwrap_err();
+        let err = Config::from_lookup(move |k| m.get(k).cloned()).unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { name: "CLERK_AUTHORIZED_PARTIES", .. }), "{err}");
         let m = vars(&[("ENVIRONMENT", "prod"), ("CLERK_AUTHORIZED_PARTIES", "https://app.baatcheet.app")]);
-        assert_eq!(Config::from_lookup(|k| m.get(k).cloned()).unwrap().environment, "prod");
+        assert_eq!(Config::from_lookup(move |k| m.get(k).cloned()).unwrap().environment, "prod");
     }
 }

@@ -3,8 +3,10 @@
 
 #![allow(dead_code)]
 
-use baatcheet_shared::rate_limit::{Clock, Limiter, Settings, policy::parse_rate};
+use baatcheet_shared::auth::Tier;
+use baatcheet_shared::rate_limit::{Clock, Limiter, Policy, Settings, policy::parse_rate};
 use baatcheet_tests::TestStack;
+use chat::limits::{AUDIO, CHAT, IMAGES, SEARCH};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -31,24 +33,25 @@ impl Clock for ManualClock {
     }
 }
 
-/// Settings with generous store timeouts (the local endpoint is slow under parallel tests) and
-/// the given `RATE_LIMIT_*` overrides.
+/// Settings with generous store timeouts (the local endpoint is slow under parallel tests), chat's
+/// policies declared, and the given rates by policy label.
 pub fn settings(overrides: &[(&str, &str)]) -> Settings {
     let mut s =
         Settings { store_timeout: Duration::from_secs(30), store_retry_after: Duration::ZERO, ..Settings::default() };
+    s.policies.declare_defaults(&chat::limits::ALL);
     for (name, value) in overrides {
         let rate = parse_rate(value).expect("valid rate");
-        let p = &mut s.policies;
-        match *name {
-            "global" => p.global = rate,
-            "auth" => p.auth = rate,
-            "chat_free" => p.chat_free = rate,
-            "chat_pro" => p.chat_pro = rate,
-            "images" => p.images = rate,
-            "search" => p.search = rate,
-            "audio" => p.audio = rate,
+        let policy = match *name {
+            "global" => Policy::GLOBAL,
+            "auth" => Policy::AUTH,
+            "chat_free" => CHAT.of(Tier::Free),
+            "chat_pro" => CHAT.of(Tier::Pro),
+            "images" => IMAGES.policy(),
+            "search" => SEARCH.policy(),
+            "audio" => AUDIO.policy(),
             other => panic!("unknown policy {other}"),
-        }
+        };
+        s.policies.set_rate(policy, rate);
     }
     s
 }

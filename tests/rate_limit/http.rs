@@ -9,13 +9,14 @@ mod common;
 
 use axum::{Router, body::Body, extract::State, routing::get};
 use baatcheet_shared::auth::Tier;
-use baatcheet_shared::rate_limit::{Access, FallbackMode, Limiter, Policy, RouteAccess};
+use baatcheet_shared::rate_limit::{Access, FallbackMode, Limiter, RouteAccess};
 use baatcheet_shared::{ApiError, AppContext, request_path};
 use baatcheet_tests::chat::{Caller, ChatHarness, chat_model, fast_config, rate_limit};
 use baatcheet_tests::deployed;
 use baatcheet_tests::fake_upstream::FakeUpstream;
 use baatcheet_tests::faults::{Fault, Faulty};
 use baatcheet_tests::{Switch, TestStack, assert_security_headers, dynamodb_at, http, serve, spawn_gateway};
+use chat::limits::CHAT;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use std::sync::{Arc, Once};
@@ -88,7 +89,7 @@ async fn global_limit_fields_on_200_and_429_through_the_gateway() {
 }
 
 async fn limited_chat(State(ctx): State<AppContext>) -> Result<&'static str, ApiError> {
-    ctx.limiter.check(Policy::Chat(Tier::Free), "u_chat", 1).await?;
+    ctx.limiter.check(CHAT.of(Tier::Free), "u_chat", 1).await?;
     Ok("answer")
 }
 
@@ -96,6 +97,7 @@ async fn limited_chat(State(ctx): State<AppContext>) -> Result<&'static str, Api
 async fn a_handler_check_sets_the_tightest_fields_and_its_429() {
     let stack = stack_with(&[("RATE_LIMIT_CHAT_FREE", "2/1h")]).await;
     let ctx = stack.context().await;
+    chat::limits::declare(&ctx).expect("chat's policies");
     // A stand-in for the chat function: the shared request path around one per-user check.
     let routes = Router::new().route("/api/v1/chat/test", get(limited_chat)).with_state(ctx.clone());
     let base = format!("http://{}", serve(request_path::wrap(routes, &ctx, RouteAccess::all(Access::Public))).await);

@@ -5,10 +5,11 @@
 
 use axum::{Router, body::Body, extract::State, routing::get};
 use baatcheet_shared::auth::AuthUser;
-use baatcheet_shared::rate_limit::{Access, Policy, RouteAccess, Subject};
+use baatcheet_shared::rate_limit::{Access, RouteAccess, Subject};
 use baatcheet_shared::{ApiError, AppContext, request_path};
 use baatcheet_tests::clerk::{self, JwksServer, keys, unique_user};
 use baatcheet_tests::{TestStack, as_client};
+use chat::limits::SEARCH;
 use tower::ServiceExt;
 
 /// `/limited` and `/unchecked` are deferred (the user's global check joins the route's first
@@ -19,13 +20,14 @@ fn access() -> RouteAccess {
 }
 
 async fn limited(State(ctx): State<AppContext>, user: AuthUser) -> Result<&'static str, ApiError> {
-    ctx.limiter.check(Policy::Search, &user.user_id, 1).await?;
+    ctx.limiter.check(SEARCH.policy(), &user.user_id, 1).await?;
     Ok("searched")
 }
 
 /// A function instance: `/limited` checks the search limit first (a deferred global check),
 /// `/unchecked` answers without a check (deferred too), `/plain` is an ordinary route.
 fn instance(ctx: &AppContext, ip: &str) -> Router {
+    chat::limits::declare(ctx).expect("chat's policies");
     let routes = Router::new()
         .route("/limited", get(limited))
         .route("/unchecked", get(|| async { "no check" }))
@@ -134,7 +136,7 @@ async fn a_global_refusal_leaves_the_per_user_bucket_untouched() {
     assert_eq!(b_ctx.limiter.store_calls() - calls, 1, "the transaction's failed condition told");
     // The refused request took nothing from search, whose two units are both still there.
     let user = b_ctx.auth.authenticate_token(&me.0).await.unwrap();
-    let search = b_ctx.limiter.decide(Policy::Search, &Subject::User(&user.user_id), 1).await.unwrap();
+    let search = b_ctx.limiter.decide(SEARCH.policy(), &Subject::User(&user.user_id), 1).await.unwrap();
     assert_eq!((search.is_allowed(), search.remaining), (true, 1), "one of two taken now, none before");
 }
 

@@ -11,6 +11,7 @@ use baatcheet_shared::auth::Tier;
 use baatcheet_shared::rate_limit::{Clock, FallbackMode, Limiter, Policy, RateLimitStatus, Settings, Source, Subject};
 use baatcheet_tests::faults::{Fault, Faulty};
 use baatcheet_tests::{Switch, TestStack, blackhole, dead_endpoint, dynamodb_at, template};
+use chat::limits::{AUDIO, AUDIO_SECONDS, CHAT, IMAGES, SEARCH};
 use common::{ManualClock, SEC, eventually, instance, instance_via, settings, stored_tat};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -33,7 +34,7 @@ async fn sixty_four_concurrent_requests_on_one_key_admit_exactly_the_capacity() 
     let instances: Vec<_> = (0..4).map(|_| Arc::new(instance(&stack, &s, &clock))).collect();
     let requests = (0..64).map(|i| {
         let l = instances[i % 4].clone();
-        async move { decide(&l, Policy::Search, "u_busy", 1).await }
+        async move { decide(&l, SEARCH.policy(), "u_busy", 1).await }
     });
     let results = futures::future::join_all(requests).await;
     let admitted = results.iter().filter(|r| r.is_allowed()).count();
@@ -44,7 +45,7 @@ async fn sixty_four_concurrent_requests_on_one_key_admit_exactly_the_capacity() 
     }
     // Later requests, from any instance, are refused until time passes.
     let late = instance(&stack, &s, &clock);
-    assert!(!decide(&late, Policy::Search, "u_busy", 1).await.is_allowed());
+    assert!(!decide(&late, SEARCH.policy(), "u_busy", 1).await.is_allowed());
 }
 
 #[tokio::test]
@@ -54,22 +55,22 @@ async fn buckets_refill_as_time_passes_and_retry_after_is_exact() {
     let s = settings(&[("search", "3/1m")]); // one token per 20 s
     let a = instance(&stack, &s, &clock);
     for left in [2, 1, 0] {
-        let st = decide(&a, Policy::Search, "u_1", 1).await;
+        let st = decide(&a, SEARCH.policy(), "u_1", 1).await;
         assert_eq!((st.is_allowed(), st.remaining, st.source), (true, left, Source::Store));
     }
     clock.advance(Duration::from_secs(5));
     // Another instance learns the stored TAT from the failed condition.
     let b = instance(&stack, &s, &clock);
-    let refused = decide(&b, Policy::Search, "u_1", 1).await;
+    let refused = decide(&b, SEARCH.policy(), "u_1", 1).await;
     assert_eq!((refused.retry_after_secs, refused.source), (Some(15), Source::Store));
     clock.advance(Duration::from_secs(14));
-    assert!(!decide(&b, Policy::Search, "u_1", 1).await.is_allowed(), "1 s early");
+    assert!(!decide(&b, SEARCH.policy(), "u_1", 1).await.is_allowed(), "1 s early");
     clock.advance(Duration::from_secs(1));
-    let st = decide(&b, Policy::Search, "u_1", 1).await;
+    let st = decide(&b, SEARCH.policy(), "u_1", 1).await;
     assert_eq!((st.is_allowed(), st.remaining, st.source), (true, 0, Source::Store));
     // A long idle period refills the bucket completely, never beyond its capacity.
     clock.advance(Duration::from_secs(3600));
-    let burst = futures::future::join_all((0..6).map(|_| decide(&a, Policy::Search, "u_1", 1))).await;
+    let burst = futures::future::join_all((0..6).map(|_| decide(&a, SEARCH.policy(), "u_1", 1))).await;
     assert_eq!(burst.iter().filter(|s| s.is_allowed()).count(), 3, "{burst:#?}");
 }
 
@@ -79,13 +80,13 @@ async fn items_carry_the_ttl_attribute_of_the_template() {
     let clock = ManualClock::new();
     let s = settings(&[("search", "10/1h")]);
     let l = instance(&stack, &s, &clock);
-    assert!(decide(&l, Policy::Search, "u_ttl", 4).await.is_allowed());
+    assert!(decide(&l, SEARCH.policy(), "u_ttl", 4).await.is_allowed());
     let ttl = template().tables.iter().find(|t| t.logical_id == "RateLimitsTable").unwrap().ttl_attribute.clone();
     assert_eq!(ttl.as_deref(), Some("expires_at"));
     let item = baatcheet_shared::aws::dynamodb(&stack.sdk)
         .get_item()
         .table_name(stack.config().tables.rate_limits)
-        .key("pk", AttributeValue::S(Policy::Search.key(&Subject::User("u_ttl"))))
+        .key("pk", AttributeValue::S(SEARCH.policy().key(&Subject::User("u_ttl"))))
         .consistent_read(true)
         .send()
         .await
@@ -107,26 +108,26 @@ async fn the_deny_cache_answers_without_calling_dynamodb() {
     let s = settings(&[("search", "2/1h")]);
     let a = instance(&stack, &s, &clock);
     for _ in 0..2 {
-        assert!(decide(&a, Policy::Search, "u_2", 1).await.is_allowed());
+        assert!(decide(&a, SEARCH.policy(), "u_2", 1).await.is_allowed());
     }
     assert_eq!(a.store_calls(), 2, "one conditional update per admitted request");
     for _ in 0..10 {
-        let st = decide(&a, Policy::Search, "u_2", 1).await;
+        let st = decide(&a, SEARCH.policy(), "u_2", 1).await;
         assert_eq!((st.is_allowed(), st.source), (false, Source::DenyCache));
         assert_eq!(st.retry_after_secs, Some(1800));
     }
     assert_eq!(a.store_calls(), 2, "refusals of a known-empty bucket cost no call");
     // A fresh instance pays one call to learn, then answers from its cache too.
     let b = instance(&stack, &s, &clock);
-    assert_eq!(decide(&b, Policy::Search, "u_2", 1).await.source, Source::Store);
+    assert_eq!(decide(&b, SEARCH.policy(), "u_2", 1).await.source, Source::Store);
     assert_eq!(b.store_calls(), 1, "a refusal by the store is one call");
     for _ in 0..5 {
-        assert_eq!(decide(&b, Policy::Search, "u_2", 1).await.source, Source::DenyCache);
+        assert_eq!(decide(&b, SEARCH.policy(), "u_2", 1).await.source, Source::DenyCache);
     }
     assert_eq!(b.store_calls(), 1);
     // Once the bucket can admit again, the store is asked again.
     clock.advance(Duration::from_secs(1800));
-    let st = decide(&b, Policy::Search, "u_2", 1).await;
+    let st = decide(&b, SEARCH.policy(), "u_2", 1).await;
     assert_eq!((st.is_allowed(), st.source, b.store_calls()), (true, Source::Store, 2));
     let stats = b.stats();
     assert_eq!((stats.deny_cache_hits, stats.store_decisions, stats.fallback_decisions), (5, 2, 0));
@@ -139,16 +140,16 @@ async fn a_stale_guess_costs_a_second_call_and_stays_exact() {
     let s = settings(&[("search", "4/4m")]); // one token per 60 s
     let a = instance(&stack, &s, &clock);
     let b = instance(&stack, &s, &clock);
-    assert!(decide(&a, Policy::Search, "u_3", 1).await.is_allowed());
+    assert!(decide(&a, SEARCH.policy(), "u_3", 1).await.is_allowed());
     clock.advance(Duration::from_secs(120)); // A now believes the bucket full again...
     for _ in 0..3 {
-        assert!(decide(&b, Policy::Search, "u_3", 1).await.is_allowed()); // ...but B uses it
+        assert!(decide(&b, SEARCH.policy(), "u_3", 1).await.is_allowed()); // ...but B uses it
     }
     let before = a.store_calls();
-    let st = decide(&a, Policy::Search, "u_3", 1).await;
+    let st = decide(&a, SEARCH.policy(), "u_3", 1).await;
     assert_eq!((st.is_allowed(), st.remaining), (true, 0), "the stored TAT counts, not A's memory");
     assert_eq!(a.store_calls() - before, 2, "refill guessed wrong, then extend");
-    let st = decide(&b, Policy::Search, "u_3", 1).await;
+    let st = decide(&b, SEARCH.policy(), "u_3", 1).await;
     assert_eq!((st.is_allowed(), st.retry_after_secs), (false, Some(60)));
 }
 
@@ -158,16 +159,16 @@ async fn a_cost_above_one_takes_that_many_tokens() {
     let clock = ManualClock::new();
     let s = settings(&[("images", "5/1h")]); // one image per 720 s
     let l = instance(&stack, &s, &clock);
-    let st = decide(&l, Policy::Images, "u_img", 3).await;
+    let st = decide(&l, IMAGES.policy(), "u_img", 3).await;
     assert_eq!((st.is_allowed(), st.remaining), (true, 2));
-    let st = decide(&l, Policy::Images, "u_img", 3).await;
+    let st = decide(&l, IMAGES.policy(), "u_img", 3).await;
     assert_eq!((st.is_allowed(), st.remaining, st.retry_after_secs), (false, 2, Some(720)));
-    let st = decide(&l, Policy::Images, "u_img", 2).await;
+    let st = decide(&l, IMAGES.policy(), "u_img", 2).await;
     assert_eq!((st.is_allowed(), st.remaining), (true, 0));
     // More than the capacity can never be admitted: a client error, not a wait.
-    let err = l.decide(Policy::Images, &Subject::User("u_img"), 6).await.unwrap_err();
+    let err = l.decide(IMAGES.policy(), &Subject::User("u_img"), 6).await.unwrap_err();
     assert!(matches!(err, ApiError::BadRequest(_)), "{err:?}");
-    assert!(l.decide(Policy::Images, &Subject::User("u_img"), 0).await.is_err());
+    assert!(l.decide(IMAGES.policy(), &Subject::User("u_img"), 0).await.is_err());
 }
 
 #[tokio::test]
@@ -176,9 +177,9 @@ async fn check_refuses_with_a_quota_problem() {
     let clock = ManualClock::new();
     let s = settings(&[("search", "1/1h")]);
     let l = instance(&stack, &s, &clock);
-    let ok = l.check(Policy::Search, "u_4", 1).await.unwrap();
+    let ok = l.check(SEARCH.policy(), "u_4", 1).await.unwrap();
     assert_eq!((ok.policy, ok.quota, ok.window_secs, ok.remaining, ok.reset_secs), ("search", 1, 3600, 0, 3600));
-    match l.check(Policy::Search, "u_4", 1).await {
+    match l.check(SEARCH.policy(), "u_4", 1).await {
         Err(ApiError::QuotaExceeded { policy, retry_after_secs }) => {
             assert_eq!((policy.as_str(), retry_after_secs), ("search", 3600))
         }
@@ -197,20 +198,20 @@ async fn tiers_have_different_chat_capacities() {
         async move {
             let mut n = 0;
             for _ in 0..12 {
-                n += l.check(Policy::Chat(tier), user, 1).await.is_ok() as u32;
+                n += l.check(CHAT.of(tier), user, 1).await.is_ok() as u32;
             }
             n
         }
     };
     assert_eq!(admitted(Tier::Free, "u_free").await, 3);
     assert_eq!(admitted(Tier::Pro, "u_pro").await, 7);
-    let st = l.decide(Policy::Chat(Tier::Pro), &Subject::User("u_new"), 1).await.unwrap();
+    let st = l.decide(CHAT.of(Tier::Pro), &Subject::User("u_new"), 1).await.unwrap();
     assert_eq!((st.policy, st.quota, st.remaining), ("chat", 7, 6));
     // One bucket per user across tiers: a free user who used up their hour and upgrades has
     // used up the pro hour too, but refills at the pro rate (a token every 515 s, not 1200 s).
-    let free = l.decide(Policy::Chat(Tier::Free), &Subject::User("u_free"), 1).await.unwrap();
+    let free = l.decide(CHAT.of(Tier::Free), &Subject::User("u_free"), 1).await.unwrap();
     assert_eq!(free.retry_after_secs, Some(1200));
-    let pro = l.decide(Policy::Chat(Tier::Pro), &Subject::User("u_free"), 1).await.unwrap();
+    let pro = l.decide(CHAT.of(Tier::Pro), &Subject::User("u_free"), 1).await.unwrap();
     assert_eq!(pro.retry_after_secs, Some(515));
 }
 
@@ -236,7 +237,7 @@ async fn the_auth_policy_blocks_an_ip_after_five_failures() {
     l.auth_precheck(ip("203.0.113.50")).expect("another IP is not blocked");
     assert_eq!(l.store_calls(), calls);
     // Failed authentications do not spend the global limit of the same IP, nor the reverse.
-    assert!(l.check(Policy::Global, attacker, 1).await.is_ok());
+    assert!(l.check(Policy::GLOBAL, attacker, 1).await.is_ok());
     // An instance that has not seen the failures lets the IP reach verification; the next
     // failure is refused by the store, and from then on this instance blocks before verifying.
     let other = instance(&stack, &s, &clock);
@@ -254,10 +255,10 @@ async fn ipv6_clients_share_a_bucket_per_64() {
     let clock = ManualClock::new();
     let s = settings(&[("global", "2/1h")]);
     let l = instance(&stack, &s, &clock);
-    assert!(l.check(Policy::Global, ip("2001:db8:7:7::1"), 1).await.is_ok());
-    assert!(l.check(Policy::Global, ip("2001:db8:7:7:ffff:ffff:ffff:fffe"), 1).await.is_ok());
-    assert!(l.check(Policy::Global, ip("2001:db8:7:7::abcd"), 1).await.is_err(), "same /64");
-    assert!(l.check(Policy::Global, ip("2001:db8:7:8::1"), 1).await.is_ok(), "next /64");
+    assert!(l.check(Policy::GLOBAL, ip("2001:db8:7:7::1"), 1).await.is_ok());
+    assert!(l.check(Policy::GLOBAL, ip("2001:db8:7:7:ffff:ffff:ffff:fffe"), 1).await.is_ok());
+    assert!(l.check(Policy::GLOBAL, ip("2001:db8:7:7::abcd"), 1).await.is_err(), "same /64");
+    assert!(l.check(Policy::GLOBAL, ip("2001:db8:7:8::1"), 1).await.is_ok(), "next /64");
 }
 
 /// A limiter ("instance") whose DynamoDB is at `url`, on the stack's table.
@@ -273,12 +274,12 @@ async fn store_down_falls_back_to_in_memory_buckets_of_the_same_policy() {
     let clock = ManualClock::new();
     let switch = Switch::to(&baatcheet_tests::endpoint()).await;
     let l = instance_at(&stack, &switch.url(), Duration::from_secs(30), &clock).await;
-    assert_eq!(decide(&l, Policy::Search, "u_5", 1).await.source, Source::Store);
+    assert_eq!(decide(&l, SEARCH.policy(), "u_5", 1).await.source, Source::Store);
     assert!(!l.is_degraded());
     switch.cut();
     // Requests are still decided, by this instance's bucket, which starts from what the store
     // said (one of three used): two more are admitted, then the policy refuses.
-    let during: Vec<_> = futures::future::join_all((0..4).map(|_| decide(&l, Policy::Search, "u_5", 1))).await;
+    let during: Vec<_> = futures::future::join_all((0..4).map(|_| decide(&l, SEARCH.policy(), "u_5", 1))).await;
     assert!(during.iter().all(|s| s.source == Source::Fallback), "{during:#?}");
     assert_eq!(during.iter().filter(|s| s.is_allowed()).count(), 2);
     assert!(l.is_degraded());
@@ -286,7 +287,7 @@ async fn store_down_falls_back_to_in_memory_buckets_of_the_same_policy() {
     assert!(stats.degraded && stats.store_failures >= 1 && stats.fallback_decisions == 4, "{stats:?}");
     // Back: the store decides again and the limiter is healthy.
     switch.restore();
-    let st = decide(&l, Policy::Search, "u_6", 1).await;
+    let st = decide(&l, SEARCH.policy(), "u_6", 1).await;
     assert_eq!(st.source, Source::Store);
     assert!(!l.is_degraded());
 }
@@ -299,7 +300,7 @@ async fn dead_or_hung_store_never_fails_a_request() {
     let hung = blackhole().await;
     for url in [format!("http://{dead}"), format!("http://{hung}")] {
         let l = instance_at(&stack, &url, Duration::from_millis(300), &clock).await;
-        let st = l.check(Policy::Search, "u_7", 1).await.expect("admitted by the fallback");
+        let st = l.check(SEARCH.policy(), "u_7", 1).await.expect("admitted by the fallback");
         assert_eq!(st.source, Source::Fallback, "{url}");
         assert!(l.is_degraded());
         // /health's view: degraded while the store stays unreachable.
@@ -334,18 +335,19 @@ async fn a_user_who_spent_90_of_100_gets_at_most_what_was_left_while_the_store_h
     let now = clock.now_us();
     let proxy = Faulty::to(&baatcheet_tests::endpoint()).await;
     let s = deployed_settings();
-    let allowance = s.fallback.search.allowance(&s.policies.search).unwrap().capacity();
+    let search = s.policies.get(SEARCH.policy()).unwrap();
+    let allowance = search.fallback.allowance(&search.rate).unwrap().capacity();
     let l = instance_via(&stack, &proxy.url(), &s, &clock).await;
     // Two users have spent 90 of their 100 through other instances; this instance made the
     // 90th decision of one of them (so it knows that bucket) and never saw the other.
     let other = instance(&stack, &s, &clock);
-    assert!(decide(&other, Policy::Search, "u_seen", 89).await.is_allowed());
-    assert!(decide(&other, Policy::Search, "u_unseen", 90).await.is_allowed());
-    let st = decide(&l, Policy::Search, "u_seen", 1).await;
+    assert!(decide(&other, SEARCH.policy(), "u_seen", 89).await.is_allowed());
+    assert!(decide(&other, SEARCH.policy(), "u_unseen", 90).await.is_allowed());
+    let st = decide(&l, SEARCH.policy(), "u_seen", 1).await;
     assert_eq!((st.source, st.remaining), (Source::Store, 10));
 
     proxy.set(Fault::Hung);
-    let burst = |user: &'static str| futures::future::join_all((0..50).map(|_| decide(&l, Policy::Search, user, 1)));
+    let burst = |user: &'static str| futures::future::join_all((0..50).map(|_| decide(&l, SEARCH.policy(), user, 1)));
     let seen = burst("u_seen").await;
     let unseen = burst("u_unseen").await;
     assert!(seen.iter().chain(&unseen).all(|r| r.source == Source::Fallback), "{seen:#?}");
@@ -378,7 +380,7 @@ async fn a_user_who_spent_90_of_100_gets_at_most_what_was_left_while_the_store_h
         "{:?}",
         l.stats()
     );
-    let key = |u| Policy::Search.key(&Subject::User(u));
+    let key = |u| SEARCH.policy().key(&Subject::User(u));
     assert_eq!(stored_tat(&stack, &key("u_seen")).await, Some(now + 100 * T_SEARCH), "90 + the 10 admitted");
     assert_eq!(
         stored_tat(&stack, &key("u_unseen")).await,
@@ -387,9 +389,9 @@ async fn a_user_who_spent_90_of_100_gets_at_most_what_was_left_while_the_store_h
     );
     // Every instance now refuses both, for as long as the stored buckets say.
     let fresh = instance(&stack, &s, &clock);
-    let st = decide(&fresh, Policy::Search, "u_seen", 1).await;
+    let st = decide(&fresh, SEARCH.policy(), "u_seen", 1).await;
     assert_eq!((st.is_allowed(), st.source, st.retry_after_secs), (false, Source::Store, Some(36)));
-    let st = decide(&fresh, Policy::Search, "u_unseen", 1).await;
+    let st = decide(&fresh, SEARCH.policy(), "u_unseen", 1).await;
     // 90 + 20 used of 100: the next unit fits once 11 have refilled.
     assert_eq!((st.is_allowed(), st.retry_after_secs), (false, Some((90 + allowance + 1 - 100) * 36)));
     assert!(l.stats().written_back >= 2);
@@ -405,7 +407,7 @@ async fn a_150_way_burst_on_one_key_with_a_slow_store_admits_exactly_the_capacit
     proxy.set(Fault::Slow(Duration::from_millis(150)));
     let s = deployed_settings();
     let l = instance_via(&stack, &proxy.url(), &s, &clock).await;
-    let results = futures::future::join_all((0..150).map(|_| decide(&l, Policy::Search, "u_burst", 1))).await;
+    let results = futures::future::join_all((0..150).map(|_| decide(&l, SEARCH.policy(), "u_burst", 1))).await;
     assert_eq!(admitted(&results), 100, "{:?}", l.stats());
     assert!(results.iter().all(|r| r.source != Source::Fallback), "{results:#?}");
     for r in results.iter().filter(|r| !r.is_allowed()) {
@@ -414,13 +416,13 @@ async fn a_150_way_burst_on_one_key_with_a_slow_store_admits_exactly_the_capacit
     let stats = l.stats();
     assert!(!stats.degraded && stats.fallback_decisions == 0 && stats.outages == 0, "{stats:?}");
     assert!(stats.store_calls <= 5, "the burst shares its calls: {stats:?}");
-    assert_eq!(stored_tat(&stack, &Policy::Search.key(&Subject::User("u_burst"))).await, Some(now + 100 * T_SEARCH));
+    assert_eq!(stored_tat(&stack, &SEARCH.policy().key(&Subject::User("u_burst"))).await, Some(now + 100 * T_SEARCH));
 
     // The same across instances that share nothing but the table: four of them, 40 each.
     let url = proxy.url();
     let instances: Vec<_> = futures::future::join_all((0..4).map(|_| instance_via(&stack, &url, &s, &clock))).await;
     let results =
-        futures::future::join_all((0..160).map(|i| decide(&instances[i % 4], Policy::Search, "u_spread", 1))).await;
+        futures::future::join_all((0..160).map(|i| decide(&instances[i % 4], SEARCH.policy(), "u_spread", 1))).await;
     assert_eq!(admitted(&results), 100);
     assert!(results.iter().all(|r| r.source != Source::Fallback), "{results:#?}");
     assert!(instances.iter().all(|l| !l.is_degraded()));
@@ -436,7 +438,7 @@ async fn other_users_keep_their_normal_decisions_while_one_key_is_contended() {
     let (a, b) =
         (instance_via(&stack, &proxy.url(), &s, &clock).await, instance_via(&stack, &proxy.url(), &s, &clock).await);
     let hot = futures::future::join_all(
-        (0..150).map(|i| decide(if i % 2 == 0 { &a } else { &b }, Policy::Search, "u_hot", 1)),
+        (0..150).map(|i| decide(if i % 2 == 0 { &a } else { &b }, SEARCH.policy(), "u_hot", 1)),
     );
     let others = futures::future::join_all((0..5).map(|n| {
         let l = if n % 2 == 0 { &a } else { &b };
@@ -445,7 +447,7 @@ async fn other_users_keep_their_normal_decisions_while_one_key_is_contended() {
             let mut seen = Vec::new();
             for _ in 0..3 {
                 let started = std::time::Instant::now();
-                let st = decide(l, Policy::Search, &user, 1).await;
+                let st = decide(l, SEARCH.policy(), &user, 1).await;
                 seen.push((st.is_allowed(), st.remaining, st.source, started.elapsed()));
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -473,7 +475,7 @@ async fn a_key_that_stays_slow_falls_back_alone_and_is_counted_once() {
     let clock = ManualClock::new();
     let now = clock.now_us();
     let proxy = Faulty::to(&baatcheet_tests::endpoint()).await;
-    let stuck = Policy::Search.key(&Subject::User("u_stuck"));
+    let stuck = SEARCH.policy().key(&Subject::User("u_stuck"));
     // Calls about this one bucket take 3 s (a throttled or hot partition); the rest are prompt.
     proxy.set(Fault::SlowFor(stuck.clone(), Duration::from_secs(3)));
     let mut s = deployed_settings();
@@ -482,12 +484,12 @@ async fn a_key_that_stays_slow_falls_back_alone_and_is_counted_once() {
     let l = instance_via(&stack, &proxy.url(), &s, &clock).await;
     let slow = async {
         let started = std::time::Instant::now();
-        (decide(&l, Policy::Search, "u_stuck", 1).await, started.elapsed())
+        (decide(&l, SEARCH.policy(), "u_stuck", 1).await, started.elapsed())
     };
     let fine = async {
         let mut sources = Vec::new();
         for _ in 0..12 {
-            sources.push(decide(&l, Policy::Search, "u_fine", 1).await.source);
+            sources.push(decide(&l, SEARCH.policy(), "u_fine", 1).await.source);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         sources
@@ -511,19 +513,19 @@ async fn a_policy_that_refuses_answers_503_while_the_store_is_down_and_others_us
     let stack = TestStack::new().await;
     let clock = ManualClock::new();
     let mut s = deployed_settings();
-    s.fallback.audio = FallbackMode::Refuse;
-    s.fallback.search = FallbackMode::Allow(3);
+    s.policies.set_fallback(AUDIO.policy(), FallbackMode::Refuse);
+    s.policies.set_fallback(SEARCH.policy(), FallbackMode::Allow(3));
     s.store_retry_after = Duration::from_secs(2);
     let dead = dead_endpoint().await;
     let l = instance_via(&stack, &format!("http://{dead}"), &s, &clock).await;
-    match l.check(Policy::Audio, "u_8", 1).await {
+    match l.check(AUDIO.policy(), "u_8", 1).await {
         Err(ApiError::Unavailable { retry_after_secs: Some(secs), .. }) => assert!((1..=2).contains(&secs), "{secs}"),
         other => panic!("{other:?}"),
     }
     assert!(l.is_degraded());
     // No wait once the store is known down: the fallback answers at once.
     let started = std::time::Instant::now();
-    let searches = futures::future::join_all((0..10).map(|_| decide(&l, Policy::Search, "u_8", 1))).await;
+    let searches = futures::future::join_all((0..10).map(|_| decide(&l, SEARCH.policy(), "u_8", 1))).await;
     assert!(started.elapsed() < Duration::from_millis(300), "{:?}", started.elapsed());
     assert_eq!(admitted(&searches), 3, "{searches:#?}");
     let refused = searches.iter().find(|r| !r.is_allowed()).unwrap();
@@ -536,14 +538,15 @@ async fn a_policy_that_refuses_answers_503_while_the_store_is_down_and_others_us
 fn the_rate_limits_page_states_each_policys_failure_mode_and_worst_case_as_the_code_has_them() {
     use baatcheet_shared::auth::Tier;
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/rate-limits.md")).unwrap();
-    let s = Settings::default();
+    let mut s = Settings::default();
+    s.policies.declare_defaults(&chat::limits::ALL);
     let row = |name: &str| {
         let line = readme.lines().find(|l| l.starts_with(&format!("| {name} |"))).unwrap_or_else(|| panic!("{name}"));
         line.split('|').map(str::trim).filter(|c| !c.is_empty()).map(str::to_string).collect::<Vec<_>>()
     };
-    let mode = |p: Policy| s.fallback.mode(p);
+    let mode = |p: Policy| s.policies.get(p).unwrap().fallback;
     let stated = |p: Policy| {
-        let rate = s.policies.rate(p);
+        let rate = s.policies.get(p).unwrap().rate;
         let (now, hour) = mode(p).worst_case(&rate);
         let allowance = match mode(p) {
             FallbackMode::Refuse => "refuse".to_string(),
@@ -553,11 +556,11 @@ fn the_rate_limits_page_states_each_policys_failure_mode_and_worst_case_as_the_c
         (allowance, format!("{now} / {hour}"))
     };
     for (name, p) in [
-        ("global", Policy::Global),
-        ("auth", Policy::Auth),
-        ("images", Policy::Images),
-        ("audio", Policy::Audio),
-        ("search", Policy::Search),
+        ("global", Policy::GLOBAL),
+        ("auth", Policy::AUTH),
+        ("images", IMAGES.policy()),
+        ("audio", AUDIO.policy()),
+        ("search", SEARCH.policy()),
     ] {
         let cells = row(name);
         let (allowance, worst) = stated(p);
@@ -569,19 +572,20 @@ fn the_rate_limits_page_states_each_policys_failure_mode_and_worst_case_as_the_c
         assert_eq!(cells[5], worst, "{name}");
     }
     let chat = row("chat");
-    let tiers = [Tier::Free, Tier::Pro, Tier::Enterprise].map(|t| stated(Policy::Chat(t)));
+    let tiers = [Tier::Free, Tier::Pro, Tier::Enterprise].map(|t| stated(CHAT.of(t)));
     assert!(
         chat[4].contains(&format!("allowance {} / {} / {} per hour", tiers[0].0, tiers[1].0, tiers[2].0)),
         "{chat:?}"
     );
     assert_eq!(chat[5], tiers.iter().map(|t| t.1.clone()).collect::<Vec<_>>().join(", "));
     let audio = row("audio_seconds");
-    let tiers = [Tier::Free, Tier::Pro, Tier::Enterprise].map(|t| stated(Policy::AudioSeconds(t)));
+    let tiers = [Tier::Free, Tier::Pro, Tier::Enterprise].map(|t| stated(AUDIO_SECONDS.of(t)));
     assert!(
         audio[4].contains(&format!("allowance {} / {} / {} per hour", tiers[0].0, tiers[1].0, tiers[2].0)),
         "{audio:?}"
     );
     assert_eq!(audio[5], tiers.iter().map(|t| t.1.clone()).collect::<Vec<_>>().join(", "));
-    let rates = [Tier::Free, Tier::Pro, Tier::Enterprise].map(|t| s.policies.rate(Policy::AudioSeconds(t)).capacity());
+    let rates =
+        [Tier::Free, Tier::Pro, Tier::Enterprise].map(|t| s.policies.get(AUDIO_SECONDS.of(t)).unwrap().rate.capacity());
     assert!(audio[1].starts_with(&format!("{} / {} / {} per 1 h", rates[0], rates[1], rates[2])), "{audio:?}");
 }

@@ -86,7 +86,8 @@ impl TestStack {
     }
 
     pub fn config(&self) -> Config {
-        Config::from_lookup(|k| self.env.get(k).cloned()).expect("test config is valid")
+        let env = self.env.clone();
+        Config::from_lookup(move |k| env.get(k).cloned()).expect("test config is valid")
     }
 
     /// A context on this stack, with the secret already read (as at cold start).

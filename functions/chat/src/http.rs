@@ -69,6 +69,7 @@ impl ChatState {
     }
 
     fn build(ctx: &AppContext, service: ChatService) -> Result<Self, StartupError> {
+        crate::limits::declare(ctx)?;
         Ok(Self { service: Arc::new(service), admin: Arc::new(Admin::new(ctx)?), ctx: ctx.clone() })
     }
 }

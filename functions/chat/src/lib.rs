@@ -11,6 +11,7 @@ pub mod api;
 pub mod config;
 pub mod context;
 pub mod http;
+pub mod limits;
 pub mod modes;
 pub mod providers;
 pub mod safety;

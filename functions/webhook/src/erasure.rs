@@ -26,7 +26,7 @@ pub fn stores(ctx: &AppContext) -> Vec<Box<dyn UserData>> {
     let tables = &ctx.config.tables;
     vec![
         Box::new(chat::store::ConversationStore::new(ctx.dynamo.clone(), tables.conversations.clone())),
-        Box::new(UserBuckets::new(ctx.dynamo.clone(), tables.rate_limits.clone())),
+        Box::new(UserBuckets::new(ctx.dynamo.clone(), tables.rate_limits.clone(), &chat::limits::ALL)),
         // Open-stream places: only deleted here, so the lease TTL given is never used.
         Box::new(Leases::new(ctx.dynamo.clone(), tables.stream_leases.clone(), Duration::from_secs(1))),
     ]

@@ -1,33 +1,37 @@
-//! A user's buckets go with the user: every policy's key for the user as subject (whether or not
-//! it was ever used; deleting an absent item is a no-op), in one BatchWriteItem.
+//! A user's buckets go with the user: the key of every policy (the platform's and those the
+//! erasing function names) for the user as subject (whether or not it was ever used; deleting an
+//! absent item is a no-op), in one BatchWriteItem.
 
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::policy::{ALL, Subject};
+use super::policy::{PLATFORM, PolicySpec, Subject};
 use crate::erasure::{Budget, EraseFuture, Erased, UserData};
 
 /// The per-user buckets of the rate-limits table.
 pub struct UserBuckets {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    /// The platform's policies, then the functions' (`policies` of [`Self::new`]).
+    policies: Vec<PolicySpec>,
 }
 
 impl UserBuckets {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+    /// The buckets of the platform's policies and of `policies` (every function's that counts
+    /// per user).
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>, policies: &[&PolicySpec]) -> Self {
+        let policies = PLATFORM.iter().chain(policies).map(|p| **p).collect();
+        Self { client, table: table.into(), policies }
     }
 
-    /// Every bucket key a user can have (each policy once: the chat tiers share a key).
-    pub fn keys(user_id: &str) -> Vec<String> {
-        let mut keys: Vec<String> = ALL.iter().map(|p| p.key(&Subject::User(user_id))).collect();
-        keys.dedup();
-        keys
+    /// Every bucket key a user can have (each policy once: the tiers of a policy share a key).
+    pub fn keys(&self, user_id: &str) -> Vec<String> {
+        user_keys(&self.policies, user_id)
     }
 
     async fn delete_all(&self, user_id: &str) -> Result<usize, crate::erasure::BoxError> {
-        let keys = Self::keys(user_id);
+        let keys = self.keys(user_id);
         let mut requests = keys
             .iter()
             .map(|k| {
@@ -50,6 +54,12 @@ impl UserBuckets {
     }
 }
 
+fn user_keys(policies: &[PolicySpec], user_id: &str) -> Vec<String> {
+    let mut keys: Vec<String> = policies.iter().map(|p| p.policy().key(&Subject::User(user_id))).collect();
+    keys.dedup();
+    keys
+}
+
 impl UserData for UserBuckets {
     fn name(&self) -> &'static str {
         "rate-limit buckets"
@@ -67,22 +77,17 @@ impl UserData for UserBuckets {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rate_limit::policy::{FallbackMode, Setting, Sizing};
 
     #[test]
     fn every_per_user_policy_key_once() {
-        let keys = UserBuckets::keys("usr_1");
+        let setting = Setting::new("TEST_A", 1, 60, "TEST_FALLBACK_A", FallbackMode::Refuse);
+        let tiered = PolicySpec { name: "tiered", sizing: Sizing::ByTier([setting; 3]) };
+        let flat = PolicySpec { name: "flat", sizing: Sizing::Flat(setting) };
+        let policies: Vec<PolicySpec> = PLATFORM.iter().map(|p| **p).chain([tiered, flat]).collect();
         assert_eq!(
-            keys,
-            [
-                "global#user#usr_1",
-                "network#user#usr_1",
-                "auth#user#usr_1",
-                "chat#user#usr_1",
-                "images#user#usr_1",
-                "audio#user#usr_1",
-                "audio_seconds#user#usr_1",
-                "search#user#usr_1"
-            ]
+            user_keys(&policies, "usr_1"),
+            ["global#user#usr_1", "network#user#usr_1", "auth#user#usr_1", "tiered#user#usr_1", "flat#user#usr_1"]
         );
     }
 }

@@ -211,12 +211,12 @@ pub async fn identify(State(g): State<GlobalLimit>, req: Request, next: Next) ->
     parts.extensions.insert::<AuthUser>(user);
     let req = Request::from_parts(parts, body);
     if access != Access::SignedInLimited {
-        return match limiter.check(Policy::Global, user_id.as_str(), 1).await {
+        return match limiter.check(Policy::GLOBAL, user_id.as_str(), 1).await {
             Ok(_) => next.run(req).await,
             Err(refused) => refused.into_response(),
         };
     }
-    if let Err(refused) = limiter.precheck(Policy::Global, user_id.as_str(), 1) {
+    if let Err(refused) = limiter.precheck(Policy::GLOBAL, user_id.as_str(), 1) {
         return refused.into_response();
     }
     *lock(&scope.pending_global) = Some(user_id.clone());
@@ -224,7 +224,7 @@ pub async fn identify(State(g): State<GlobalLimit>, req: Request, next: Next) ->
     if take_pending_global().is_none() {
         return res;
     }
-    match limiter.check(Policy::Global, user_id.as_str(), 1).await {
+    match limiter.check(Policy::GLOBAL, user_id.as_str(), 1).await {
         Ok(_) => res,
         Err(refused) => refused.into_response(),
     }

@@ -1,6 +1,7 @@
 //! Distributed rate limiting: GCRA token buckets in DynamoDB, exact across every Lambda instance.
 //!
-//! - [`gcra`]: the arithmetic. [`policy`]: the spec's limits, their configuration and bucket keys.
+//! - [`gcra`]: the arithmetic. [`policy`]: the platform's policies, how a function declares its
+//!   own ([`PolicySpec`]), their configuration and bucket keys.
 //! - [`store`]: one conditional UpdateItem per decision, or one transaction for the global and a
 //!   per-user bucket together (see [`layer::global_limit`]). [`deny_cache`]: answers 429 for buckets
 //!   this instance knows are empty, without calling DynamoDB. [`fallback`]: in-memory buckets that
@@ -33,15 +34,22 @@
 //!   request path (per signed-in user, else per address), which also authenticates the routes a
 //!   function declares signed-in and writes the fields of every check made while serving a request.
 //!
-//! Handlers apply per-user limits with [`Limiter::check`]:
+//! A function declares its policies once and at start ([`Limiter::declare`]); handlers apply
+//! them per user with [`Limiter::check`]:
 //!
 //! ```no_run
-//! # use baatcheet_shared::{AppContext, ApiError, auth::AuthUser, rate_limit::Policy};
-//! # async fn handler(ctx: AppContext, user: AuthUser, images: Vec<String>) -> Result<(), ApiError> {
-//! ctx.limiter.check(Policy::Chat(user.tier), &user.user_id, 1).await?; // a refusal is the 429 problem
-//! if !images.is_empty() {
-//!     ctx.limiter.check(Policy::Images, &user.user_id, images.len() as u32).await?;
-//! }
+//! # use baatcheet_shared::{AppContext, ApiError, auth::AuthUser};
+//! # use baatcheet_shared::rate_limit::{FallbackMode, PolicySpec, Setting, Sizing};
+//! const WIDGETS: PolicySpec = PolicySpec {
+//!     name: "widgets",
+//!     sizing: Sizing::Flat(Setting::new("RATE_LIMIT_WIDGETS", 50, 3600, "RATE_LIMIT_FALLBACK_WIDGETS", FallbackMode::Allow(5))),
+//! };
+//! # fn start(ctx: &AppContext) -> Result<(), baatcheet_shared::config::ConfigError> {
+//! ctx.limiter.declare(&[&WIDGETS], &|k: &str| ctx.config.var(k))?; // a bad value fails the start
+//! # Ok(()) }
+//! # async fn handler(ctx: AppContext, user: AuthUser, widgets: Vec<String>) -> Result<(), ApiError> {
+//! // A refusal is the 429 problem.
+//! ctx.limiter.check(WIDGETS.of(user.tier), &user.user_id, widgets.len() as u32).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -65,14 +73,15 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 pub use clock::{Clock, SystemClock};
 pub use headers::{RateLimitStatus, Source, with_rate_limit};
 pub use layer::{Access, GlobalLimit, RouteAccess, global_limit, identify};
-pub use policy::{FallbackMode, FallbackModes, Policies, Policy, Settings, Subject};
+pub use policy::{FallbackMode, Limits, Policies, Policy, PolicySpec, Setting, Settings, Sizing, Subject};
 
+use crate::config::ConfigError;
 use crate::error::{ApiError, error_chain};
 use breaker::{Breaker, Gate};
 use deny_cache::DenyCache;
@@ -85,6 +94,8 @@ use store::{DynamoStore, StoreError};
 pub enum LimitError {
     #[error("a rate-limit check of cost 0 was asked for policy {0}")]
     ZeroCost(&'static str),
+    #[error("policy {0} was never declared to the limiter")]
+    Undeclared(&'static str),
 }
 
 /// What the limiter has done on this instance, for `/health` and metrics.
@@ -112,9 +123,7 @@ pub struct LimiterStats {
     pub contended_fallbacks: u64,
     /// Requests answered 503 because their policy refuses while the store cannot decide.
     pub fallback_refusals: u64,
-    /// Fallback decisions by policy (`global`, `network`, `auth`, `chat_free`, `chat_pro`,
-    /// `chat_enterprise`, `images`, `audio`, `audio_seconds_free`, `audio_seconds_pro`,
-    /// `audio_seconds_enterprise`, `search`).
+    /// Fallback decisions by policy (its name; `<name>_<tier>` for a policy sized by tier).
     pub fallback_by_policy: BTreeMap<String, u64>,
     /// Times this instance found the store down.
     pub outages: u64,
@@ -136,21 +145,8 @@ struct Counters {
     contended_fallbacks: AtomicU64,
     fallback_refusals: AtomicU64,
     written_back: AtomicU64,
-    by_policy: [AtomicU64; policy::ALL.len()],
-}
-
-/// The counter label of a policy (chat by tier).
-fn label(policy: Policy) -> &'static str {
-    use crate::auth::Tier;
-    match policy {
-        Policy::Chat(Tier::Free) => "chat_free",
-        Policy::Chat(Tier::Pro) => "chat_pro",
-        Policy::Chat(Tier::Enterprise) => "chat_enterprise",
-        Policy::AudioSeconds(Tier::Free) => "audio_seconds_free",
-        Policy::AudioSeconds(Tier::Pro) => "audio_seconds_pro",
-        Policy::AudioSeconds(Tier::Enterprise) => "audio_seconds_enterprise",
-        p => p.name(),
-    }
+    /// Fallback decisions by policy label (a rare path: a lock is fine).
+    by_policy: Mutex<BTreeMap<String, u64>>,
 }
 
 fn bump(c: &AtomicU64) {
@@ -236,6 +232,8 @@ pub struct Limiter {
 
 struct Inner {
     settings: Settings,
+    /// The platform's policies and those the functions declared at start, with their limits.
+    policies: RwLock<Policies>,
     store: DynamoStore,
     cache: DenyCache,
     fallback: Fallback,
@@ -282,6 +280,7 @@ impl Limiter {
         let inner = Arc::new_cyclic(|me| Inner {
             store: DynamoStore::new(client, table, settings.longest_wait().max(STORE_CALL_LIMIT)),
             breaker: Breaker::new(settings.store_retry_after),
+            policies: RwLock::new(settings.policies.clone()),
             settings,
             cache: DenyCache::default(),
             fallback: Fallback::default(),
@@ -298,8 +297,25 @@ impl Limiter {
         &self.inner.settings
     }
 
-    pub fn rate(&self, policy: Policy) -> Rate {
-        self.inner.rate(policy)
+    /// Declares a function's policies, their limits read from `get` (the function's environment;
+    /// defaults where unset). Called once at start: a bad value is an error that fails the start.
+    pub fn declare(&self, specs: &[&PolicySpec], get: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let mut declared = Policies::default();
+        declared.declare(specs, get)?;
+        let mut policies = self.inner.policies.write().unwrap_or_else(|e| e.into_inner());
+        for spec in specs {
+            for (policy, _) in spec.settings() {
+                if let Some(limits) = declared.get(policy) {
+                    policies.set(policy, limits);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The rate and failure mode of `policy`, if declared.
+    pub fn limits(&self, policy: Policy) -> Option<Limits> {
+        self.inner.limits(policy).ok()
     }
 
     /// Applies `policy` to `subject` (a user id, or a client IP), taking `cost` units.
@@ -320,7 +336,7 @@ impl Limiter {
     ) -> Result<RateLimitStatus, ApiError> {
         let subject = subject.into();
         match layer::take_pending_global() {
-            Some(user) if policy != Policy::Global => {
+            Some(user) if policy != Policy::GLOBAL => {
                 self.check_with_global(&Subject::User(&user), policy, &subject, cost).await
             }
             _ => self.check_alone(policy, &subject, cost).await,
@@ -355,7 +371,7 @@ impl Limiter {
                 }
             }
             Joint::OneByOne => {
-                self.check_alone(Policy::Global, caller, 1).await?;
+                self.check_alone(Policy::GLOBAL, caller, 1).await?;
                 self.check_alone(policy, subject, cost).await
             }
         }
@@ -373,9 +389,9 @@ impl Limiter {
     /// rotating through the addresses of a /48 does not multiply the limit. Signed-in requests are
     /// charged to their user instead (the request path decides which).
     pub async fn check_address(&self, ip: IpAddr) -> Result<RateLimitStatus, ApiError> {
-        let status = self.check_alone(Policy::Global, &Subject::Ip(ip), 1).await?;
+        let status = self.check_alone(Policy::GLOBAL, &Subject::Ip(ip), 1).await?;
         if policy::network_of(ip).is_some() {
-            self.check_alone(Policy::Network, &Subject::Ip(ip), 1).await?;
+            self.check_alone(Policy::NETWORK, &Subject::Ip(ip), 1).await?;
         }
         Ok(status)
     }
@@ -387,7 +403,7 @@ impl Limiter {
     /// deny cache, or its fallback bucket during an outage): no DynamoDB call. A token that
     /// verifies never gets here, whatever others on its address did.
     pub fn auth_precheck(&self, ip: IpAddr) -> Result<(), ApiError> {
-        self.precheck(Policy::Auth, ip, 1)
+        self.precheck(Policy::AUTH, ip, 1)
     }
 
     /// Refuses (429, recorded for the response) when this instance already knows `policy`'s
@@ -395,7 +411,7 @@ impl Limiter {
     /// DynamoDB call. `Ok` says nothing was known against the request.
     pub fn precheck<'a>(&self, policy: Policy, subject: impl Into<Subject<'a>>, cost: u64) -> Result<(), ApiError> {
         let inner = &self.inner;
-        let rate = inner.rate(policy);
+        let rate = inner.limits(policy)?.rate;
         let key = policy.key(&subject.into());
         let now = inner.clock.now_us();
         let known = [inner.cache.known(&key), inner.fallback.known(&key)].into_iter().flatten().max();
@@ -418,7 +434,7 @@ impl Limiter {
     /// failures (answer that 429 instead). Either way this instance now knows, so once the bucket
     /// is empty step 1 refuses the IP's next requests without a DynamoDB call.
     pub async fn record_auth_failure(&self, ip: IpAddr) -> Result<RateLimitStatus, ApiError> {
-        self.check(Policy::Auth, ip, 1).await
+        self.check(Policy::AUTH, ip, 1).await
     }
 
     /// Whether the store counts as down on this instance (decisions are made by the fallback).
@@ -435,12 +451,7 @@ impl Limiter {
         let inner = &self.inner;
         let c = &inner.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let fallback_by_policy = policy::ALL
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (label(*p).to_string(), get(&c.by_policy[i])))
-            .filter(|(_, n)| *n > 0)
-            .collect();
+        let fallback_by_policy = lock(&c.by_policy).clone();
         LimiterStats {
             degraded: self.is_degraded(),
             store_calls: inner.store.calls(),
@@ -482,8 +493,10 @@ fn recorded(status: RateLimitStatus) -> Result<RateLimitStatus, ApiError> {
 }
 
 impl Inner {
-    fn rate(&self, policy: Policy) -> Rate {
-        self.settings.policies.rate(policy)
+    /// The limits of `policy`; an undeclared policy is a bug of its function (500).
+    fn limits(&self, policy: Policy) -> Result<Limits, ApiError> {
+        let policies = self.policies.read().unwrap_or_else(|e| e.into_inner());
+        policies.get(policy).ok_or_else(|| ApiError::internal(LimitError::Undeclared(policy.name())))
     }
 
     fn validate(&self, policy: Policy, rate: &Rate, cost: u64) -> Result<(), ApiError> {
@@ -502,7 +515,8 @@ impl Inner {
     }
 
     async fn decide(&self, policy: Policy, subject: &Subject<'_>, cost: u32) -> Result<RateLimitStatus, ApiError> {
-        let rate = self.rate(policy);
+        let limits = self.limits(policy)?;
+        let rate = limits.rate;
         let cost = u64::from(cost);
         self.validate(policy, &rate, cost)?;
         let key = policy.key(subject);
@@ -708,9 +722,7 @@ impl Inner {
         why: Why,
     ) -> Result<RateLimitStatus, ApiError> {
         bump(&self.counters.fallback_decisions);
-        if let Some(i) = policy::ALL.iter().position(|p| *p == policy) {
-            bump(&self.counters.by_policy[i]);
-        }
+        *lock(&self.counters.by_policy).entry(policy.label()).or_default() += 1;
         if why == Why::Contended {
             bump(&self.counters.contended_fallbacks);
         }
@@ -718,7 +730,8 @@ impl Inner {
             Why::Down => "down",
             Why::Contended => "contended",
         };
-        let Some(allowance) = self.settings.fallback.mode(policy).allowance(rate) else {
+        let mode = self.limits(policy).map_or(FallbackMode::Refuse, |l| l.fallback);
+        let Some(allowance) = mode.allowance(rate) else {
             bump(&self.counters.fallback_refusals);
             crate::metrics::record_limiter_fallback(policy.name(), reason, "unavailable");
             let retry = match why {
@@ -782,7 +795,7 @@ impl Inner {
         if self.breaker.gate() != Gate::Probe {
             return;
         }
-        let rate = Rate::new(Rate::MAX_CAPACITY, 1).unwrap_or(self.rate(Policy::Global));
+        let Some(rate) = Rate::new(Rate::MAX_CAPACITY, 1) else { return };
         let started = Instant::now();
         match self.bounded(self.store.acquire(PROBE_KEY, &rate, self.clock.now_us(), 1, None), started).await {
             Ok(_) => self.store_answered(),
@@ -869,12 +882,15 @@ impl Inner {
         subject: &Subject<'_>,
         cost: u32,
     ) -> Joint {
-        let (g_rate, rate) = (self.rate(Policy::Global), self.rate(policy));
+        let (Ok(g_limits), Ok(limits)) = (self.limits(Policy::GLOBAL), self.limits(policy)) else {
+            return Joint::OneByOne; // the errors of the single checks
+        };
+        let (g_rate, rate) = (g_limits.rate, limits.rate);
         let cost = u64::from(cost);
         if cost == 0 || cost > rate.capacity() {
             return Joint::OneByOne; // the errors of a single check, after the global one
         }
-        let (g_key, key) = (Policy::Global.key(caller), policy.key(subject));
+        let (g_key, key) = (Policy::GLOBAL.key(caller), policy.key(subject));
         let now = self.clock.now_us();
         let (g_known, known) = (self.cache.known(&g_key), self.cache.known(&key));
         let cached_empty =
@@ -948,7 +964,7 @@ impl Inner {
                 self.gave_up(policy, give_up);
                 let why = Why::from(give_up);
                 let decided = slot.abandon(|| {
-                    let global = self.fall_back(Policy::Global, &g_key, &g_rate, 1, why);
+                    let global = self.fall_back(Policy::GLOBAL, &g_key, &g_rate, 1, why);
                     if !matches!(&global, Ok(s) if s.is_allowed()) {
                         return (Joint::Fallback(global, None), [false, false]);
                     }
@@ -966,13 +982,13 @@ impl Inner {
             JointDelivered::Allowed { tats: [g_tat, tat], now } => {
                 self.counters.store_decisions.fetch_add(2, Ordering::Relaxed);
                 let global =
-                    self.status(Policy::Global, &g_rate, Outcome::Allowed { tat: g_tat }, now, 1, Source::Store);
+                    self.status(Policy::GLOBAL, &g_rate, Outcome::Allowed { tat: g_tat }, now, 1, Source::Store);
                 Joint::Both(global, self.status(policy, &rate, Outcome::Allowed { tat }, now, cost, Source::Store))
             }
             JointDelivered::Denied { index: 0, tat, now } => {
                 bump(&self.counters.store_decisions);
                 Joint::GlobalRefused(self.status(
-                    Policy::Global,
+                    Policy::GLOBAL,
                     &g_rate,
                     Outcome::Denied { tat },
                     now,

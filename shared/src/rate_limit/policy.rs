@@ -1,28 +1,29 @@
-//! The limits of the spec, their configuration, and the bucket key each request is counted under.
+//! Policies: what the engine counts, how each is configured, and the bucket key of each request.
+//!
+//! The platform declares its own policies here, the ones the request path applies:
 //!
 //! | policy | default | key |
 //! |---|---|---|
 //! | global | 1000 / 1 h | the signed-in user; the client IP (IPv6: its /64) without a valid token (`RATE_LIMIT_GLOBAL`) |
 //! | network | 10000 / 1 h | an IPv6 client's /48, requests without a valid token (`RATE_LIMIT_NETWORK`) |
 //! | auth | 5 / 15 min | client IP, forged or garbled tokens (`RATE_LIMIT_AUTH`) |
-//! | chat | 100 / 1000 / 10000 per 1 h by tier | user (`RATE_LIMIT_CHAT_FREE`, `_PRO`, `_ENTERPRISE`) |
-//! | images | 50 / 1 h | user (`RATE_LIMIT_IMAGES`) |
-//! | audio | 20 / 1 h | user, files sent to transcription (`RATE_LIMIT_AUDIO`) |
-//! | audio_seconds | 1200 / 10800 / 72000 per 1 h by tier | user, seconds of audio transcribed (`RATE_LIMIT_AUDIO_SECONDS_FREE`, `_PRO`, `_ENTERPRISE`) |
-//! | search | 100 / 1 h | user (`RATE_LIMIT_SEARCH`) |
 //!
-//! Each variable is `<count>/<window>`, the window in seconds or with a unit: `1000/1h`,
+//! A function declares its own once, as [`PolicySpec`] constants (name, variables, default rate
+//! and failure mode, flat or by tier; e.g. `functions/chat/src/limits.rs`), and hands them to
+//! [`super::Limiter::declare`] at start, which reads their variables from the same environment.
+//!
+//! Each rate variable is `<count>/<window>`, the window in seconds or with a unit: `1000/1h`,
 //! `5/15m`, `20/3600`, `10/30s`, `100/1d`.
 //!
-//! Each policy also has a failure mode ([`FallbackMode`], `RATE_LIMIT_FALLBACK_<POLICY>`): what
-//! it answers while the store cannot decide. Defaults ([`FallbackModes::default`]): global the
-//! whole limit, auth 5, chat 10 / 50 / 200 by tier, images 5, audio 2, audio seconds 120 / 600 /
-//! 3600 by tier, search 20 units per window and key on one instance.
+//! Each policy also has a failure mode ([`FallbackMode`], its `RATE_LIMIT_FALLBACK_<POLICY>`
+//! variable): what it answers while the store cannot decide. The platform's: global and network
+//! the whole limit, auth 5 units per window and key on one instance.
 //!
-//! Keys start with the policy's name (`global#ip#203.0.113.9`, `chat#user#u_123`), so buckets of
-//! different policies never share a key. The chat tiers share one bucket per user: a bucket's TAT
-//! is the share of the window already used, so a user who changes tier keeps that share and
-//! refills at the new tier's rate from then on (no fresh burst from a downgrade or upgrade).
+//! Keys start with the policy's name (`global#ip#203.0.113.9`, `<name>#user#u_123`), so buckets
+//! of different policies never share a key. The tiers of a policy sized by tier share one bucket
+//! per user: a bucket's TAT is the share of the window already used, so a user who changes tier
+//! keeps that share and refills at the new tier's rate from then on (no fresh burst from a
+//! downgrade or upgrade).
 //!
 //! IPv6 clients are counted per /64: one subscriber usually holds a whole /64 and can rotate
 //! addresses within it freely, so a per-address key would let one client multiply its limit by
@@ -34,6 +35,7 @@
 //! already puts thousands of subscribers behind one address, and a /24 holds unrelated ones).
 
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
@@ -42,51 +44,50 @@ use crate::ClientIp;
 use crate::auth::Tier;
 use crate::config::ConfigError;
 
+/// One policy as a request is charged: a declared policy's name and, for a policy sized by tier,
+/// the caller's tier. Its rate and failure mode are the limiter's (read at start).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Policy {
-    /// Every request of a limited route: by user when its token authenticates, else by client IP.
-    Global,
-    /// Requests without a valid token by IPv6 /48 (the /64 is the global policy's key).
-    Network,
-    /// Failed authentications by client IP.
-    Auth,
-    /// Chat completions by user, sized by the user's tier.
-    Chat(Tier),
-    /// Images by user; each image a request carries costs one.
-    Images,
-    /// Audio files sent to transcription by user (one per file).
-    Audio,
-    /// Seconds of audio transcribed by user, sized by the user's tier: a file costs its
-    /// duration (a weighted charge), so a long file cannot pass for a short one.
-    AudioSeconds(Tier),
-    Search,
+pub struct Policy {
+    name: &'static str,
+    tier: Option<Tier>,
 }
 
 impl Policy {
+    /// Every request of a limited route: by user when its token authenticates, else by client IP.
+    pub const GLOBAL: Self = GLOBAL.policy();
+    /// Requests without a valid token by IPv6 /48 (the /64 is the global policy's key).
+    pub const NETWORK: Self = NETWORK.policy();
+    /// Failed authentications by client IP.
+    pub const AUTH: Self = AUTH.policy();
+
     /// The name in keys, `RateLimit` fields and problem bodies.
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Global => "global",
-            Self::Network => "network",
-            Self::Auth => "auth",
-            Self::Chat(_) => "chat",
-            Self::Images => "images",
-            Self::Audio => "audio",
-            Self::AudioSeconds(_) => "audio_seconds",
-            Self::Search => "search",
+        self.name
+    }
+
+    /// The tier this policy is sized by, if it is sized by tier.
+    pub fn tier(self) -> Option<Tier> {
+        self.tier
+    }
+
+    /// The name in counters: with the tier of a policy sized by tier (`<name>_pro`).
+    pub fn label(self) -> String {
+        match self.tier {
+            Some(t) => format!("{}_{}", self.name, t.as_str()),
+            None => self.name.to_string(),
         }
     }
 
     /// The bucket key for this policy and subject.
     pub fn key(self, subject: &Subject<'_>) -> String {
         let (kind, id) = match subject {
-            Subject::Ip(ip) if self == Self::Network => ("ip", network_bucket(*ip)),
+            Subject::Ip(ip) if self.name == NETWORK.name => ("ip", network_bucket(*ip)),
             Subject::Ip(ip) => ("ip", ip_bucket(*ip)),
             Subject::User(id) if id.len() <= MAX_ID_BYTES => ("user", id.to_string()),
             // Hashed ids get their own kind, so no plain id can collide with a hash.
             Subject::User(id) => ("user-sha256", sha256_hex(id)),
         };
-        format!("{}#{kind}#{id}", self.name())
+        format!("{}#{kind}#{id}", self.name)
     }
 }
 
@@ -158,23 +159,6 @@ fn sha256_hex(id: &str) -> String {
     Sha256::digest(id.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The rate of every policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policies {
-    pub global: Rate,
-    pub network: Rate,
-    pub auth: Rate,
-    pub chat_free: Rate,
-    pub chat_pro: Rate,
-    pub chat_enterprise: Rate,
-    pub images: Rate,
-    pub audio: Rate,
-    pub audio_seconds_free: Rate,
-    pub audio_seconds_pro: Rate,
-    pub audio_seconds_enterprise: Rate,
-    pub search: Rate,
-}
-
 const HOUR: u64 = 3600;
 
 const fn rate(capacity: u64, window_secs: u64) -> Rate {
@@ -184,45 +168,190 @@ const fn rate(capacity: u64, window_secs: u64) -> Rate {
     }
 }
 
-impl Default for Policies {
-    /// The spec's table.
-    fn default() -> Self {
-        Self {
-            global: rate(1000, HOUR),
-            // Ten /64s' worth: see docs/rate-limits.md for why a /48 and why ten.
-            network: rate(10_000, HOUR),
-            auth: rate(5, 15 * 60),
-            chat_free: rate(100, HOUR),
-            chat_pro: rate(1000, HOUR),
-            chat_enterprise: rate(10_000, HOUR),
-            images: rate(50, HOUR),
-            audio: rate(20, HOUR),
-            // Seconds of audio per hour: free 20 minutes (voice notes), pro 3 hours, enterprise
-            // 20 hours (meetings). A file is charged its duration, at most `MAX_AUDIO_SECONDS`.
-            audio_seconds_free: rate(1200, HOUR),
-            audio_seconds_pro: rate(10_800, HOUR),
-            audio_seconds_enterprise: rate(72_000, HOUR),
-            search: rate(100, HOUR),
+/// A policy's rate and failure mode, with the variables that set them and their defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    /// `<count>/<window>` (e.g. `RATE_LIMIT_GLOBAL`).
+    pub rate_var: &'static str,
+    pub rate: Rate,
+    /// The failure mode (e.g. `RATE_LIMIT_FALLBACK_GLOBAL`).
+    pub fallback_var: &'static str,
+    pub fallback: FallbackMode,
+}
+
+impl Setting {
+    /// `count` units per `window_secs`, falling back to `fallback` (panics at compile time on a
+    /// rate the engine cannot hold).
+    pub const fn new(
+        rate_var: &'static str,
+        count: u64,
+        window_secs: u64,
+        fallback_var: &'static str,
+        fallback: FallbackMode,
+    ) -> Self {
+        Self { rate_var, rate: rate(count, window_secs), fallback_var, fallback }
+    }
+}
+
+/// One policy, sized alike for everyone or by the caller's tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sizing {
+    Flat(Setting),
+    /// Free, pro, enterprise.
+    ByTier([Setting; 3]),
+}
+
+/// A policy as its owner declares it, once: its name (bucket keys, `RateLimit` fields, problem
+/// bodies, metrics) and its setting(s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicySpec {
+    pub name: &'static str,
+    pub sizing: Sizing,
+}
+
+const TIERS: [Tier; 3] = [Tier::Free, Tier::Pro, Tier::Enterprise];
+
+impl PolicySpec {
+    /// The policy charged to a caller of `tier` (a flat policy is the same for every tier).
+    pub const fn of(&self, tier: Tier) -> Policy {
+        match self.sizing {
+            Sizing::Flat(_) => Policy { name: self.name, tier: None },
+            Sizing::ByTier(_) => Policy { name: self.name, tier: Some(tier) },
+        }
+    }
+
+    /// The policy of a flat spec (a spec sized by tier: its free tier).
+    pub const fn policy(&self) -> Policy {
+        self.of(Tier::Free)
+    }
+
+    /// Each policy of the spec (one per tier when sized by tier) with its setting.
+    pub fn settings(&self) -> Vec<(Policy, Setting)> {
+        match self.sizing {
+            Sizing::Flat(s) => vec![(self.policy(), s)],
+            Sizing::ByTier(by) => TIERS.iter().zip(by).map(|(t, s)| (self.of(*t), s)).collect(),
         }
     }
 }
 
+/// The platform's own policies, applied by the request path.
+pub const GLOBAL: PolicySpec = PolicySpec {
+    name: "global",
+    sizing: Sizing::Flat(Setting::new(
+        "RATE_LIMIT_GLOBAL",
+        1000,
+        HOUR,
+        "RATE_LIMIT_FALLBACK_GLOBAL",
+        // The whole limit: an address is shared by many users behind a carrier's NAT, refusing
+        // it would take the API down for all of them, and a request that passes it still meets
+        // its route's own limit.
+        FallbackMode::Allow(u64::MAX),
+    )),
+};
+pub const NETWORK: PolicySpec = PolicySpec {
+    name: "network",
+    // Ten /64s' worth: see docs/rate-limits.md for why a /48 and why ten.
+    sizing: Sizing::Flat(Setting::new(
+        "RATE_LIMIT_NETWORK",
+        10_000,
+        HOUR,
+        "RATE_LIMIT_FALLBACK_NETWORK",
+        FallbackMode::Allow(u64::MAX),
+    )),
+};
+pub const AUTH: PolicySpec = PolicySpec {
+    name: "auth",
+    sizing: Sizing::Flat(Setting::new(
+        "RATE_LIMIT_AUTH",
+        5,
+        15 * 60,
+        "RATE_LIMIT_FALLBACK_AUTH",
+        FallbackMode::Allow(5),
+    )),
+};
+pub const PLATFORM: [&PolicySpec; 3] = [&GLOBAL, &NETWORK, &AUTH];
+
+/// A policy's rate and failure mode as read at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub rate: Rate,
+    pub fallback: FallbackMode,
+}
+
+/// The rate and failure mode of every declared policy (by default the platform's, with their
+/// defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policies(HashMap<Policy, Limits>);
+
+impl Default for Policies {
+    fn default() -> Self {
+        let mut p = Self(HashMap::new());
+        p.declare_defaults(&PLATFORM);
+        p
+    }
+}
+
 impl Policies {
-    pub fn rate(&self, policy: Policy) -> Rate {
-        match policy {
-            Policy::Global => self.global,
-            Policy::Network => self.network,
-            Policy::Auth => self.auth,
-            Policy::Chat(Tier::Free) => self.chat_free,
-            Policy::Chat(Tier::Pro) => self.chat_pro,
-            Policy::Chat(Tier::Enterprise) => self.chat_enterprise,
-            Policy::Images => self.images,
-            Policy::Audio => self.audio,
-            Policy::AudioSeconds(Tier::Free) => self.audio_seconds_free,
-            Policy::AudioSeconds(Tier::Pro) => self.audio_seconds_pro,
-            Policy::AudioSeconds(Tier::Enterprise) => self.audio_seconds_enterprise,
-            Policy::Search => self.search,
+    /// The limits of `policy`, if declared.
+    pub fn get(&self, policy: Policy) -> Option<Limits> {
+        self.0.get(&policy).copied()
+    }
+
+    /// Sets (or replaces) `policy`'s limits.
+    pub fn set(&mut self, policy: Policy, limits: Limits) {
+        self.0.insert(policy, limits);
+    }
+
+    /// Sets `policy`'s rate, keeping its failure mode (the spec's default when undeclared).
+    pub fn set_rate(&mut self, policy: Policy, rate: Rate) {
+        let fallback = self.get(policy).map_or(FallbackMode::Refuse, |l| l.fallback);
+        self.set(policy, Limits { rate, fallback });
+    }
+
+    /// Sets `policy`'s failure mode (the policy must be declared).
+    pub fn set_fallback(&mut self, policy: Policy, fallback: FallbackMode) {
+        if let Some(l) = self.0.get_mut(&policy) {
+            l.fallback = fallback;
         }
+    }
+
+    /// Every declared policy with its limits.
+    pub fn iter(&self) -> impl Iterator<Item = (Policy, Limits)> + '_ {
+        self.0.iter().map(|(p, l)| (*p, *l))
+    }
+
+    /// Declares `specs` with their default limits.
+    pub fn declare_defaults(&mut self, specs: &[&PolicySpec]) {
+        for spec in specs {
+            for (policy, s) in spec.settings() {
+                self.set(policy, Limits { rate: s.rate, fallback: s.fallback });
+            }
+        }
+    }
+
+    /// Declares `specs` with the limits their variables set (defaults where unset); a bad value
+    /// is a [`ConfigError`] naming its variable (the start fails).
+    pub fn declare(&mut self, specs: &[&PolicySpec], get: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for spec in specs {
+            for (policy, s) in spec.settings() {
+                let rate = match get(s.rate_var) {
+                    None => s.rate,
+                    Some(v) => parse_rate(&v).ok_or_else(|| ConfigError::Invalid {
+                        name: s.rate_var,
+                        reason: format!("'{v}' is not <count>/<window> (e.g. 1000/1h, 5/15m, 20/3600)"),
+                    })?,
+                };
+                let fallback = match get(s.fallback_var) {
+                    None => s.fallback,
+                    Some(v) => FallbackMode::parse(&v).ok_or_else(|| ConfigError::Invalid {
+                        name: s.fallback_var,
+                        reason: format!("'{v}' is not a number of units (1 or more), 'full' or 'refuse'"),
+                    })?,
+                };
+                self.set(policy, Limits { rate, fallback });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -268,84 +397,7 @@ impl FallbackMode {
     }
 }
 
-/// The failure mode of every policy (`RATE_LIMIT_FALLBACK_<POLICY>`: a number of units per
-/// window, `full`, or `refuse`).
-///
-/// Defaults: small allowances for what costs money per request (chat by tier, images, audio),
-/// the whole limit for the global one (an address is shared by many users behind a carrier's
-/// NAT: refusing it would take the API down for all of them, and a request that passes it still
-/// meets its route's own limit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FallbackModes {
-    pub global: FallbackMode,
-    pub network: FallbackMode,
-    pub auth: FallbackMode,
-    pub chat_free: FallbackMode,
-    pub chat_pro: FallbackMode,
-    pub chat_enterprise: FallbackMode,
-    pub images: FallbackMode,
-    pub audio: FallbackMode,
-    pub audio_seconds_free: FallbackMode,
-    pub audio_seconds_pro: FallbackMode,
-    pub audio_seconds_enterprise: FallbackMode,
-    pub search: FallbackMode,
-}
-
-impl Default for FallbackModes {
-    fn default() -> Self {
-        Self {
-            global: FallbackMode::Allow(u64::MAX),
-            network: FallbackMode::Allow(u64::MAX),
-            auth: FallbackMode::Allow(5),
-            chat_free: FallbackMode::Allow(10),
-            chat_pro: FallbackMode::Allow(50),
-            chat_enterprise: FallbackMode::Allow(200),
-            images: FallbackMode::Allow(5),
-            audio: FallbackMode::Allow(2),
-            audio_seconds_free: FallbackMode::Allow(120),
-            audio_seconds_pro: FallbackMode::Allow(600),
-            audio_seconds_enterprise: FallbackMode::Allow(3600),
-            search: FallbackMode::Allow(20),
-        }
-    }
-}
-
-impl FallbackModes {
-    pub fn mode(&self, policy: Policy) -> FallbackMode {
-        match policy {
-            Policy::Global => self.global,
-            Policy::Network => self.network,
-            Policy::Auth => self.auth,
-            Policy::Chat(Tier::Free) => self.chat_free,
-            Policy::Chat(Tier::Pro) => self.chat_pro,
-            Policy::Chat(Tier::Enterprise) => self.chat_enterprise,
-            Policy::Images => self.images,
-            Policy::Audio => self.audio,
-            Policy::AudioSeconds(Tier::Free) => self.audio_seconds_free,
-            Policy::AudioSeconds(Tier::Pro) => self.audio_seconds_pro,
-            Policy::AudioSeconds(Tier::Enterprise) => self.audio_seconds_enterprise,
-            Policy::Search => self.search,
-        }
-    }
-}
-
-/// Every policy, chat and audio seconds once per tier (for tables and counters).
-pub const ALL: [Policy; 12] = [
-    Policy::Global,
-    Policy::Network,
-    Policy::Auth,
-    Policy::Chat(Tier::Free),
-    Policy::Chat(Tier::Pro),
-    Policy::Chat(Tier::Enterprise),
-    Policy::Images,
-    Policy::Audio,
-    Policy::AudioSeconds(Tier::Free),
-    Policy::AudioSeconds(Tier::Pro),
-    Policy::AudioSeconds(Tier::Enterprise),
-    Policy::Search,
-];
-
-/// Limiter configuration: the policies and how the limiter treats its store.
+/// Limiter configuration: the platform's policies and how the limiter treats its store.
 ///
 /// How long a decision waits for DynamoDB:
 /// - `store_timeout`: if nothing at all (no call, for any key) has answered for this long while
@@ -364,8 +416,6 @@ pub struct Settings {
     pub store_retry_after: Duration,
     /// `RATE_LIMIT_CONTENDED_WAIT_MS` (default 2000; never shorter than `store_timeout`).
     pub contended_wait: Duration,
-    /// Per policy: what happens while the store cannot decide.
-    pub fallback: FallbackModes,
 }
 
 impl Default for Settings {
@@ -375,7 +425,6 @@ impl Default for Settings {
             store_timeout: Duration::from_millis(500),
             store_retry_after: Duration::from_millis(1000),
             contended_wait: Duration::from_millis(2000),
-            fallback: FallbackModes::default(),
         }
     }
 }
@@ -386,24 +435,9 @@ impl Settings {
         self.contended_wait.max(self.store_timeout)
     }
 
+    /// The platform's policies and the store timings from the environment (defaults where unset).
     pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let d = Self::default();
-        let p = d.policies;
-        let f = d.fallback;
-        let rate = |name: &'static str, default: Rate| match get(name) {
-            None => Ok(default),
-            Some(v) => parse_rate(&v).ok_or_else(|| ConfigError::Invalid {
-                name,
-                reason: format!("'{v}' is not <count>/<window> (e.g. 1000/1h, 5/15m, 20/3600)"),
-            }),
-        };
-        let mode = |name: &'static str, default: FallbackMode| match get(name) {
-            None => Ok(default),
-            Some(v) => FallbackMode::parse(&v).ok_or_else(|| ConfigError::Invalid {
-                name,
-                reason: format!("'{v}' is not a number of units (1 or more), 'full' or 'refuse'"),
-            }),
-        };
         let millis = |name: &'static str, min: u64, default: Duration| match get(name) {
             None => Ok(default),
             Some(v) => v
@@ -417,41 +451,13 @@ impl Settings {
                     reason: format!("'{v}' is not {min}..=600000 milliseconds"),
                 }),
         };
+        let mut policies = Policies::default();
+        policies.declare(&PLATFORM, get)?;
         Ok(Self {
-            policies: Policies {
-                global: rate("RATE_LIMIT_GLOBAL", p.global)?,
-                network: rate("RATE_LIMIT_NETWORK", p.network)?,
-                auth: rate("RATE_LIMIT_AUTH", p.auth)?,
-                chat_free: rate("RATE_LIMIT_CHAT_FREE", p.chat_free)?,
-                chat_pro: rate("RATE_LIMIT_CHAT_PRO", p.chat_pro)?,
-                chat_enterprise: rate("RATE_LIMIT_CHAT_ENTERPRISE", p.chat_enterprise)?,
-                images: rate("RATE_LIMIT_IMAGES", p.images)?,
-                audio: rate("RATE_LIMIT_AUDIO", p.audio)?,
-                audio_seconds_free: rate("RATE_LIMIT_AUDIO_SECONDS_FREE", p.audio_seconds_free)?,
-                audio_seconds_pro: rate("RATE_LIMIT_AUDIO_SECONDS_PRO", p.audio_seconds_pro)?,
-                audio_seconds_enterprise: rate("RATE_LIMIT_AUDIO_SECONDS_ENTERPRISE", p.audio_seconds_enterprise)?,
-                search: rate("RATE_LIMIT_SEARCH", p.search)?,
-            },
+            policies,
             store_timeout: millis("RATE_LIMIT_STORE_TIMEOUT_MS", 1, d.store_timeout)?,
             store_retry_after: millis("RATE_LIMIT_STORE_RETRY_MS", 0, d.store_retry_after)?,
             contended_wait: millis("RATE_LIMIT_CONTENDED_WAIT_MS", 0, d.contended_wait)?,
-            fallback: FallbackModes {
-                global: mode("RATE_LIMIT_FALLBACK_GLOBAL", f.global)?,
-                network: mode("RATE_LIMIT_FALLBACK_NETWORK", f.network)?,
-                auth: mode("RATE_LIMIT_FALLBACK_AUTH", f.auth)?,
-                chat_free: mode("RATE_LIMIT_FALLBACK_CHAT_FREE", f.chat_free)?,
-                chat_pro: mode("RATE_LIMIT_FALLBACK_CHAT_PRO", f.chat_pro)?,
-                chat_enterprise: mode("RATE_LIMIT_FALLBACK_CHAT_ENTERPRISE", f.chat_enterprise)?,
-                images: mode("RATE_LIMIT_FALLBACK_IMAGES", f.images)?,
-                audio: mode("RATE_LIMIT_FALLBACK_AUDIO", f.audio)?,
-                audio_seconds_free: mode("RATE_LIMIT_FALLBACK_AUDIO_SECONDS_FREE", f.audio_seconds_free)?,
-                audio_seconds_pro: mode("RATE_LIMIT_FALLBACK_AUDIO_SECONDS_PRO", f.audio_seconds_pro)?,
-                audio_seconds_enterprise: mode(
-                    "RATE_LIMIT_FALLBACK_AUDIO_SECONDS_ENTERPRISE",
-                    f.audio_seconds_enterprise,
-                )?,
-                search: mode("RATE_LIMIT_FALLBACK_SEARCH", f.search)?,
-            },
         })
     }
 }
@@ -481,51 +487,80 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// A function's policies as a function declares them: one sized by tier, one flat.
+    const TIERED: PolicySpec = PolicySpec {
+        name: "tiered",
+        sizing: Sizing::ByTier([
+            Setting::new("TEST_TIERED_FREE", 100, HOUR, "TEST_FALLBACK_TIERED_FREE", FallbackMode::Allow(10)),
+            Setting::new("TEST_TIERED_PRO", 1000, HOUR, "TEST_FALLBACK_TIERED_PRO", FallbackMode::Allow(50)),
+            Setting::new(
+                "TEST_TIERED_ENTERPRISE",
+                10_000,
+                HOUR,
+                "TEST_FALLBACK_TIERED_ENTERPRISE",
+                FallbackMode::Allow(200),
+            ),
+        ]),
+    };
+    const FLAT: PolicySpec = PolicySpec {
+        name: "flat",
+        sizing: Sizing::Flat(Setting::new("TEST_FLAT", 50, HOUR, "TEST_FALLBACK_FLAT", FallbackMode::Allow(5))),
+    };
+
+    fn declared(vars: &[(&str, &str)]) -> Result<Policies, ConfigError> {
+        let m: HashMap<&str, &str> = vars.iter().copied().collect();
+        let mut p = Policies::default();
+        p.declare(&[&TIERED, &FLAT], &|k: &str| m.get(k).map(|v| v.to_string()))?;
+        Ok(p)
+    }
+
     #[test]
-    fn defaults_are_the_spec_table() {
+    fn the_platforms_defaults_are_the_spec_table() {
         let p = Policies::default();
-        let q = |p: Policy, r: &Policies| (r.rate(p).capacity(), r.rate(p).window_secs());
-        assert_eq!(q(Policy::Global, &p), (1000, 3600));
-        assert_eq!(q(Policy::Network, &p), (10_000, 3600));
-        assert_eq!(q(Policy::Auth, &p), (5, 900));
-        assert_eq!(q(Policy::Chat(Tier::Free), &p), (100, 3600));
-        assert_eq!(q(Policy::Chat(Tier::Pro), &p), (1000, 3600));
-        assert_eq!(q(Policy::Chat(Tier::Enterprise), &p), (10_000, 3600));
-        assert_eq!(q(Policy::Images, &p), (50, 3600));
-        assert_eq!(q(Policy::Audio, &p), (20, 3600));
-        assert_eq!(q(Policy::AudioSeconds(Tier::Free), &p), (1200, 3600));
-        assert_eq!(q(Policy::AudioSeconds(Tier::Pro), &p), (10_800, 3600));
-        assert_eq!(q(Policy::AudioSeconds(Tier::Enterprise), &p), (72_000, 3600));
-        assert_eq!(q(Policy::Search, &p), (100, 3600));
+        let q = |policy: Policy| p.get(policy).map(|l| (l.rate.capacity(), l.rate.window_secs()));
+        assert_eq!(q(Policy::GLOBAL), Some((1000, 3600)));
+        assert_eq!(q(Policy::NETWORK), Some((10_000, 3600)));
+        assert_eq!(q(Policy::AUTH), Some((5, 900)));
+        assert_eq!(p.iter().count(), 3, "the platform declares its own policies only");
+    }
+
+    #[test]
+    fn a_declared_policy_has_its_defaults_and_one_setting_per_tier() {
+        let p = declared(&[]).unwrap();
+        let q = |policy: Policy| p.get(policy).map(|l| (l.rate.capacity(), l.fallback));
+        assert_eq!(q(TIERED.of(Tier::Free)), Some((100, FallbackMode::Allow(10))));
+        assert_eq!(q(TIERED.of(Tier::Pro)), Some((1000, FallbackMode::Allow(50))));
+        assert_eq!(q(TIERED.of(Tier::Enterprise)), Some((10_000, FallbackMode::Allow(200))));
+        assert_eq!(FLAT.of(Tier::Pro), FLAT.policy(), "a flat policy is the same for every tier");
+        assert_eq!(q(FLAT.policy()), Some((50, FallbackMode::Allow(5))));
+        assert_eq!((TIERED.of(Tier::Pro).label(), FLAT.policy().label()), ("tiered_pro".into(), "flat".into()));
+        assert_eq!(Policies::default().get(FLAT.policy()), None, "undeclared");
     }
 
     #[test]
     fn settings_come_from_the_environment() {
-        let m: HashMap<&str, &str> = [
-            ("RATE_LIMIT_GLOBAL", "3/1h"),
-            ("RATE_LIMIT_AUTH", " 2 / 15m "),
-            ("RATE_LIMIT_CHAT_PRO", "7/60"),
-            ("RATE_LIMIT_STORE_TIMEOUT_MS", "2000"),
-        ]
-        .into_iter()
-        .collect();
+        let m: HashMap<&str, &str> =
+            [("RATE_LIMIT_GLOBAL", "3/1h"), ("RATE_LIMIT_AUTH", " 2 / 15m "), ("RATE_LIMIT_STORE_TIMEOUT_MS", "2000")]
+                .into_iter()
+                .collect();
         let s = Settings::from_lookup(&|k: &str| m.get(k).map(|v| v.to_string())).unwrap();
-        assert_eq!(s.policies.global, Rate::new(3, 3600).unwrap());
-        assert_eq!(s.policies.auth, Rate::new(2, 900).unwrap());
-        assert_eq!(s.policies.chat_pro, Rate::new(7, 60).unwrap());
-        assert_eq!(s.policies.chat_free, Policies::default().chat_free);
+        assert_eq!(s.policies.get(Policy::GLOBAL).unwrap().rate, Rate::new(3, 3600).unwrap());
+        assert_eq!(s.policies.get(Policy::AUTH).unwrap().rate, Rate::new(2, 900).unwrap());
+        assert_eq!(s.policies.get(Policy::NETWORK), Policies::default().get(Policy::NETWORK));
         assert_eq!(s.store_timeout, Duration::from_millis(2000));
         assert_eq!(s.store_retry_after, Settings::default().store_retry_after);
+        let p = declared(&[("TEST_TIERED_PRO", "7/60")]).unwrap();
+        assert_eq!(p.get(TIERED.of(Tier::Pro)).unwrap().rate, Rate::new(7, 60).unwrap());
+        assert_eq!(p.get(TIERED.of(Tier::Free)).unwrap().rate, rate(100, HOUR));
     }
 
     #[test]
     fn bad_settings_fail_the_start() {
         for bad in ["", "100", "0/1h", "100/0", "-1/1h", "100/1w", "100/h", "1/99999999999999999999", "1e3/1h"] {
-            let s = Settings::from_lookup(&|k: &str| (k == "RATE_LIMIT_CHAT_FREE").then(|| bad.to_string()));
-            assert!(
-                matches!(s, Err(ConfigError::Invalid { name: "RATE_LIMIT_CHAT_FREE", .. })),
-                "{bad:?} was accepted"
-            );
+            let s = Settings::from_lookup(&|k: &str| (k == "RATE_LIMIT_GLOBAL").then(|| bad.to_string()));
+            assert!(matches!(s, Err(ConfigError::Invalid { name: "RATE_LIMIT_GLOBAL", .. })), "{bad:?} was accepted");
+            let p = declared(&[("TEST_TIERED_FREE", bad)]);
+            assert!(matches!(p, Err(ConfigError::Invalid { name: "TEST_TIERED_FREE", .. })), "{bad:?} was accepted");
         }
         for bad in ["soon", "0", "600001", "-1"] {
             let s = Settings::from_lookup(&|k: &str| (k == "RATE_LIMIT_STORE_TIMEOUT_MS").then(|| bad.to_string()));
@@ -536,13 +571,13 @@ mod tests {
     #[test]
     fn keys_name_the_policy_and_never_collide() {
         let ip: IpAddr = "203.0.113.9".parse().unwrap();
-        assert_eq!(Policy::Global.key(&ip.into()), "global#ip#203.0.113.9");
-        assert_eq!(Policy::Auth.key(&ip.into()), "auth#ip#203.0.113.9");
-        assert_eq!(Policy::Chat(Tier::Pro).key(&"u_1".into()), "chat#user#u_1");
-        assert_eq!(Policy::Chat(Tier::Free).key(&"u_1".into()), Policy::Chat(Tier::Pro).key(&"u_1".into()));
-        assert_ne!(Policy::Images.key(&"u_1".into()), Policy::Audio.key(&"u_1".into()));
+        assert_eq!(Policy::GLOBAL.key(&ip.into()), "global#ip#203.0.113.9");
+        assert_eq!(Policy::AUTH.key(&ip.into()), "auth#ip#203.0.113.9");
+        assert_eq!(TIERED.of(Tier::Pro).key(&"u_1".into()), "tiered#user#u_1");
+        assert_eq!(TIERED.of(Tier::Free).key(&"u_1".into()), TIERED.of(Tier::Pro).key(&"u_1".into()));
+        assert_ne!(FLAT.policy().key(&"u_1".into()), TIERED.of(Tier::Free).key(&"u_1".into()));
         // A user id that looks like an address is still a user key.
-        assert_ne!(Policy::Global.key(&"203.0.113.9".into()), Policy::Global.key(&ip.into()));
+        assert_ne!(Policy::GLOBAL.key(&"203.0.113.9".into()), Policy::GLOBAL.key(&ip.into()));
     }
 
     #[test]
@@ -562,10 +597,10 @@ mod tests {
         let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:ffff::1".parse().unwrap();
         let other: IpAddr = "2001:db8:2::1".parse().unwrap();
-        assert_eq!(Policy::Network.key(&a.into()), "network#ip#2001:db8:1::/48");
-        assert_eq!(Policy::Network.key(&a.into()), Policy::Network.key(&b.into()));
-        assert_ne!(Policy::Network.key(&a.into()), Policy::Network.key(&other.into()));
-        assert_ne!(Policy::Global.key(&a.into()), Policy::Global.key(&b.into()), "different /64s");
+        assert_eq!(Policy::NETWORK.key(&a.into()), "network#ip#2001:db8:1::/48");
+        assert_eq!(Policy::NETWORK.key(&a.into()), Policy::NETWORK.key(&b.into()));
+        assert_ne!(Policy::NETWORK.key(&a.into()), Policy::NETWORK.key(&other.into()));
+        assert_ne!(Policy::GLOBAL.key(&a.into()), Policy::GLOBAL.key(&b.into()), "different /64s");
         let v4: IpAddr = "203.0.113.9".parse().unwrap();
         let mapped: IpAddr = "::ffff:203.0.113.9".parse().unwrap();
         assert_eq!((network_of(v4), network_of(mapped)), (None, None), "IPv4 has no wider bucket");
@@ -574,33 +609,31 @@ mod tests {
     #[test]
     fn long_ids_are_hashed_to_a_bounded_key() {
         let long = "x".repeat(5000);
-        let key = Policy::Search.key(&long.as_str().into());
-        assert!(key.starts_with("search#user-sha256#") && key.len() < 100, "{key}");
-        assert_ne!(key, Policy::Search.key(&"y".repeat(5000).as_str().into()));
+        let key = FLAT.policy().key(&long.as_str().into());
+        assert!(key.starts_with("flat#user-sha256#") && key.len() < 100, "{key}");
+        assert_ne!(key, FLAT.policy().key(&"y".repeat(5000).as_str().into()));
     }
 
     #[test]
     fn failure_modes_come_from_the_environment() {
         let m: HashMap<&str, &str> = [
-            ("RATE_LIMIT_FALLBACK_AUDIO", "refuse"),
-            ("RATE_LIMIT_FALLBACK_SEARCH", " 7 "),
-            ("RATE_LIMIT_FALLBACK_CHAT_FREE", "full"),
+            ("RATE_LIMIT_FALLBACK_AUTH", "refuse"),
+            ("RATE_LIMIT_FALLBACK_NETWORK", " 7 "),
             ("RATE_LIMIT_CONTENDED_WAIT_MS", "3000"),
         ]
         .into_iter()
         .collect();
         let s = Settings::from_lookup(&|k: &str| m.get(k).map(|v| v.to_string())).unwrap();
-        assert_eq!(s.fallback.mode(Policy::Audio), FallbackMode::Refuse);
-        assert_eq!(s.fallback.mode(Policy::Search), FallbackMode::Allow(7));
-        assert_eq!(s.fallback.mode(Policy::Chat(Tier::Free)), FallbackMode::Allow(u64::MAX));
-        assert_eq!(s.fallback.mode(Policy::Images), FallbackModes::default().images);
+        let mode = |p: Policy| s.policies.get(p).unwrap().fallback;
+        assert_eq!(mode(Policy::AUTH), FallbackMode::Refuse);
+        assert_eq!(mode(Policy::NETWORK), FallbackMode::Allow(7));
+        assert_eq!(mode(Policy::GLOBAL), FallbackMode::Allow(u64::MAX));
         assert_eq!(s.contended_wait, Duration::from_millis(3000));
+        let p = declared(&[("TEST_FALLBACK_TIERED_FREE", "full")]).unwrap();
+        assert_eq!(p.get(TIERED.of(Tier::Free)).unwrap().fallback, FallbackMode::Allow(u64::MAX));
         for bad in ["", "0", "-1", "some", "1.5"] {
-            let s = Settings::from_lookup(&|k: &str| (k == "RATE_LIMIT_FALLBACK_IMAGES").then(|| bad.to_string()));
-            assert!(
-                matches!(s, Err(ConfigError::Invalid { name: "RATE_LIMIT_FALLBACK_IMAGES", .. })),
-                "{bad:?} was accepted"
-            );
+            let p = declared(&[("TEST_FALLBACK_FLAT", bad)]);
+            assert!(matches!(p, Err(ConfigError::Invalid { name: "TEST_FALLBACK_FLAT", .. })), "{bad:?} was accepted");
         }
     }
 
@@ -616,14 +649,9 @@ mod tests {
             (5, 25),
             "a 15-minute window refills 4 times an hour"
         );
-        // The defaults are small for what costs money, the whole limit for the global one.
-        let (p, f) = (Policies::default(), FallbackModes::default());
-        for policy in ALL {
-            let (at_once, _) = f.mode(policy).worst_case(&p.rate(policy));
-            match policy {
-                Policy::Global | Policy::Network | Policy::Auth => assert_eq!(at_once, p.rate(policy).capacity()),
-                _ => assert!(at_once * 5 <= p.rate(policy).capacity(), "{policy:?}: {at_once}"),
-            }
+        // The platform's failure modes are its whole limits (see the global policy's why).
+        for (policy, l) in Policies::default().iter() {
+            assert_eq!(l.fallback.worst_case(&l.rate).0, l.rate.capacity(), "{policy:?}");
         }
     }
 }

@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use baatcheet_local::{stack, template::Template};
 use baatcheet_shared::aws;
 use baatcheet_shared::rate_limit::{Clock, Limiter, Policy, Settings, Source, Subject, gcra::Rate};
+use chat::limits::{IMAGES, SEARCH};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -80,7 +81,7 @@ async fn timed_joint(l: &Limiter, subject: &str, row: &mut Row) {
     let before = l.store_calls();
     let started = Instant::now();
     let user = Subject::User(subject);
-    let st = l.check_with_global(&user, Policy::Search, &user, 1).await.expect("admitted");
+    let st = l.check_with_global(&user, SEARCH.policy(), &user, 1).await.expect("admitted");
     row.latencies_us.push(started.elapsed().as_micros() as u64);
     row.calls += l.store_calls() - before;
     row.decisions += 1;
@@ -103,10 +104,11 @@ async fn main() -> Result<(), BoxError> {
     let mut settings = Settings { store_timeout: Duration::from_secs(30), ..Settings::default() };
     // Search: never refuses in the "allowed" rows, and a token takes 0.6 s to come back, so a key
     // under this bench's traffic stays busy (its TAT ahead of now). Images: 20 per hour.
-    settings.policies.search = Rate::new(1_000_000, 7 * 24 * 3600).ok_or("rate")?;
-    settings.policies.images = Rate::new(20, 3600).ok_or("rate")?;
+    settings.policies.declare_defaults(&[&SEARCH, &IMAGES]);
+    settings.policies.set_rate(SEARCH.policy(), Rate::new(1_000_000, 7 * 24 * 3600).ok_or("rate")?);
+    settings.policies.set_rate(IMAGES.policy(), Rate::new(20, 3600).ok_or("rate")?);
     // The joint rows charge each user's global bucket.
-    settings.policies.global = Rate::new(1_000_000, 3600).ok_or("rate")?;
+    settings.policies.set_rate(Policy::GLOBAL, Rate::new(1_000_000, 3600).ok_or("rate")?);
     let b = Bench {
         client: client.clone(),
         table: table.clone(),
@@ -132,13 +134,13 @@ async fn main() -> Result<(), BoxError> {
     let warm = b.instance();
     let mut row = Row::default();
     for _ in 0..n {
-        timed(&warm, Policy::Search, "u_steady", 1, &mut row, true).await;
+        timed(&warm, SEARCH.policy(), "u_steady", 1, &mut row, true).await;
     }
     row.print("allowed: steady traffic on one key, warm instance");
 
     let mut row = Row::default();
     for i in 0..n {
-        timed(&warm, Policy::Search, &format!("u_new_{i}"), 1, &mut row, true).await;
+        timed(&warm, SEARCH.policy(), &format!("u_new_{i}"), 1, &mut row, true).await;
     }
     row.print("allowed: first request of a new key");
 
@@ -157,40 +159,40 @@ async fn main() -> Result<(), BoxError> {
 
     let mut row = Row::default();
     for _ in 0..n {
-        timed(&b.instance(), Policy::Search, "u_steady", 1, &mut row, true).await;
+        timed(&b.instance(), SEARCH.policy(), "u_steady", 1, &mut row, true).await;
     }
     row.print("allowed: busy key, instance that never saw it");
 
     // Buckets used two hours ago: full again, but their items have not expired yet.
     for i in 0..n {
-        warm.decide(Policy::Search, &Subject::User(&format!("u_idle_a_{i}")), 1).await?;
-        warm.decide(Policy::Search, &Subject::User(&format!("u_idle_b_{i}")), 1).await?;
+        warm.decide(SEARCH.policy(), &Subject::User(&format!("u_idle_a_{i}")), 1).await?;
+        warm.decide(SEARCH.policy(), &Subject::User(&format!("u_idle_b_{i}")), 1).await?;
     }
     b.clock.0.store(2 * 3600 * 1_000_000, Ordering::Relaxed);
     let mut row = Row::default();
     for i in 0..n {
-        timed(&warm, Policy::Search, &format!("u_idle_a_{i}"), 1, &mut row, true).await;
+        timed(&warm, SEARCH.policy(), &format!("u_idle_a_{i}"), 1, &mut row, true).await;
     }
     row.print("allowed: refilled key, instance that saw it");
     let mut row = Row::default();
     for i in 0..n {
-        timed(&b.instance(), Policy::Search, &format!("u_idle_b_{i}"), 1, &mut row, true).await;
+        timed(&b.instance(), SEARCH.policy(), &format!("u_idle_b_{i}"), 1, &mut row, true).await;
     }
     row.print("allowed: refilled key still stored, unseen instance");
 
     // Refusals: one bucket emptied, then asked by instances that know nothing, then by one that does.
     let drainer = b.instance();
     for _ in 0..20 {
-        drainer.decide(Policy::Images, &Subject::User("u_empty"), 1).await?;
+        drainer.decide(IMAGES.policy(), &Subject::User("u_empty"), 1).await?;
     }
     let mut row = Row::default();
     for _ in 0..n {
-        timed(&b.instance(), Policy::Images, "u_empty", 1, &mut row, false).await;
+        timed(&b.instance(), IMAGES.policy(), "u_empty", 1, &mut row, false).await;
     }
     row.print("denied: by the store (instance without knowledge)");
     let mut row = Row::default();
     for _ in 0..n * 10 {
-        timed(&drainer, Policy::Images, "u_empty", 1, &mut row, false).await;
+        timed(&drainer, IMAGES.policy(), "u_empty", 1, &mut row, false).await;
     }
     row.print("denied: by the deny cache (instance that knows)");
 
@@ -199,7 +201,7 @@ async fn main() -> Result<(), BoxError> {
     let started = Instant::now();
     let results = futures::future::join_all((0..64).map(|i| {
         let l = instances[i % 4].clone();
-        async move { l.decide(Policy::Images, &Subject::User("u_race"), 1).await }
+        async move { l.decide(IMAGES.policy(), &Subject::User("u_race"), 1).await }
     }))
     .await;
     let elapsed = started.elapsed();

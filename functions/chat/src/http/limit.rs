@@ -9,6 +9,7 @@ use baatcheet_shared::rate_limit::Policy;
 use baatcheet_shared::validation::MIB;
 use baatcheet_shared::{ApiError, AppContext};
 
+use crate::limits;
 use crate::service::Idempotent;
 use crate::store::idempotency::{self, Claim, IdempotencyStore, KeyRef};
 
@@ -28,9 +29,9 @@ pub(super) async fn route_limit(
         Err(e) => return e.into_response(),
     };
     let policy = match limit {
-        RouteLimit::Chat => Policy::Chat(user.tier),
-        RouteLimit::Audio => Policy::Audio,
-        RouteLimit::Search => Policy::Search,
+        RouteLimit::Chat => limits::CHAT.of(user.tier),
+        RouteLimit::Audio => limits::AUDIO.policy(),
+        RouteLimit::Search => limits::SEARCH.policy(),
     };
     let key = match parts.headers.get(IDEMPOTENCY_KEY) {
         Some(v) if matches!(limit, RouteLimit::Chat | RouteLimit::Audio) => {
@@ -80,7 +81,7 @@ pub(super) async fn route_limit(
         }
         // A repeat costs nothing more than any request: the global limit only.
         Claim::Repeat(_) => {
-            if let Err(refused) = ctx.limiter.check(Policy::Global, &user.user_id, 1).await {
+            if let Err(refused) = ctx.limiter.check(Policy::GLOBAL, &user.user_id, 1).await {
                 return refused.into_response();
             }
             false

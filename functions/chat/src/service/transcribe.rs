@@ -7,7 +7,6 @@
 
 use baatcheet_shared::FieldError;
 use baatcheet_shared::auth::AuthUser;
-use baatcheet_shared::rate_limit::Policy;
 
 use super::{ChatError, ChatService};
 use crate::api::{Transcription, valid_language};
@@ -49,7 +48,7 @@ impl ChatService {
             },
             None => catalog.default_audio_model().cloned().ok_or(ChatError::NoAudioModel)?,
         };
-        self.limiter.check(Policy::AudioSeconds(user.tier), &user.user_id, input.seconds.max(1)).await?;
+        self.limiter.check(crate::limits::AUDIO_SECONDS.of(user.tier), &user.user_id, input.seconds.max(1)).await?;
         let done = self.providers.transcribe(&catalog, &model.id, &input.audio, input.language.as_deref()).await?;
         tracing::info!(provider = %done.provider, bytes = input.audio.bytes.len(), seconds = input.seconds, "transcribed");
         Ok(Transcription { text: done.response.text, language: done.response.language.or(input.language) })

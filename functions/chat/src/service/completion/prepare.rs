@@ -5,7 +5,6 @@
 //! the model's context.
 
 use baatcheet_shared::auth::AuthUser;
-use baatcheet_shared::rate_limit::Policy;
 use std::sync::Arc;
 
 use crate::api::{AttachmentInput, CompletionInput, RegenerateInput};
@@ -100,7 +99,7 @@ impl ChatService {
         }
         let checked = self.attachments.check(items).await?;
         let cost = u32::try_from(items.len()).unwrap_or(u32::MAX);
-        self.limiter.check(Policy::Images, owner(user), cost).await?;
+        self.limiter.check(crate::limits::IMAGES.policy(), owner(user), cost).await?;
         self.attachments.load(checked).await
     }
 
