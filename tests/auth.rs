@@ -61,8 +61,11 @@ async fn call(router: &Router, path: &str, token: Option<&str>) -> (u16, http::H
 }
 
 async fn deliver(ctx: &AppContext, body: &Value) {
-    let res =
-        webhook::router(ctx.clone()).oneshot(clerk::Delivery::new(body).request(clerk::WEBHOOK_SECRET)).await.unwrap();
+    let res = webhook::router(ctx.clone())
+        .expect("the webhook starts")
+        .oneshot(clerk::Delivery::new(body).request(clerk::WEBHOOK_SECRET))
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200, "webhook delivery");
 }
 

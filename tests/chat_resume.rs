@@ -263,7 +263,7 @@ async fn five_concurrent_sends_with_one_key_cost_once_and_get_one_answer() {
     assert_eq!(fake.request_count(), 3);
 
     // Erasure removes every key of a user, and only theirs.
-    let keys = IdempotencyStore::new(h.ctx.dynamo.clone(), h.stack.config().tables.conversations);
+    let keys = IdempotencyStore::new(h.ctx.dynamo.clone(), h.stack.env["CONVERSATIONS_TABLE"].clone());
     assert_eq!(keys.delete_all_for_user(alice.id()).await.unwrap(), 1);
     assert_eq!(keys.delete_all_for_user(alice.id()).await.unwrap(), 0);
     assert_eq!(keys.delete_all_for_user(bob.id()).await.unwrap(), 1);

@@ -158,7 +158,7 @@ async fn raw_items(h: &ChatHarness, id: ConversationId) -> usize {
         .ctx
         .dynamo
         .query()
-        .table_name(&h.ctx.config.tables.conversations)
+        .table_name(&h.stack.env["CONVERSATIONS_TABLE"])
         .key_condition_expression("#pk = :pk")
         .expression_attribute_names("#pk", "pk")
         .expression_attribute_values(":pk", AttributeValue::S(format!("CONV#{id}")))
@@ -185,7 +185,7 @@ async fn delete_removes_every_message_and_an_interrupted_delete_leaves_nothing_r
     h.ctx
         .dynamo
         .update_item()
-        .table_name(&h.ctx.config.tables.conversations)
+        .table_name(&h.stack.env["CONVERSATIONS_TABLE"])
         .key("pk", AttributeValue::S(format!("CONV#{id}")))
         .key("sk", AttributeValue::S("META".into()))
         .update_expression("SET #d = :now, #gpk = :deleting")
@@ -424,7 +424,7 @@ async fn search_finds_items_written_before_folding_existed() {
     // version left them): Arabic-keyboard letters, a decomposed alef madda, diacritics.
     let c = conversation(o, "پرانی گفتگو");
     let m = message(Role::User, "ا\u{0653}پ كيسے ہیں؟ SALAAM bhai");
-    let table = &h.ctx.config.tables.conversations;
+    let table = &h.stack.env["CONVERSATIONS_TABLE"];
     for item in [c.to_item().unwrap(), m.to_item(c.id, o, None).unwrap()] {
         h.ctx.dynamo.put_item().table_name(table).set_item(Some(item)).send().await.unwrap();
     }
@@ -468,7 +468,7 @@ async fn a_garbled_item_is_a_server_error_not_a_default() {
     h.ctx
         .dynamo
         .update_item()
-        .table_name(&h.ctx.config.tables.conversations)
+        .table_name(&h.stack.env["CONVERSATIONS_TABLE"])
         .key("pk", AttributeValue::S(format!("CONV#{id}")))
         .key("sk", AttributeValue::S("META".into()))
         .update_expression("SET #n = :n")

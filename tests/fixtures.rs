@@ -95,7 +95,7 @@ async fn every_fixture_is_served_by_its_function() {
 #[tokio::test]
 async fn health_fixtures_answer_as_documented() {
     let stack = TestStack::new().await;
-    let router = health::router(stack.context().await);
+    let router = health::router(stack.context().await).expect("the health function starts");
     let read = |n: &str| std::fs::read_to_string(events_dir().join(format!("{n}.json"))).unwrap();
     let (s, _, b) = invoke(router.clone(), &read("health")).await;
     assert_eq!((s, b["status"].as_str()), (200, Some("healthy")), "{b}");
@@ -122,7 +122,7 @@ async fn source_ip_comes_from_the_request_context_not_x_forwarded_for() {
 #[tokio::test]
 async fn unknown_path_in_a_function_is_problem_json() {
     let stack = TestStack::new().await;
-    let router = health::router(stack.context().await);
+    let router = health::router(stack.context().await).expect("the health function starts");
     let event = std::fs::read_to_string(events_dir().join("live.json")).unwrap().replace("\"/live\"", "\"/nope\"");
     let (status, headers, body) = invoke(router, &event).await;
     assert_eq!(status, 404);

@@ -17,7 +17,7 @@ async fn get(base: &str, path: &str) -> (u16, Value) {
 }
 
 async fn serve_health(ctx: AppContext) -> String {
-    format!("http://{}", serve(health::router(ctx)).await)
+    format!("http://{}", serve(health::router(ctx).expect("the health function starts")).await)
 }
 
 #[tokio::test]
@@ -48,10 +48,10 @@ async fn healthy_stack_reports_every_service() {
 
 #[tokio::test]
 async fn missing_table_is_unhealthy() {
-    let stack = TestStack::new().await;
-    let mut config = stack.config();
-    config.tables.conversations = format!("{}does-not-exist", stack.prefix);
-    let ctx = AppContext::new(config, &stack.sdk);
+    let mut stack = TestStack::new().await;
+    let missing = format!("{}does-not-exist", stack.prefix);
+    stack.env.insert("CONVERSATIONS_TABLE".into(), missing);
+    let ctx = AppContext::new(stack.config(), &stack.sdk);
     let base = serve_health(ctx).await;
     let (status, body) = get(&base, "/health").await;
     assert_eq!((status, body["status"].as_str()), (503, Some("unhealthy")), "{body}");
@@ -137,11 +137,11 @@ async fn database_outage_and_recovery_are_reported() {
 
 #[tokio::test]
 async fn one_probe_run_answers_health_and_ready_within_the_ttl() {
-    let stack = TestStack::new().await;
+    let mut stack = TestStack::new().await;
     let proxy = RecordingProxy::to(&baatcheet_tests::endpoint()).await;
-    let mut config = stack.config();
-    config.health_probe_ttl = Duration::from_millis(1500);
-    let tables = config.tables.all().len();
+    stack.env.insert("HEALTH_PROBE_TTL_MS".into(), "1500".into());
+    let config = stack.config();
+    let tables = health::config::HealthConfig::from_config(&config).expect("health settings").tables.len();
     let ctx = AppContext::with_clients(config, dynamodb_at(&proxy.url).await, secrets_manager_at(&proxy.url).await);
     let base = serve_health(ctx).await;
     let probe_calls = || proxy.calls().iter().filter(|c| c.operation == "GetItem").count();

@@ -16,7 +16,7 @@ type Item = HashMap<String, AttributeValue>;
 async fn setup() -> (TestStack, AppContext, Router) {
     let stack = TestStack::with_secret(json!({"CLERK_WEBHOOK_SECRET": clerk::WEBHOOK_SECRET})).await;
     let ctx = stack.context().await;
-    let router = webhook::router(ctx.clone());
+    let router = webhook::router(ctx.clone()).expect("the webhook starts");
     (stack, ctx, router)
 }
 
@@ -50,7 +50,7 @@ async fn delivery_record(ctx: &AppContext, svix_id: &str) -> Option<Item> {
     let out = ctx
         .dynamo
         .get_item()
-        .table_name(&ctx.config.tables.webhook_deliveries)
+        .table_name(ctx.config.var(webhook::DELIVERIES_TABLE).expect("the deliveries table"))
         .key("pk", AttributeValue::S(svix_id.into()))
         .consistent_read(true)
         .send()
@@ -224,7 +224,7 @@ async fn unbranded_headers_and_several_signatures_are_accepted() {
 async fn a_missing_webhook_secret_is_a_500_never_a_silent_accept() {
     let stack = TestStack::new().await;
     let ctx = stack.context().await;
-    let router = webhook::router(ctx.clone());
+    let router = webhook::router(ctx.clone()).expect("the webhook starts");
     let id = unique_user();
     let d = Delivery::new(&user_event("user.created", &id, now_ms(), "X", "user", "free"));
     let (status, headers, body) = send(&router, d.request(clerk::WEBHOOK_SECRET)).await;
@@ -234,7 +234,7 @@ async fn a_missing_webhook_secret_is_a_500_never_a_silent_accept() {
     assert!(user(&ctx, &id).await.is_none());
 
     let bad = TestStack::with_secret(json!({"CLERK_WEBHOOK_SECRET": "whsec_***not base64***"})).await;
-    let router = webhook::router(bad.context().await);
+    let router = webhook::router(bad.context().await).expect("the webhook starts");
     assert_eq!(send(&router, d.request(clerk::WEBHOOK_SECRET)).await.0, 500);
 }
 
@@ -342,6 +342,7 @@ async fn the_event_fixture_applies_when_freshly_signed() {
     let req = lambda_http::request::from_str(&event.to_string()).unwrap();
     let (parts, body) = req.into_parts();
     let res = webhook::router(ctx.clone())
+        .expect("the webhook starts")
         .oneshot(http::Request::from_parts(parts, axum::body::Body::from(body.to_vec())))
         .await
         .unwrap();

@@ -9,17 +9,22 @@ use baatcheet_shared::routes::RouteRow;
 /// function (the gateway then refuses to start: the template and the code disagree).
 pub fn router_for(logical_id: &str, ctx: &AppContext) -> Option<Router> {
     match logical_id {
-        "HealthFunction" => Some(health::router(ctx.clone())),
-        "WebhookFunction" => Some(webhook::router(ctx.clone())),
-        "ChatFunction" => match chat::router(ctx.clone()) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                tracing::error!(cause = %baatcheet_shared::error::error_chain(&e), "the chat function cannot start");
-                None
-            }
-        },
+        "HealthFunction" => started(logical_id, health::router(ctx.clone())),
+        "WebhookFunction" => started(logical_id, webhook::router(ctx.clone())),
+        "ChatFunction" => started(logical_id, chat::router(ctx.clone())),
         "DocsFunction" => Some(docs::router(&ctx.config, docs_settings(), ctx.limiter.clone())),
         _ => None,
+    }
+}
+
+/// The router of a function that started; one that could not (its settings are bad) is logged.
+fn started<E: std::error::Error + 'static>(logical_id: &str, router: Result<Router, E>) -> Option<Router> {
+    match router {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::error!(function = logical_id, cause = %baatcheet_shared::error::error_chain(&e), "the function cannot start");
+            None
+        }
     }
 }
 

@@ -13,43 +13,14 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
 }
 
-/// Physical table names, one per table declared in template.yaml.
+/// The physical names of the platform's own tables (template.yaml declares them). A function
+/// reads its own tables in its own config module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tables {
+    /// `USERS_TABLE`: the users (`users.rs`), read and created by authentication.
     pub users: String,
-    pub conversations: String,
+    /// `RATE_LIMITS_TABLE`: the limiter's buckets.
     pub rate_limits: String,
-    pub webhook_deliveries: String,
-    /// Chat's open-stream leases (`pk` user id, `sk` slot).
-    pub stream_leases: String,
-}
-
-impl Tables {
-    /// Env var name -> field, the names template.yaml sets.
-    pub const VARS: [&'static str; 5] =
-        ["USERS_TABLE", "CONVERSATIONS_TABLE", "RATE_LIMITS_TABLE", "WEBHOOK_DELIVERIES_TABLE", "STREAM_LEASES_TABLE"];
-
-    /// Every table with its env var name.
-    pub fn all(&self) -> [(&'static str, &str); 5] {
-        [
-            ("users", &self.users),
-            ("conversations", &self.conversations),
-            ("rate_limits", &self.rate_limits),
-            ("webhook_deliveries", &self.webhook_deliveries),
-            ("stream_leases", &self.stream_leases),
-        ]
-    }
-
-    /// Local and test naming: `{prefix}{name}`.
-    pub fn with_prefix(prefix: &str) -> Self {
-        Self {
-            users: format!("{prefix}users"),
-            conversations: format!("{prefix}conversations"),
-            rate_limits: format!("{prefix}rate-limits"),
-            webhook_deliveries: format!("{prefix}webhook-deliveries"),
-            stream_leases: format!("{prefix}stream-leases"),
-        }
-    }
 }
 
 /// The environment the configuration was read from (the process's in AWS, a map in tests), kept
@@ -92,11 +63,6 @@ pub struct Config {
     pub secret_ttl: Duration,
     /// Exact origins allowed by CORS; empty means no cross-origin access.
     pub cors_origins: Vec<HeaderValue>,
-    /// Per-dependency timeout of health and readiness checks.
-    pub dependency_timeout: Duration,
-    /// How long one run of the health probes answers `/health` and `/ready` on an instance
-    /// (`HEALTH_PROBE_TTL_MS`, default 1000; 0 probes on every request).
-    pub health_probe_ttl: Duration,
     /// Rate-limit store behaviour and the platform's policies (`RATE_LIMIT_*`); functions
     /// declare their own to the limiter.
     pub rate_limits: crate::rate_limit::Settings,
@@ -115,14 +81,7 @@ impl Config {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Result<Self, ConfigError> {
         let env = Env::new(get);
         let get = |k: &str| env.get(k);
-        let req = |name: &'static str| env.required(name);
-        let tables = Tables {
-            users: req("USERS_TABLE")?,
-            conversations: req("CONVERSATIONS_TABLE")?,
-            rate_limits: req("RATE_LIMITS_TABLE")?,
-            webhook_deliveries: req("WEBHOOK_DELIVERIES_TABLE")?,
-            stream_leases: req("STREAM_LEASES_TABLE")?,
-        };
+        let tables = Tables { users: env.required("USERS_TABLE")?, rate_limits: env.required("RATE_LIMITS_TABLE")? };
         let cors_origins = get("CORS_ALLOWED_ORIGINS")
             .unwrap_or_default()
             .split(',')
@@ -145,8 +104,6 @@ impl Config {
             secret_id: get("SECRET_ID").map(|v| v.trim().to_string()).filter(|v| !v.is_empty()),
             secret_ttl: Duration::from_secs(parse_num(&get, "SECRET_TTL_SECONDS", 300)?),
             cors_origins,
-            dependency_timeout: Duration::from_millis(parse_num(&get, "DEPENDENCY_TIMEOUT_MS", 1500)?),
-            health_probe_ttl: Duration::from_millis(parse_num(&get, "HEALTH_PROBE_TTL_MS", 1000)?),
             rate_limits: crate::rate_limit::Settings::from_lookup(&get)?,
             clerk,
             env: env.clone(),
@@ -159,7 +116,8 @@ impl Config {
     }
 }
 
-fn parse_num(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+/// A whole-number variable, `default` when unset.
+pub fn parse_num(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: u64) -> Result<u64, ConfigError> {
     match get(name) {
         None => Ok(default),
         Some(v) => {
@@ -185,17 +143,11 @@ mod tests {
     use std::collections::HashMap;
 
     fn vars(extra: &[(&str, &str)]) -> HashMap<String, String> {
-        let mut m: HashMap<String, String> = [
-            ("USERS_TABLE", "u"),
-            ("CONVERSATIONS_TABLE", "c"),
-            ("RATE_LIMITS_TABLE", "r"),
-            ("WEBHOOK_DELIVERIES_TABLE", "w"),
-            ("STREAM_LEASES_TABLE", "l"),
-            ("SECRET_ID", "baatcheet/dev"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let mut m: HashMap<String, String> =
+            [("USERS_TABLE", "u"), ("RATE_LIMITS_TABLE", "r"), ("SECRET_ID", "baatcheet/dev")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         for (k, v) in extra {
             m.insert(k.to_string(), v.to_string());
         }

@@ -133,7 +133,7 @@ async fn invoke(router: Router, event: &str) -> http::Response<Body> {
 #[tokio::test]
 async fn lambda_events_are_limited_by_source_ip_with_ipv6_per_64() {
     let stack = stack_with(&[("RATE_LIMIT_GLOBAL", "2/1h")]).await;
-    let router = health::router(stack.context().await);
+    let router = health::router(stack.context().await).expect("the health function starts");
     let event = std::fs::read_to_string(events_dir().join("health-metrics.json")).unwrap();
     assert!(event.contains("\"sourceIp\": \"203.0.113.9\"") && event.contains("X-Forwarded-For"));
     let from = |ip: &str| event.replace("\"sourceIp\": \"203.0.113.9\"", &format!("\"sourceIp\": \"{ip}\""));
@@ -151,7 +151,7 @@ async fn lambda_events_are_limited_by_source_ip_with_ipv6_per_64() {
 #[tokio::test]
 async fn a_request_without_a_client_address_fails_closed() {
     let stack = stack_with(&[]).await;
-    let router = health::router(stack.context().await);
+    let router = health::router(stack.context().await).expect("the health function starts");
     let get = |path: &str| http::Request::get(path).body(Body::empty()).unwrap();
     let res = router.clone().oneshot(get("/api/v1/health/metrics")).await.unwrap();
     assert_eq!(res.status(), 400);
@@ -177,7 +177,7 @@ async fn store_down_keeps_serving_and_health_reports_the_limiter_degraded() {
     let config = stack.config();
     ctx.limiter =
         Arc::new(Limiter::new(dynamodb_at(&switch.url()).await, config.tables.rate_limits, config.rate_limits));
-    let base = format!("http://{}", serve(health::router(ctx.clone())).await);
+    let base = format!("http://{}", serve(health::router(ctx.clone()).expect("the health function starts")).await);
 
     let (status, _, field) = get_json(&base, "/api/v1/health/metrics").await;
     assert_eq!((status, field.is_some()), (200, true));

@@ -197,6 +197,7 @@ impl ChatHarness {
         self.clerk.add_user(&who.clerk_id, role, tier, updated);
         let event = clerk::user_event("user.updated", &who.clerk_id, updated, "Test", role, tier);
         let res = webhook::router(self.ctx.clone())
+            .expect("the webhook starts")
             .oneshot(clerk::Delivery::new(&event).request(clerk::WEBHOOK_SECRET))
             .await
             .expect("infallible");

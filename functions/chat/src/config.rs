@@ -4,8 +4,27 @@
 use crate::safety::ssrf::{FetchLimits, UrlPolicy};
 use crate::safety::upload::UploadLimits;
 use crate::streams::StreamLimits;
-use baatcheet_shared::config::ConfigError;
+use baatcheet_shared::config::{Config, ConfigError};
 use std::time::Duration;
+
+/// The chat function's tables (template.yaml sets their names), read from the environment the
+/// shared config was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatTables {
+    /// `CONVERSATIONS_TABLE`: conversations, messages and Idempotency-Key records (`store/`).
+    pub conversations: String,
+    /// `STREAM_LEASES_TABLE`: open-stream leases (`pk` user id, `sk` slot; `streams.rs`).
+    pub stream_leases: String,
+}
+
+impl ChatTables {
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        Ok(Self {
+            conversations: config.env.required("CONVERSATIONS_TABLE")?,
+            stream_leases: config.env.required("STREAM_LEASES_TABLE")?,
+        })
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ChatConfig {

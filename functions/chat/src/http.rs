@@ -15,7 +15,7 @@ use baatcheet_shared::{AppContext, request_path};
 use std::sync::Arc;
 
 use crate::admin::Admin;
-use crate::config::ChatConfig;
+use crate::config::{ChatConfig, ChatTables};
 use crate::safety::ssrf::Resolver;
 use crate::service::{ChatService, ChatStream};
 use crate::sse;
@@ -43,6 +43,7 @@ pub enum StartupError {
 #[derive(Clone)]
 pub struct ChatState {
     pub service: Arc<ChatService>,
+    pub tables: Arc<ChatTables>,
     pub admin: Arc<Admin>,
     pub ctx: AppContext,
 }
@@ -56,7 +57,8 @@ impl FromRef<ChatState> for AppContext {
 
 impl ChatState {
     pub fn new(ctx: &AppContext, config: ChatConfig) -> Result<Self, StartupError> {
-        Self::build(ctx, ChatService::new(ctx, config)?)
+        let tables = ChatTables::from_config(&ctx.config)?;
+        Self::build(ctx, tables.clone(), ChatService::new(ctx, &tables, config)?)
     }
 
     /// As [`Self::new`], with the resolver image URLs are checked with (tests use a fixed table).
@@ -65,12 +67,14 @@ impl ChatState {
         config: ChatConfig,
         resolver: Arc<dyn Resolver>,
     ) -> Result<Self, StartupError> {
-        Self::build(ctx, ChatService::with_resolver(ctx, config, resolver)?)
+        let tables = ChatTables::from_config(&ctx.config)?;
+        Self::build(ctx, tables.clone(), ChatService::with_resolver(ctx, &tables, config, resolver)?)
     }
 
-    fn build(ctx: &AppContext, service: ChatService) -> Result<Self, StartupError> {
+    fn build(ctx: &AppContext, tables: ChatTables, service: ChatService) -> Result<Self, StartupError> {
         crate::limits::declare(ctx)?;
-        Ok(Self { service: Arc::new(service), admin: Arc::new(Admin::new(ctx)?), ctx: ctx.clone() })
+        let admin = Arc::new(Admin::new(ctx)?);
+        Ok(Self { service: Arc::new(service), admin, ctx: ctx.clone(), tables: Arc::new(tables) })
     }
 }
 
@@ -88,7 +92,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// Every route of the chat function (its [`routes::table`]), each behind its guard, with the
 /// shared request path around them.
 pub fn router_with(state: ChatState, ctx: &AppContext) -> Router {
-    let limited = |policy| middleware::from_fn_with_state((ctx.clone(), policy), limit::route_limit);
+    let limited =
+        |policy| middleware::from_fn_with_state((ctx.clone(), policy, state.tables.clone()), limit::route_limit);
     // What the upload check of a transcription reads (MAX_AUDIO_BYTES and the rest).
     let uploads = state.service.config().uploads;
     let (routes, access) = routes::table().router(|r, guard| match guard {

@@ -1,6 +1,7 @@
 //! Dependency probes. Each runs with its own short timeout and all run concurrently, so one hung
 //! dependency costs at most one timeout.
 
+use crate::config::HealthConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use baatcheet_shared::{AppContext, error::error_chain};
 use serde::Serialize;
@@ -79,13 +80,12 @@ where
 
 /// One key read on every table the project declares: proves the endpoint, credentials,
 /// permissions and each table's existence with the same calls the request path makes.
-pub async fn database(ctx: &AppContext) -> Check {
-    let tables = ctx.config.tables.clone();
-    timed(ctx.config.dependency_timeout, "database", async move {
-        let probes = tables.all().map(|(name, table)| {
-            let mut req = ctx.dynamo.get_item().table_name(table).key("pk", AttributeValue::S("__health__".into()));
-            // The tables with a sort key.
-            if matches!(name, "conversations" | "stream_leases") {
+pub async fn database(ctx: &AppContext, config: &HealthConfig) -> Check {
+    timed(config.dependency_timeout, "database", async move {
+        let probes = config.tables.iter().map(|t| {
+            let mut req =
+                ctx.dynamo.get_item().table_name(&t.physical).key("pk", AttributeValue::S("__health__".into()));
+            if t.sort_key {
                 req = req.key("sk", AttributeValue::S("__health__".into()));
             }
             req.send()
@@ -96,16 +96,16 @@ pub async fn database(ctx: &AppContext) -> Check {
 }
 
 /// A fresh read of the secret (it also refreshes the cache).
-pub async fn secrets(ctx: &AppContext) -> Check {
-    timed(ctx.config.dependency_timeout, "secrets", async { ctx.secrets.fetch().await.map(|_| ()) }).await
+pub async fn secrets(ctx: &AppContext, config: &HealthConfig) -> Check {
+    timed(config.dependency_timeout, "secrets", async { ctx.secrets.fetch().await.map(|_| ()) }).await
 }
 
 /// The rate limiter as it has fared on this instance: degraded while DynamoDB failed it and its
 /// decisions come from in-memory buckets (requests are still served).
-pub async fn rate_limiter(ctx: &AppContext) -> Check {
+pub async fn rate_limiter(ctx: &AppContext, config: &HealthConfig) -> Check {
     let started = Instant::now();
     // A degraded limiter may try its store once; an answer later than the timeout is no recovery.
-    let degraded = tokio::time::timeout(ctx.config.dependency_timeout, ctx.limiter.health())
+    let degraded = tokio::time::timeout(config.dependency_timeout, ctx.limiter.health())
         .await
         .map_or(true, |stats| stats.degraded);
     let latency = started.elapsed().as_millis() as u64;
@@ -119,10 +119,10 @@ pub async fn rate_limiter(ctx: &AppContext) -> Check {
 /// Runs every probe concurrently. Secrets are probed only when the function has one (the
 /// deployed health function has none: it needs no secret and may read none), and are critical
 /// only until a value has been cached.
-pub async fn run_all(ctx: &AppContext) -> Vec<Outcome> {
+pub async fn run_all(ctx: &AppContext, config: &HealthConfig) -> Vec<Outcome> {
     let with_secret = ctx.secrets.is_configured();
-    let sec = async { if with_secret { Some(secrets(ctx).await) } else { None } };
-    let (db, sec, limiter) = tokio::join!(database(ctx), sec, rate_limiter(ctx));
+    let sec = async { if with_secret { Some(secrets(ctx, config).await) } else { None } };
+    let (db, sec, limiter) = tokio::join!(database(ctx, config), sec, rate_limiter(ctx, config));
     let secrets_criticality = if ctx.secrets.has_value() { Criticality::NonCritical } else { Criticality::Critical };
     let mut out = vec![Outcome { name: "database", criticality: Criticality::Critical, check: db }];
     if let Some(check) = sec {

@@ -2,6 +2,7 @@
 //! (no dependencies) and `/api/v1/health/metrics` (process figures).
 
 pub mod checks;
+pub mod config;
 pub mod metrics;
 pub mod probe_cache;
 pub mod routes;
@@ -13,6 +14,7 @@ use axum::{
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
+use baatcheet_shared::config::ConfigError;
 use baatcheet_shared::{AppContext, request_path};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -21,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use utoipa::ToSchema;
 
 use checks::{Check, Status};
+use config::HealthConfig;
 use metrics::{Cpu, Memory};
 use probe_cache::ProbeCache;
 
@@ -32,6 +35,7 @@ pub struct HealthState {
     /// there being no CloudWatch to read them from. Never in Lambda, where the answer is public.
     local: bool,
     probes: Arc<ProbeCache>,
+    config: Arc<HealthConfig>,
 }
 
 /// The OpenAPI document of this function's routes.
@@ -39,19 +43,22 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes::table().openapi()
 }
 
-/// The function's routes with the shared request path around them.
-pub fn router(ctx: AppContext) -> Router {
+/// The function's routes with the shared request path around them; its settings are read from
+/// the context's environment (a bad value fails the start).
+pub fn router(ctx: AppContext) -> Result<Router, ConfigError> {
+    let config = HealthConfig::from_config(&ctx.config)?;
     let state = HealthState {
         ctx: ctx.clone(),
         invocations: Arc::new(AtomicU64::new(0)),
         local: std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_none(),
-        probes: Arc::new(ProbeCache::new(ctx.config.health_probe_ttl)),
+        probes: Arc::new(ProbeCache::new(config.probe_ttl)),
+        config: Arc::new(config),
     };
     let (routes, access) = routes::table().plain_router();
     let routes = routes.layer(middleware::from_fn_with_state(state.clone(), count_invocation)).with_state(state);
     // No authenticator: the metrics are charged to the address, and this function never reads or
     // creates users (its grants allow neither).
-    request_path::wrap_limited(routes, &ctx.config, ctx.limiter.clone(), access)
+    Ok(request_path::wrap_limited(routes, &ctx.config, ctx.limiter.clone(), access))
 }
 
 /// Counts invocations of this instance and marks the first one as the cold start.
@@ -173,7 +180,7 @@ pub struct ProcessMetrics {
 ))]
 async fn health(State(state): State<HealthState>) -> Response {
     let ctx = &state.ctx;
-    let probed = state.probes.get(ctx).await;
+    let probed = state.probes.get(ctx, &state.config).await;
     let status = checks::overall(&probed.outcomes);
     let body = HealthReport {
         status,
@@ -196,7 +203,7 @@ async fn health(State(state): State<HealthState>) -> Response {
     (status = 503, description = "A critical dependency failed.", body = NotReady),
 ))]
 async fn ready(State(state): State<HealthState>) -> Response {
-    let probed = state.probes.get(&state.ctx).await;
+    let probed = state.probes.get(&state.ctx, &state.config).await;
     let failed: Vec<_> = probed
         .outcomes
         .iter()

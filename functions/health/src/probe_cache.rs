@@ -5,6 +5,7 @@
 //! in flight wait for it (bounded by the probe timeout) instead of starting their own.
 
 use crate::checks::{self, Outcome};
+use crate::config::HealthConfig;
 use baatcheet_shared::AppContext;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,8 +33,8 @@ impl ProbeCache {
     }
 
     /// The last run if it is younger than the TTL, else a new run (one at a time).
-    pub async fn get(&self, ctx: &AppContext) -> Snapshot {
-        self.get_with(|| checks::run_all(ctx)).await
+    pub async fn get(&self, ctx: &AppContext, config: &HealthConfig) -> Snapshot {
+        self.get_with(|| checks::run_all(ctx, config)).await
     }
 
     async fn get_with<F, Fut>(&self, run: F) -> Snapshot

@@ -22,14 +22,14 @@ type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Every store that keeps items per user. A new per-user store is added here (and its table's
 /// delete and index query to the webhook's IAM policy in template.yaml).
-pub fn stores(ctx: &AppContext) -> Vec<Box<dyn UserData>> {
-    let tables = &ctx.config.tables;
-    vec![
-        Box::new(chat::store::ConversationStore::new(ctx.dynamo.clone(), tables.conversations.clone())),
-        Box::new(UserBuckets::new(ctx.dynamo.clone(), tables.rate_limits.clone(), &chat::limits::ALL)),
+pub fn stores(ctx: &AppContext) -> Result<Vec<Box<dyn UserData>>, ConfigError> {
+    let chat = chat::config::ChatTables::from_config(&ctx.config)?;
+    Ok(vec![
+        Box::new(chat::store::ConversationStore::new(ctx.dynamo.clone(), chat.conversations)),
+        Box::new(UserBuckets::new(ctx.dynamo.clone(), ctx.config.tables.rate_limits.clone(), &chat::limits::ALL)),
         // Open-stream places: only deleted here, so the lease TTL given is never used.
-        Box::new(Leases::new(ctx.dynamo.clone(), tables.stream_leases.clone(), Duration::from_secs(1))),
-    ]
+        Box::new(Leases::new(ctx.dynamo.clone(), chat.stream_leases, Duration::from_secs(1))),
+    ])
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,6 +14,7 @@ use axum::{
     extract::State,
     http::{HeaderMap, header},
 };
+use baatcheet_shared::config::ConfigError;
 use baatcheet_shared::openapi::{BadRequest, PayloadTooLarge, ServiceUnavailable};
 use baatcheet_shared::users::UsersStore;
 use baatcheet_shared::validation::BodyLimit;
@@ -53,18 +54,22 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The router with the default erasure settings.
-pub fn router(ctx: AppContext) -> Router {
+pub fn router(ctx: AppContext) -> Result<Router, ConfigError> {
     router_with(ctx, ErasureSettings::default())
 }
 
-pub fn router_with(ctx: AppContext, erasure: ErasureSettings) -> Router {
+/// The router; its tables are read from the context's environment (a missing one fails the start).
+pub fn router_with(ctx: AppContext, erasure: ErasureSettings) -> Result<Router, ConfigError> {
     let users = UsersStore::new(ctx.dynamo.clone(), ctx.config.tables.users.clone());
-    let eraser = Eraser::new(users.clone(), erasure::stores(&ctx), erasure);
-    let deliveries = Deliveries::new(ctx.dynamo.clone(), ctx.config.tables.webhook_deliveries.clone(), users);
+    let eraser = Eraser::new(users.clone(), erasure::stores(&ctx)?, erasure);
+    let deliveries = Deliveries::new(ctx.dynamo.clone(), ctx.config.env.required(DELIVERIES_TABLE)?, users);
     let state = WebhookState { ctx: ctx.clone(), deliveries: Arc::new(deliveries), eraser: Arc::new(eraser) };
     let (routes, access) = routes::table().plain_router();
-    request_path::wrap(routes.with_state(state), &ctx, access)
+    Ok(request_path::wrap(routes.with_state(state), &ctx, access))
 }
+
+/// The variable naming the deliveries table (one item per Svix message id).
+pub const DELIVERIES_TABLE: &str = "WEBHOOK_DELIVERIES_TABLE";
 
 fn bad_request(what: impl std::fmt::Display) -> ApiError {
     ApiError::BadRequest(format!("Webhook rejected: {what}."))

@@ -8,7 +8,9 @@ use baatcheet_shared::auth::AuthUser;
 use baatcheet_shared::rate_limit::Policy;
 use baatcheet_shared::validation::MIB;
 use baatcheet_shared::{ApiError, AppContext};
+use std::sync::Arc;
 
+use crate::config::ChatTables;
 use crate::limits;
 use crate::service::Idempotent;
 use crate::store::idempotency::{self, Claim, IdempotencyStore, KeyRef};
@@ -19,7 +21,7 @@ use super::routes::RouteLimit;
 /// (429 with `Retry-After`), before the body is read. The user stays in the request for the
 /// handler's `AuthUser`.
 pub(super) async fn route_limit(
-    State((ctx, limit)): State<(AppContext, RouteLimit)>,
+    State((ctx, limit, tables)): State<(AppContext, RouteLimit, Arc<ChatTables>)>,
     req: Request,
     next: Next,
 ) -> Response {
@@ -56,7 +58,7 @@ pub(super) async fn route_limit(
     let route = parts.uri.path().rsplit('/').next().unwrap_or_default().to_string();
     let content_type = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let fingerprint = idempotency::fingerprint(&route, parts.uri.query().unwrap_or_default(), content_type, &bytes);
-    let store = IdempotencyStore::new(ctx.dynamo.clone(), ctx.config.tables.conversations.clone());
+    let store = IdempotencyStore::new(ctx.dynamo.clone(), tables.conversations.clone());
     let key = KeyRef::new(&user.user_id, &route, &key);
     let claim = match store.claim(&key, &user.user_id, &fingerprint).await {
         Ok(c) => c,

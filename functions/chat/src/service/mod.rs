@@ -18,7 +18,7 @@ use baatcheet_shared::{ApiError, AppContext};
 use std::sync::Arc;
 
 use crate::api::ModelsResponse;
-use crate::config::ChatConfig;
+use crate::config::{ChatConfig, ChatTables};
 use crate::providers::Providers;
 use crate::store::ConversationStore;
 use crate::streams::{OpenStreams, StreamLease};
@@ -41,26 +41,23 @@ pub struct ChatService {
 
 impl ChatService {
     /// Built once per cold start from the shared context (DynamoDB client, secrets cache, limiter).
-    pub fn new(ctx: &AppContext, config: ChatConfig) -> Result<Self, reqwest::Error> {
-        Self::with_resolver(ctx, config, Arc::new(SystemResolver))
+    pub fn new(ctx: &AppContext, tables: &ChatTables, config: ChatConfig) -> Result<Self, reqwest::Error> {
+        Self::with_resolver(ctx, tables, config, Arc::new(SystemResolver))
     }
 
     /// As [`Self::new`], with the resolver image URLs are checked with (tests use a fixed table).
     pub fn with_resolver(
         ctx: &AppContext,
+        tables: &ChatTables,
         config: ChatConfig,
         resolver: Arc<dyn Resolver>,
     ) -> Result<Self, reqwest::Error> {
         let providers = Providers::new(ctx.secrets.clone(), &config)?;
         Ok(Self {
-            store: ConversationStore::new(ctx.dynamo.clone(), ctx.config.tables.conversations.clone()),
+            store: ConversationStore::new(ctx.dynamo.clone(), tables.conversations.clone()),
             providers: Arc::new(providers),
             attachments: Attachments::new(&config, resolver),
-            streams: OpenStreams::new(
-                ctx.dynamo.clone(),
-                ctx.config.tables.stream_leases.clone(),
-                config.streams.clone(),
-            ),
+            streams: OpenStreams::new(ctx.dynamo.clone(), tables.stream_leases.clone(), config.streams.clone()),
             config: Arc::new(config),
             limiter: ctx.limiter.clone(),
         })
