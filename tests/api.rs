@@ -37,3 +37,6 @@ mod chat_limits;
 
 #[path = "chat_resume.rs"]
 mod chat_resume;
+
+#[path = "platform_boundary.rs"]
+mod platform_boundary;

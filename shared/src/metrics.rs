@@ -77,7 +77,7 @@ pub mod names {
 /// The dimension names (metric labels) allowed, each with a bounded set of values.
 pub mod labels {
     pub const FUNCTION: &str = "function";
-    /// API Gateway's resource path (`/api/v1/conversations/{id}`), never the request's path.
+    /// API Gateway's resource path (the route template, `/widgets/{id}`), never the request's path.
     pub const ROUTE: &str = "route";
     /// `2xx`, `4xx`, `5xx`...
     pub const STATUS_CLASS: &str = "status_class";

@@ -12,9 +12,9 @@
 //! A handler says which errors it can answer with in one line:
 //!
 //! ```text
-//! #[utoipa::path(post, path = "/api/v1/chat/completions", tag = "chat",
+//! #[utoipa::path(post, path = "/widgets", tag = "widgets",
 //!     security(("clerk" = [])),
-//!     responses((status = 200, body = Completion), Unauthorized, ValidationFailed, TooManyRequests))]
+//!     responses((status = 200, body = Widget), Unauthorized, ValidationFailed, TooManyRequests))]
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,7 +56,7 @@ pub struct ProblemDetails {
     #[schema(example = "The request has 1 invalid field(s).")]
     pub detail: String,
     /// The request path.
-    #[schema(example = "/api/v1/chat/completions")]
+    #[schema(example = "/path/of/the/request")]
     pub instance: Option<String>,
     /// The request id, also in the `X-Request-Id` header and in every log line of the request.
     #[schema(example = "0f8fad5b-d9cb-469f-a165-70867728950e")]
@@ -67,7 +67,7 @@ pub struct ProblemDetails {
     #[schema(example = "expired")]
     pub reason: Option<String>,
     /// The rate-limit policy that was exceeded (429).
-    #[schema(example = "chat")]
+    #[schema(example = "global")]
     pub policy: Option<String>,
     /// Seconds until a retry can succeed (429, and some 503), as in the `Retry-After` header.
     #[schema(example = 36)]
@@ -150,7 +150,7 @@ problem_responses! {
     /// A rate-limit policy is exhausted.
     TooManyRequests = 429, "A rate limit is exhausted; `Retry-After` says when to retry.",
         ["Retry-After", "RateLimit", "RateLimit-Policy"],
-        || ApiError::QuotaExceeded { policy: "chat".into(), retry_after_secs: 36 };
+        || ApiError::QuotaExceeded { policy: "global".into(), retry_after_secs: 36 };
     /// An unexpected failure; the cause is in the log under the request id, never in the body.
     InternalError = 500, "An unexpected error occurred; the body carries no internals, the log has the cause under the request id.",
         [], || ApiError::internal(std::io::Error::other("db-7.internal refused"));
@@ -204,7 +204,7 @@ fn named_header(name: &str) -> Header {
 /// Rendered exactly as the API renders it, with the request context filled in.
 fn problem_example(err: ApiError) -> serde_json::Value {
     let mut problem = err.problem();
-    problem.instance = Some("/api/v1/chat/completions".into());
+    problem.instance = Some("/path/of/the/request".into());
     problem.request_id = Some("0f8fad5b-d9cb-469f-a165-70867728950e".into());
     serde_json::to_value(problem).unwrap_or_default()
 }

@@ -36,7 +36,7 @@ pub struct AwsIds {
     pub lambda_request_id: Option<String>,
     /// The trace's `Root` (`1-xxxxxxxx-yyyyyyyyyyyyyyyyyyyyyyyy`), as the access log writes it.
     pub xray_trace_id: Option<String>,
-    /// API Gateway's resource path, the route template (`/api/v1/conversations/{id}`).
+    /// API Gateway's resource path, the route template (`/widgets/{id}`).
     pub resource_path: Option<String>,
 }
 

@@ -85,7 +85,7 @@ impl<G> Route<G> {
 pub struct RouteRow {
     /// Upper case, as in template.yaml.
     pub method: String,
-    /// The path template (`/api/v1/conversations/{id}`).
+    /// The path template (`/widgets/{id}`).
     pub path: String,
     pub access: Access,
     /// The guard's name (its `Debug`), if the route has one.

@@ -1,6 +1,6 @@
 //! The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers):
-//! `RateLimit-Policy: "chat";q=100;w=3600` (quota units per window, in seconds) and
-//! `RateLimit: "chat";r=42;t=36` (units remaining now; seconds until the next unit is back, 0
+//! `RateLimit-Policy: "global";q=1000;w=3600` (quota units per window, in seconds) and
+//! `RateLimit: "global";r=42;t=36` (units remaining now; seconds until the next unit is back, 0
 //! when the bucket is full, or on a denial until the request fits, like `Retry-After`).
 //!
 //! A request may pass several limits (global, then a per-user one); the response describes the

@@ -51,7 +51,7 @@ pub enum Access {
 }
 
 /// A function's routes and how each is reached: `routes` by their path template as the router
-/// declares it (`/api/v1/conversations/{id}`), `default` for any other (including paths no route
+/// declares it (`/widgets/{id}`), `default` for any other (including paths no route
 /// matches). Functions build it from their route table (`crate::routes::RouteTable::access`).
 #[derive(Debug, Clone)]
 pub struct RouteAccess {
