@@ -171,9 +171,19 @@ impl Subsegment {
         namespace: Namespace,
         operation: impl Into<Cow<'static, str>>,
     ) -> Option<Self> {
+        Self::start_with(namespace, || (name.into(), operation.into()))
+    }
+
+    /// [`Subsegment::start`] with the name and operation made only when the call is traced, so
+    /// an untraced call (tracing off, or not sampled) allocates nothing for them.
+    pub fn start_with(
+        namespace: Namespace,
+        names: impl FnOnce() -> (Cow<'static, str>, Cow<'static, str>),
+    ) -> Option<Self> {
         let ctx = current()?;
         let daemon = daemon()?;
-        Some(Self::with(ctx, Some(daemon), name.into(), namespace, operation.into()))
+        let (name, operation) = names();
+        Some(Self::with(ctx, Some(daemon), name, namespace, operation))
     }
 
     fn with(
@@ -333,10 +343,12 @@ mod sdk {
             cfg: &mut ConfigBag,
         ) -> Result<(), BoxError> {
             let Some(meta) = cfg.load::<Metadata>() else { return Ok(()) };
-            // X-Ray's service names have no spaces (`Secrets Manager` -> `SecretsManager`).
-            let name: String = meta.service().chars().filter(|c| !c.is_whitespace()).collect();
-            let operation = meta.name().to_owned();
-            if let Some(s) = Subsegment::start(name, Namespace::Aws, operation) {
+            let names = || {
+                // X-Ray's service names have no spaces (`Secrets Manager` -> `SecretsManager`).
+                let name: String = meta.service().chars().filter(|c| !c.is_whitespace()).collect();
+                (name.into(), meta.name().to_owned().into())
+            };
+            if let Some(s) = Subsegment::start_with(Namespace::Aws, names) {
                 cfg.interceptor_state().store_put(InFlight(std::sync::Mutex::new(Some(s))));
             }
             Ok(())
