@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::auth::{Role, Tier};
 use crate::secrets::{SecretsCache, SecretsError};
-use crate::users::ClerkProfile;
+use crate::users::{ClerkProfile, Profile};
 use crate::validation::ClerkUserId;
 
 /// Why a Clerk user object could not be used.
@@ -72,12 +72,14 @@ pub fn profile_from_user(data: Value) -> Result<ClerkProfile, UserObjectError> {
     let meta = |k: &str| u.public_metadata.get(k).and_then(Value::as_str);
     Ok(ClerkProfile {
         clerk_id,
-        email: non_empty(email),
-        first_name: non_empty(u.first_name),
-        last_name: non_empty(u.last_name),
-        image_url: non_empty(u.image_url),
-        role: Role::parse_lenient(meta("role")),
-        tier: Tier::parse_lenient(meta("tier")),
+        profile: Profile {
+            email: non_empty(email),
+            first_name: non_empty(u.first_name),
+            last_name: non_empty(u.last_name),
+            image_url: non_empty(u.image_url),
+            role: Role::parse_lenient(meta("role")),
+            tier: Tier::parse_lenient(meta("tier")),
+        },
         created_at: u.created_at,
         updated_at: u.updated_at.ok_or(UserObjectError::UpdatedAt)?,
     })
@@ -187,9 +189,9 @@ mod tests {
             "created_at": 1654012591514_i64, "updated_at": 1654012591835_i64
         }))
         .unwrap();
-        assert_eq!(p.email.as_deref(), Some("primary@example.org"));
-        assert_eq!((p.role, p.tier), (Role::Moderator, Tier::Enterprise));
-        assert_eq!(p.last_name, None);
+        assert_eq!(p.profile.email.as_deref(), Some("primary@example.org"));
+        assert_eq!((p.profile.role, p.profile.tier), (Role::Moderator, Tier::Enterprise));
+        assert_eq!(p.profile.last_name, None);
         assert_eq!((p.created_at, p.updated_at), (Some(1654012591514), 1654012591835));
     }
 
@@ -198,7 +200,7 @@ mod tests {
         let p =
             profile_from_user(json!({"id": "user_1", "updated_at": 5, "public_metadata": {"role": "root", "tier": 3}}))
                 .unwrap();
-        assert_eq!((p.role, p.tier, p.email), (Role::User, Tier::Free, None));
+        assert_eq!((p.profile.role, p.profile.tier, p.profile.email), (Role::User, Tier::Free, None));
         assert_eq!(profile_from_user(json!({"updated_at": 1})), Err(UserObjectError::UserId));
         assert_eq!(profile_from_user(json!({"id": "user 1", "updated_at": 1})), Err(UserObjectError::UserId));
         assert_eq!(profile_from_user(json!({"id": "user_1"})), Err(UserObjectError::UpdatedAt));

@@ -7,6 +7,7 @@ pub mod client_ip;
 pub mod config;
 pub mod context;
 pub mod cors;
+pub mod dynamo;
 pub mod erasure;
 pub mod error;
 pub mod lambda;

@@ -13,6 +13,7 @@
 //! data knows their `user_id`.
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure, Update};
+use serde::Deserialize;
 use std::collections::HashMap;
 
 use crate::auth::{AuthUser, Role, Tier};
@@ -49,8 +50,20 @@ pub enum StoreError {
         #[source]
         source: BoxError,
     },
-    #[error("users table: item {clerk_id} has no {field}")]
-    Corrupt { clerk_id: String, field: &'static str },
+    #[error("users table: item {clerk_id}: {why}")]
+    Corrupt { clerk_id: String, why: String },
+}
+
+/// What Clerk says of a user and the table keeps while the user exists (a tombstone keeps none
+/// of it: its role and tier read as `user` and `free`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub image_url: Option<String>,
+    pub role: Role,
+    pub tier: Tier,
 }
 
 /// A user as the table holds them.
@@ -58,12 +71,7 @@ pub enum StoreError {
 pub struct UserRecord {
     pub user_id: String,
     pub clerk_id: String,
-    pub email: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub image_url: Option<String>,
-    pub role: Role,
-    pub tier: Tier,
+    pub profile: Profile,
     pub deleted: bool,
     /// When the webhook applied the deletion (ms).
     pub deleted_at: Option<i64>,
@@ -74,36 +82,61 @@ pub struct UserRecord {
     pub revision: i64,
 }
 
+/// The attributes of a user's item that are read back (the layout is in the module's doc; the
+/// field names are the attribute names of the constants above). Optional profile attributes may
+/// be absent or NULL; anything else missing or of the wrong type is a corrupt item.
+#[derive(Deserialize)]
+struct UserItem {
+    pk: String,
+    user_id: String,
+    email: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    image_url: Option<String>,
+    role: Option<String>,
+    tier: Option<String>,
+    #[serde(default)]
+    deleted: bool,
+    deleted_at: Option<i64>,
+    erasure: Option<String>,
+    updated_at: Option<i64>,
+    revision: i64,
+}
+
 impl UserRecord {
     pub fn auth_user(&self) -> AuthUser {
         AuthUser {
             user_id: self.user_id.clone(),
             clerk_id: self.clerk_id.clone(),
-            email: self.email.clone(),
-            role: self.role,
-            tier: self.tier,
+            email: self.profile.email.clone(),
+            role: self.profile.role,
+            tier: self.profile.tier,
         }
     }
 
+    /// The user an item holds; a missing or malformed attribute is `Corrupt`, naming it.
     pub fn from_item(item: &Item) -> Result<Self, StoreError> {
-        let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-        let n = |k: &str| item.get(k).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
-        let clerk_id = s(PK).ok_or(StoreError::Corrupt { clerk_id: "?".into(), field: PK })?;
-        let user_id = s(USER_ID).ok_or_else(|| StoreError::Corrupt { clerk_id: clerk_id.clone(), field: USER_ID })?;
+        let u: UserItem = crate::dynamo::from_item(item).map_err(|e| StoreError::Corrupt {
+            clerk_id: item.get(PK).and_then(|v| v.as_s().ok()).cloned().unwrap_or_else(|| "?".into()),
+            why: e.to_string(),
+        })?;
         Ok(Self {
-            user_id,
-            email: s(EMAIL),
-            first_name: s(FIRST_NAME),
-            last_name: s(LAST_NAME),
-            image_url: s(IMAGE_URL),
-            role: Role::parse_lenient(s(ROLE).as_deref()),
-            tier: Tier::parse_lenient(s(TIER).as_deref()),
-            deleted: item.get(DELETED).and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
-            deleted_at: n(DELETED_AT),
-            erasure_pending: s(ERASURE).as_deref() == Some(ERASURE_PENDING),
-            updated_at: n(UPDATED_AT),
-            revision: n(REVISION).unwrap_or(0),
-            clerk_id,
+            user_id: u.user_id,
+            profile: Profile {
+                email: u.email,
+                first_name: u.first_name,
+                last_name: u.last_name,
+                image_url: u.image_url,
+                // Unknown values fall back (Clerk's metadata is free text; the webhook stores it).
+                role: Role::parse_lenient(u.role.as_deref()),
+                tier: Tier::parse_lenient(u.tier.as_deref()),
+            },
+            deleted: u.deleted,
+            deleted_at: u.deleted_at,
+            erasure_pending: u.erasure.as_deref() == Some(ERASURE_PENDING),
+            updated_at: u.updated_at,
+            revision: u.revision,
+            clerk_id: u.pk,
         })
     }
 }
@@ -112,12 +145,7 @@ impl UserRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClerkProfile {
     pub clerk_id: String,
-    pub email: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub image_url: Option<String>,
-    pub role: Role,
-    pub tier: Tier,
+    pub profile: Profile,
     /// Clerk's timestamps, ms since the epoch.
     pub created_at: Option<i64>,
     pub updated_at: i64,
@@ -160,6 +188,10 @@ fn num(v: i64) -> AttributeValue {
 fn new_user_id() -> String {
     // Time-ordered and unguessable; never derived from the Clerk id.
     format!("usr_{}", uuid::Uuid::now_v7().simple())
+}
+
+fn vanished(clerk_id: &str) -> StoreError {
+    StoreError::Corrupt { clerk_id: clerk_id.into(), why: "vanished after a conditional failure".into() }
 }
 
 fn dynamo_err(op: &'static str) -> impl FnOnce(BoxError) -> StoreError {
@@ -233,10 +265,7 @@ impl UsersStore {
                 Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)) => {
                     match c.item() {
                         Some(existing) => UserRecord::from_item(existing),
-                        None => self.get(clerk_id).await?.ok_or(StoreError::Corrupt {
-                            clerk_id: clerk_id.into(),
-                            field: "item (vanished after a conditional failure)",
-                        }),
+                        None => self.get(clerk_id).await?.ok_or_else(|| vanished(clerk_id)),
                     }
                 }
                 _ => Err(dynamo_err("PutItem")(Box::new(e))),
@@ -273,18 +302,15 @@ impl UsersStore {
             .send()
             .await;
         match res {
-            Ok(out) => out.attributes().map(UserRecord::from_item).transpose()?.ok_or(StoreError::Corrupt {
+            Ok(out) => out.attributes().map(UserRecord::from_item).transpose()?.ok_or_else(|| StoreError::Corrupt {
                 clerk_id: p.clerk_id.clone(),
-                field: "item (not returned by the update)",
+                why: "not returned by the update".into(),
             }),
             Err(e) => match e.as_service_error() {
                 Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c)) => {
                     match c.item() {
                         Some(existing) => UserRecord::from_item(existing),
-                        None => self.get(&p.clerk_id).await?.ok_or(StoreError::Corrupt {
-                            clerk_id: p.clerk_id.clone(),
-                            field: "item (vanished after a conditional failure)",
-                        }),
+                        None => self.get(&p.clerk_id).await?.ok_or_else(|| vanished(&p.clerk_id)),
                     }
                 }
                 _ => Err(dynamo_err("UpdateItem")(Box::new(e))),
@@ -303,15 +329,15 @@ impl UsersStore {
         let values = HashMap::from([
             (":user_id".to_string(), s(&new_user_id())),
             (":clerk_id".to_string(), s(&p.clerk_id)),
-            (":role".to_string(), s(p.role.as_str())),
-            (":tier".to_string(), s(p.tier.as_str())),
+            (":role".to_string(), s(p.profile.role.as_str())),
+            (":tier".to_string(), s(p.profile.tier.as_str())),
             (":now".to_string(), num(now_ms)),
             (":source".to_string(), s(source)),
             (":updated".to_string(), num(p.updated_at)),
-            (":email".to_string(), opt(&p.email)),
-            (":first_name".to_string(), opt(&p.first_name)),
-            (":last_name".to_string(), opt(&p.last_name)),
-            (":image_url".to_string(), opt(&p.image_url)),
+            (":email".to_string(), opt(&p.profile.email)),
+            (":first_name".to_string(), opt(&p.profile.first_name)),
+            (":last_name".to_string(), opt(&p.profile.last_name)),
+            (":image_url".to_string(), opt(&p.profile.image_url)),
             (":created".to_string(), p.created_at.map(num).unwrap_or(AttributeValue::Null(true))),
             (":one".to_string(), num(1)),
             (":false".to_string(), AttributeValue::Bool(false)),
@@ -404,12 +430,14 @@ mod tests {
     fn every_name_and_value_is_a_placeholder() {
         let p = ClerkProfile {
             clerk_id: "user_1".into(),
-            email: Some("a@b.c".into()),
-            first_name: None,
-            last_name: Some("L".into()),
-            image_url: None,
-            role: Role::Admin,
-            tier: Tier::Pro,
+            profile: Profile {
+                email: Some("a@b.c".into()),
+                first_name: None,
+                last_name: Some("L".into()),
+                image_url: None,
+                role: Role::Admin,
+                tier: Tier::Pro,
+            },
             created_at: Some(1),
             updated_at: 2,
         };
@@ -429,16 +457,68 @@ mod tests {
         }
     }
 
-    #[test]
-    fn records_parse_leniently() {
+    /// An item as the writes above leave it: key, ids, revision, and `extra`.
+    fn item(extra: &[(&str, AttributeValue)]) -> Item {
         let mut item = UsersStore::key("user_1");
         item.insert(USER_ID.into(), s("usr_1"));
-        item.insert(ROLE.into(), s("superuser"));
-        item.insert(TIER.into(), s("pro"));
-        item.insert(DELETED.into(), AttributeValue::Bool(true));
+        item.insert(REVISION.into(), num(3));
+        item.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        item
+    }
+
+    #[test]
+    fn records_parse_leniently() {
+        let mut item = item(&[
+            (ROLE, s("superuser")),
+            (TIER, s("pro")),
+            (DELETED, AttributeValue::Bool(true)),
+            (EMAIL, s("a@b.c")),
+        ]);
         let r = UserRecord::from_item(&item).unwrap();
-        assert_eq!((r.role, r.tier, r.deleted), (Role::User, Tier::Pro, true));
+        assert_eq!((r.profile.role, r.profile.tier, r.deleted, r.revision), (Role::User, Tier::Pro, true, 3));
+        assert_eq!((r.clerk_id.as_str(), r.profile.email.as_deref()), ("user_1", Some("a@b.c")));
         item.remove(USER_ID);
         assert!(UserRecord::from_item(&item).is_err());
+    }
+
+    /// What Clerk left out is stored as NULL (the upsert's expression is constant): read as none.
+    #[test]
+    fn null_profile_attributes_read_as_none() {
+        let null = AttributeValue::Null(true);
+        let r = UserRecord::from_item(&item(&[
+            (EMAIL, null.clone()),
+            (FIRST_NAME, null.clone()),
+            (IMAGE_URL, null.clone()),
+            (CREATED_AT, null),
+            (UPDATED_AT, num(9)),
+        ]))
+        .unwrap();
+        assert_eq!((r.profile.email, r.profile.first_name, r.updated_at), (None, None, Some(9)));
+        assert_eq!(
+            (r.profile.role, r.profile.tier, r.deleted, r.erasure_pending),
+            (Role::User, Tier::Free, false, false)
+        );
+    }
+
+    /// A garbled or missing number is an error naming the attribute (a 500), never a 0; the
+    /// message never carries the value.
+    #[test]
+    fn a_corrupt_item_is_an_error_naming_the_attribute() {
+        let corrupt = |item: Item| match UserRecord::from_item(&item) {
+            Err(StoreError::Corrupt { clerk_id, why }) => {
+                assert_eq!(clerk_id, "user_1");
+                why
+            }
+            other => panic!("not corrupt: {other:?}"),
+        };
+        let why = corrupt(item(&[(REVISION, AttributeValue::N("x7".into()))]));
+        assert_eq!(why, "attribute `revision`: malformed");
+        let mut no_revision = item(&[]);
+        no_revision.remove(REVISION);
+        assert_eq!(corrupt(no_revision), "missing field `revision`");
+        assert_eq!(corrupt(item(&[(DELETED_AT, s("yesterday"))])), "attribute `deleted_at`: malformed");
+        assert_eq!(corrupt(item(&[(UPDATED_AT, AttributeValue::Bool(true))])), "attribute `updated_at`: malformed");
+        assert_eq!(corrupt(item(&[(DELETED, s("no"))])), "attribute `deleted`: malformed");
+        assert_eq!(corrupt(item(&[(ROLE, num(1))])), "attribute `role`: malformed");
     }
 }

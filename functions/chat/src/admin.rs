@@ -70,12 +70,12 @@ impl From<&UserRecord> for AdminUser {
         Self {
             clerk_id: r.clerk_id.clone(),
             user_id: r.user_id.clone(),
-            email: r.email.clone(),
-            first_name: r.first_name.clone(),
-            last_name: r.last_name.clone(),
-            image_url: r.image_url.clone(),
-            role: r.role,
-            tier: r.tier,
+            email: r.profile.email.clone(),
+            first_name: r.profile.first_name.clone(),
+            last_name: r.profile.last_name.clone(),
+            image_url: r.profile.image_url.clone(),
+            role: r.profile.role,
+            tier: r.profile.tier,
             updated_at: r.updated_at,
         }
     }
@@ -176,8 +176,8 @@ impl Admin {
         tracing::info!(
             admin = %actor.clerk_id,
             user = %id,
-            role = record.role.as_str(),
-            tier = record.tier.as_str(),
+            role = record.profile.role.as_str(),
+            tier = record.profile.tier.as_str(),
             "user role/tier changed through Clerk"
         );
         Ok(AdminUser::from(&record))

@@ -78,9 +78,9 @@ mod tests {
             "created_at": 1654012591514_i64, "updated_at": 1654012591835_i64
         }});
         let (_, Action::Upsert(p)) = parse(body.to_string().as_bytes()).unwrap() else { panic!() };
-        assert_eq!(p.email.as_deref(), Some("primary@example.org"));
-        assert_eq!((p.role, p.tier), (Role::Moderator, Tier::Enterprise));
-        assert_eq!(p.last_name, None);
+        assert_eq!(p.profile.email.as_deref(), Some("primary@example.org"));
+        assert_eq!((p.profile.role, p.profile.tier), (Role::Moderator, Tier::Enterprise));
+        assert_eq!(p.profile.last_name, None);
         assert_eq!((p.created_at, p.updated_at), (Some(1654012591514), 1654012591835));
     }
 
@@ -89,7 +89,7 @@ mod tests {
         let body = json!({"type": "user.updated", "data": {"id": "user_1", "updated_at": 5,
             "public_metadata": {"role": "root", "tier": 3}}});
         let (_, Action::Upsert(p)) = parse(body.to_string().as_bytes()).unwrap() else { panic!() };
-        assert_eq!((p.role, p.tier, p.email), (Role::User, Tier::Free, None));
+        assert_eq!((p.profile.role, p.profile.tier, p.profile.email), (Role::User, Tier::Free, None));
     }
 
     #[test]

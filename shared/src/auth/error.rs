@@ -122,15 +122,32 @@ impl From<AuthError> for ApiError {
             AuthError::Secrets(e) => e.into(),
             // A dependency outage: the client may retry; the cause goes to the log here because
             // `Unavailable` only logs its client-facing detail.
-            AuthError::KeysUnavailable(_) | AuthError::Store(_) => {
+            AuthError::KeysUnavailable(_) | AuthError::Store(StoreError::Dynamo { .. }) => {
                 tracing::error!(cause = %error_chain(&err), "authentication dependency failed");
                 ApiError::Unavailable {
                     detail: "Authentication is temporarily unavailable.".into(),
                     retry_after_secs: Some(1),
                 }
             }
-            // Misconfiguration: fail closed, loudly.
+            // Misconfiguration, or a user's item a retry cannot mend (corrupt): fail closed, loudly.
             other => ApiError::internal(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The users table down: 503 to retry; a user's item that cannot be read: 500 (a retry
+    /// reads the same item).
+    #[test]
+    fn a_corrupt_user_is_a_500_an_outage_a_503() {
+        let status = |e: StoreError| ApiError::from(AuthError::Store(e)).status().as_u16();
+        assert_eq!(status(StoreError::Dynamo { op: "GetItem", source: "timeout".into() }), 503);
+        assert_eq!(
+            status(StoreError::Corrupt { clerk_id: "user_1".into(), why: "missing field `revision`".into() }),
+            500
+        );
     }
 }

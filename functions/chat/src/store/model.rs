@@ -166,31 +166,12 @@ pub fn n(v: u64) -> AttributeValue {
 }
 
 /// `item` read as `T`. A missing or malformed attribute is `Corrupt`, naming the attribute but not
-/// its value: items hold users' text, which must not reach the log.
+/// its value ([`baatcheet_shared::dynamo::from_item`]).
 pub(crate) fn from_item<T: DeserializeOwned>(what: &str, item: &Item) -> Result<T, StoreError> {
-    if let Some((k, _)) = item.iter().find(|(_, v)| !known(v)) {
-        // DynamoDB answered with a type newer than this SDK (which cannot make one, so no test
-        // can): serde_dynamo's conversion would panic on it.
-        return Err(StoreError::Corrupt(format!("{what} item, attribute `{k}`: of a type this SDK does not know")));
-    }
-    let map = serde_dynamo::AttributeValue::M(serde_dynamo::Item::from(item.clone()).into());
-    serde_path_to_error::deserialize(serde_dynamo::Deserializer::from_attribute_value(map)).map_err(|e| {
-        // serde's "missing field `x`" names only a field of ours; other messages may quote the value.
-        let inner = e.inner().to_string();
-        let why = if inner.starts_with("missing field") { inner.as_str() } else { "malformed" };
-        let at = e.path().to_string();
-        let at = if at == "." { String::new() } else { format!(", attribute `{at}`") };
-        StoreError::Corrupt(format!("{what} item{at}: {why}"))
+    baatcheet_shared::dynamo::from_item(item).map_err(|e| {
+        let at = e.attribute.map(|a| format!(", attribute `{a}`")).unwrap_or_default();
+        StoreError::Corrupt(format!("{what} item{at}: {}", e.why))
     })
-}
-
-/// Whether `v` and everything in it is of a type the SDK knows.
-fn known(v: &AttributeValue) -> bool {
-    match v {
-        AttributeValue::M(m) => m.values().all(known),
-        AttributeValue::L(l) => l.iter().all(known),
-        other => !other.is_unknown(),
-    }
 }
 
 /// `value` as an item.
