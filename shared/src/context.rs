@@ -10,10 +10,14 @@ use crate::error::error_chain;
 use crate::rate_limit::Limiter;
 use crate::secrets::SecretsCache;
 
+/// Why a function could not start (its cold start fails, and API Gateway answers 502): the
+/// platform's context or a function's router, which builds on it with the same error.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("configuration is invalid")]
     Config(#[from] ConfigError),
+    #[error("an HTTP client could not be built")]
+    Client(#[from] reqwest::Error),
 }
 
 #[derive(Clone)]

@@ -11,6 +11,7 @@ use axum::middleware;
 use axum::response::Response;
 use axum::{Extension, Router};
 use baatcheet_shared::auth::{Role, require_role};
+use baatcheet_shared::context::StartupError;
 use baatcheet_shared::{AppContext, request_path};
 use std::sync::Arc;
 
@@ -31,14 +32,6 @@ mod search;
 mod transcribe;
 
 use routes::Guard;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    #[error("chat configuration is invalid")]
-    Config(#[from] baatcheet_shared::config::ConfigError),
-    #[error("an HTTP client could not be built")]
-    Client(#[from] reqwest::Error),
-}
 
 #[derive(Clone)]
 pub struct ChatState {

@@ -6,24 +6,14 @@ use baatcheet_shared::users::ClerkProfile;
 use serde::Deserialize;
 use serde_json::Value;
 
+/// Why a delivery's body cannot be applied: not an event at all, or an event whose user object
+/// is unusable (checked by the same code as the Backend API's answers, `shared::clerk`).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EventError {
     #[error("the body is not a Clerk event: {0}")]
     Shape(String),
-    #[error("the event's user id is missing or malformed")]
-    UserId,
-    #[error("the event has no updated_at")]
-    UpdatedAt,
-}
-
-impl From<UserObjectError> for EventError {
-    fn from(e: UserObjectError) -> Self {
-        match e {
-            UserObjectError::Shape(s) => EventError::Shape(s),
-            UserObjectError::UserId => EventError::UserId,
-            UserObjectError::UpdatedAt => EventError::UpdatedAt,
-        }
-    }
+    #[error(transparent)]
+    User(#[from] UserObjectError),
 }
 
 /// What a delivery asks of the users table.
@@ -108,10 +98,10 @@ mod tests {
         assert!(matches!(parse(b"not json"), Err(EventError::Shape(_))));
         assert!(matches!(parse(b"{\"data\":{}}"), Err(EventError::Shape(_))));
         let no_id = json!({"type": "user.created", "data": {"updated_at": 1}});
-        assert_eq!(parse(no_id.to_string().as_bytes()), Err(EventError::UserId));
+        assert_eq!(parse(no_id.to_string().as_bytes()), Err(EventError::User(UserObjectError::UserId)));
         let bad_id = json!({"type": "user.deleted", "data": {"id": "user 1"}});
-        assert_eq!(parse(bad_id.to_string().as_bytes()), Err(EventError::UserId));
+        assert_eq!(parse(bad_id.to_string().as_bytes()), Err(EventError::User(UserObjectError::UserId)));
         let no_ts = json!({"type": "user.updated", "data": {"id": "user_1"}});
-        assert_eq!(parse(no_ts.to_string().as_bytes()), Err(EventError::UpdatedAt));
+        assert_eq!(parse(no_ts.to_string().as_bytes()), Err(EventError::User(UserObjectError::UpdatedAt)));
     }
 }
