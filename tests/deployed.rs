@@ -828,6 +828,11 @@ async fn a_completion_failover_429_and_webhook_event_show_in_the_embedded_metric
     assert_eq!(sum(&docs, "ChatFunction", names::FAILOVERS, &second).0, 1.0);
     assert!(sum(&docs, "ChatFunction", names::PROVIDER_ERRORS, &[("provider", "first"), ("model", "text")]).0 >= 1.0);
     assert_eq!(sum(&docs, "ChatFunction", names::PROVIDER_ERRORS, &[("provider", "second")]).0, 0.0);
+    // And per function alone, what ProviderErrorsAlarm watches: the same count.
+    assert_eq!(
+        sum_exact(&docs, "ChatFunction", names::PROVIDER_ERRORS, &[]),
+        sum(&docs, "ChatFunction", names::PROVIDER_ERRORS, &[("provider", "first"), ("model", "text")]).0
+    );
     assert_eq!(sum(&docs, "ChatFunction", names::RATE_LIMITED, &[("policy", policy.as_str())]).0, 1.0);
     assert_eq!(
         sum(&docs, "ChatFunction", names::REQUESTS, &[("route", "/api/v1/chat/completions"), ("status_class", "4xx")])

@@ -178,10 +178,12 @@ pub fn record_rate_limited(policy: &str) {
     metrics::counter!(names::RATE_LIMITED, labels::POLICY => policy.to_owned()).increment(1);
 }
 
-/// One failed upstream attempt.
+/// One failed upstream attempt; also per function alone, what the provider-error alarm watches
+/// (an alarm on a function of its own stack, not on every stack's metrics in the account).
 pub fn record_provider_error(provider: &str, model: &str) {
     metrics::counter!(names::PROVIDER_ERRORS, labels::PROVIDER => provider.to_owned(), labels::MODEL => model.to_owned())
         .increment(1);
+    metrics::counter!(names::PROVIDER_ERRORS).increment(1);
 }
 
 /// An upstream call that succeeded with `provider` after `failed` failed attempts.
@@ -228,10 +230,12 @@ pub fn record_circuit_open(provider: &str) {
 }
 
 /// One rate-limit decision made by the fallback (`reason`: `down`/`contended`; `outcome`:
-/// `allowed`/`denied`/`unavailable`).
+/// `allowed`/`denied`/`unavailable`); also per function alone, what the fallback alarm sums over
+/// its stack's functions.
 pub fn record_limiter_fallback(policy: &'static str, reason: &'static str, outcome: &'static str) {
     metrics::counter!(names::LIMITER_FALLBACKS, labels::POLICY => policy, labels::REASON => reason, labels::OUTCOME => outcome)
         .increment(1);
+    metrics::counter!(names::LIMITER_FALLBACKS).increment(1);
 }
 
 /// One rate-limit store call given up on after its timeout.
