@@ -2,12 +2,13 @@
 //! observability does for one streamed completion — the invocation's trace scoped from its
 //! header, ten subsegments (each made, named and sent as a UDP datagram to a daemon: a local
 //! socket drained by a thread), the request's, completion's and answer's metrics recorded, and
-//! the invocation's EMF lines written. Run twice, on and off, and compare:
-//! `OBSERVABILITY=on cargo bench -p baatcheet-shared --bench observability | grep -v _aws` and
-//! `OBSERVABILITY=off cargo bench -p baatcheet-shared --bench observability`. Off is a function
-//! outside Lambda or with tracing off (no `AWS_LAMBDA_FUNCTION_NAME`: no EMF recorder; no
-//! `AWS_XRAY_DAEMON_ADDRESS`: no subsegment), so the difference is what they cost a request.
-//! Not included: reading DynamoDB's table names from a request body (a small JSON scan per call).
+//! the invocation's EMF lines written. Run with `OBSERVABILITY` = `off`, `metrics` (EMF alone),
+//! `traces` (subsegments alone) or `on` (both), and compare:
+//! `OBSERVABILITY=on cargo bench -p baatcheet-shared --bench observability | grep -v _aws`.
+//! Off is a function outside Lambda or with tracing off (no `AWS_LAMBDA_FUNCTION_NAME`: no EMF
+//! recorder; no `AWS_XRAY_DAEMON_ADDRESS`: no subsegment), so the difference is what they cost a
+//! request. Not included: reading DynamoDB's table names from a request body (a small JSON scan
+//! per call).
 
 use baatcheet_shared::{metrics, xray};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -39,8 +40,15 @@ fn one_request(rt: &tokio::runtime::Runtime) {
 }
 
 fn bench(c: &mut Criterion) {
-    let on = std::env::var("OBSERVABILITY").is_ok_and(|v| v == "on");
-    if on {
+    let mode = std::env::var("OBSERVABILITY").unwrap_or_else(|_| "off".into());
+    let (metrics_on, traces_on) = match mode.as_str() {
+        "on" => (true, true),
+        "metrics" => (true, false),
+        "traces" => (false, true),
+        "off" => (false, false),
+        other => panic!("OBSERVABILITY={other}: one of off, metrics, traces, on"),
+    };
+    if traces_on {
         let daemon = std::net::UdpSocket::bind("127.0.0.1:0").expect("a daemon socket");
         let addr = daemon.local_addr().expect("its address");
         std::thread::spawn(move || {
@@ -48,15 +56,16 @@ fn bench(c: &mut Criterion) {
             while daemon.recv(&mut buf).is_ok() {}
         });
         // SAFETY: set before any other thread reads the environment (the drain thread does not).
-        unsafe {
-            std::env::set_var(xray::DAEMON_ADDRESS_VAR, addr.to_string());
-            std::env::set_var("AWS_LAMBDA_FUNCTION_NAME", "bench");
-        }
+        unsafe { std::env::set_var(xray::DAEMON_ADDRESS_VAR, addr.to_string()) };
+    }
+    if metrics_on {
+        // SAFETY: as above.
+        unsafe { std::env::set_var("AWS_LAMBDA_FUNCTION_NAME", "bench") };
         metrics::init_from_env();
     }
-    let name = if on { "observability_on_one_completion" } else { "observability_off_one_completion" };
+    let name = format!("observability_{mode}_one_completion");
     let rt = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
-    c.bench_function(name, |b| b.iter(|| one_request(&rt)));
+    c.bench_function(&name, |b| b.iter(|| one_request(&rt)));
 }
 
 criterion_group!(benches, bench);

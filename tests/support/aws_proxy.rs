@@ -13,6 +13,7 @@ use axum::{
 };
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Larger than any request DynamoDB or Secrets Manager accepts.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -89,31 +90,72 @@ fn dynamodb_names(json: &Value) -> Vec<Named> {
     out
 }
 
+/// When a call arrived at the proxy and when the endpoint's whole answer was back at it: the time
+/// a caller spent waiting on the local endpoint (the proxy's own hop included).
+#[derive(Debug, Clone, Copy)]
+pub struct Span {
+    pub start: Instant,
+    pub end: Instant,
+}
+
+/// The time covered by `spans` between `from` and `to`, overlaps counted once (calls a caller
+/// makes concurrently wait together).
+pub fn time_within(spans: &[Span], from: Instant, to: Instant) -> std::time::Duration {
+    let mut clipped: Vec<(Instant, Instant)> =
+        spans.iter().map(|s| (s.start.max(from), s.end.min(to))).filter(|(a, b)| a < b).collect();
+    clipped.sort_by_key(|(a, _)| *a);
+    let mut total = std::time::Duration::ZERO;
+    let mut current: Option<(Instant, Instant)> = None;
+    for (a, b) in clipped {
+        current = match current {
+            Some((ca, cb)) if a <= cb => Some((ca, cb.max(b))),
+            Some((ca, cb)) => {
+                total += cb - ca;
+                Some((a, b))
+            }
+            None => Some((a, b)),
+        };
+    }
+    if let Some((a, b)) = current {
+        total += b - a;
+    }
+    total
+}
+
 #[derive(Clone)]
 struct Inner {
     upstream: String,
     client: reqwest::Client,
     calls: Arc<Mutex<Vec<AwsCall>>>,
+    spans: Arc<Mutex<Vec<Span>>>,
 }
 
 /// The proxy, served on 127.0.0.1 on an ephemeral port for as long as the test runs.
 pub struct RecordingProxy {
     pub url: String,
     calls: Arc<Mutex<Vec<AwsCall>>>,
+    spans: Arc<Mutex<Vec<Span>>>,
 }
 
 impl RecordingProxy {
     /// A proxy to `upstream` (`http://host:port`, e.g. `crate::endpoint()`).
     pub async fn to(upstream: &str) -> Self {
         let calls = Arc::new(Mutex::new(Vec::new()));
+        let spans = Arc::new(Mutex::new(Vec::new()));
         let inner = Inner {
             upstream: upstream.trim_end_matches('/').to_string(),
             client: reqwest::Client::builder().build().expect("client"),
             calls: calls.clone(),
+            spans: spans.clone(),
         };
         let app = Router::new().fallback(forward).with_state(inner);
         let addr = crate::serve(app).await;
-        Self { url: format!("http://{addr}"), calls }
+        Self { url: format!("http://{addr}"), calls, spans }
+    }
+
+    /// When each call was in flight, in the order they were answered.
+    pub fn spans(&self) -> Vec<Span> {
+        self.spans.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Every call recorded so far, in arrival order (retries included).
@@ -128,13 +170,16 @@ fn hop_by_hop(name: &HeaderName) -> bool {
 }
 
 async fn forward(State(proxy): State<Inner>, req: Request) -> Response {
+    let start = Instant::now();
     let (parts, body) = req.into_parts();
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
         return (StatusCode::PAYLOAD_TOO_LARGE, "recording proxy: request body too large").into_response();
     };
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok());
     proxy.calls.lock().unwrap_or_else(|e| e.into_inner()).push(AwsCall::parse(target, &body));
-    relay(&proxy.client, &proxy.upstream, parts, body).await
+    let response = relay(&proxy.client, &proxy.upstream, parts, body).await;
+    proxy.spans.lock().unwrap_or_else(|e| e.into_inner()).push(Span { start, end: Instant::now() });
+    response
 }
 
 /// Sends a request on to `server` (`http://host:port`) unchanged and answers with the server's
@@ -174,6 +219,22 @@ mod tests {
 
     fn named(item: Option<&str>, name: &str, index: Option<&str>) -> Named {
         Named { item: item.map(str::to_string), name: name.into(), index: index.map(str::to_string) }
+    }
+
+    #[test]
+    fn time_within_counts_overlaps_once_and_clips_to_the_window() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + std::time::Duration::from_millis(ms);
+        let spans = [
+            Span { start: at(10), end: at(20) },
+            Span { start: at(15), end: at(25) },
+            Span { start: at(30), end: at(40) },
+            Span { start: at(90), end: at(120) },
+        ];
+        let ms = |d: std::time::Duration| d.as_millis();
+        assert_eq!(ms(time_within(&spans, at(0), at(100))), 15 + 10 + 10);
+        assert_eq!(ms(time_within(&spans, at(18), at(35))), 7 + 5);
+        assert_eq!(ms(time_within(&[], at(0), at(100))), 0);
     }
 
     #[test]

@@ -151,6 +151,8 @@ pub struct Recorded {
     pub received_at: Instant,
     /// When the first content chunk was handed to the connection (streamed answers).
     pub first_chunk_at: Option<Instant>,
+    /// When the last chunk (`[DONE]`) was handed to the connection (streamed answers that ended).
+    pub done_at: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -182,6 +184,7 @@ impl Shared {
             body,
             received_at: Instant::now(),
             first_chunk_at: None,
+            done_at: None,
         });
         (b, inner.requests.len() - 1)
     }
@@ -189,6 +192,12 @@ impl Shared {
     fn first_chunk(&self, index: usize) {
         if let Some(r) = self.lock().requests.get_mut(index) {
             r.first_chunk_at.get_or_insert_with(Instant::now);
+        }
+    }
+
+    fn done(&self, index: usize) {
+        if let Some(r) = self.lock().requests.get_mut(index) {
+            r.done_at = Some(Instant::now());
         }
     }
 }
@@ -295,6 +304,7 @@ async fn completions(State(shared): State<Shared>, headers: HeaderMap, Json(body
             let _ = tx.send(Ok(Bytes::from(format!("data: {v}\n\n")))).await;
         }
         let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
+        shared.done(index);
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     let mut res = Response::new(Body::from_stream(stream));

@@ -12,7 +12,7 @@ use axum::{
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
@@ -34,18 +34,25 @@ struct Pending {
 struct Shared {
     queue: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>>,
     waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Answer>>>>,
+    first_poll: Arc<OnceLock<Instant>>,
 }
 
 pub struct RuntimeApi {
     pub addr: SocketAddr,
     tx: mpsc::UnboundedSender<Pending>,
     next_id: std::sync::atomic::AtomicU64,
+    first_poll: Arc<OnceLock<Instant>>,
 }
 
 impl RuntimeApi {
     pub async fn start() -> std::io::Result<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Shared { queue: Arc::new(tokio::sync::Mutex::new(rx)), waiting: Arc::default() };
+        let first_poll = Arc::new(OnceLock::new());
+        let shared = Shared {
+            queue: Arc::new(tokio::sync::Mutex::new(rx)),
+            waiting: Arc::default(),
+            first_poll: first_poll.clone(),
+        };
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
             .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
@@ -57,7 +64,13 @@ impl RuntimeApi {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Self { addr, tx, next_id: 0.into() })
+        Ok(Self { addr, tx, next_id: 0.into(), first_poll })
+    }
+
+    /// When the function first asked for an invocation: the end of its init phase (what Lambda
+    /// reports as `Init Duration`, counted from the exec).
+    pub fn first_poll(&self) -> Option<Instant> {
+        self.first_poll.get().copied()
     }
 
     /// Queues an event; the returned receiver yields the function's answer.
@@ -70,6 +83,7 @@ impl RuntimeApi {
 }
 
 async fn next(State(s): State<Shared>) -> Response {
+    s.first_poll.get_or_init(Instant::now);
     let Some(p) = s.queue.lock().await.recv().await else {
         return StatusCode::GONE.into_response();
     };

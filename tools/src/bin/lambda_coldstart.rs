@@ -3,8 +3,15 @@
 //! request: cold start (exec to the first answered invocation, config and secret read included)
 //! as the median of several runs, the warm invocation median, peak RSS after N invocations, the
 //! binary's size, and the AWS calls each request makes (counted by `support::aws_proxy`'s
-//! recording proxy in front of the local endpoint, in a separate pass so the timings go straight
-//! to the endpoint).
+//! recording proxy in front of the local endpoint).
+//!
+//! The local endpoint (moto) and the fake provider stand in for DynamoDB, Secrets Manager and an
+//! LLM; their speed is not the product's. So each cold start and warm invocation is also run
+//! through the recording proxy, which times every call, and the function's own time is reported
+//! beside the total: the total less the time it waited on the endpoint (overlapping calls counted
+//! once) and on the provider (request received to `[DONE]` sent). The totals come from separate
+//! runs straight to the endpoint, without the proxy's hop. `init` is exec to the function's first
+//! poll of the Runtime API (Lambda's `Init Duration`).
 //!
 //! Usage (make bench runs it): `lambda-coldstart [--runs 15] [--invocations 1000] [--only TEXT]
 //! [--xray]`. Needs AWS_ENDPOINT_URL (the local endpoint) like the tests, and the release binaries.
@@ -15,7 +22,7 @@
 //! The rows (fixtures from `events/`) are listed in [`rows`]; a function of template.yaml without
 //! a row fails the run, so a new function is measured as soon as it is added.
 
-use baatcheet_tests::aws_proxy::{AwsCall, RecordingProxy, Service};
+use baatcheet_tests::aws_proxy::{AwsCall, RecordingProxy, Service, Span, time_within};
 use baatcheet_tests::clerk::{self, Delivery, keys};
 use baatcheet_tests::fake_upstream::{Behavior, FakeUpstream};
 use baatcheet_tests::{TestStack, runtime_api::RuntimeApi, template};
@@ -179,8 +186,14 @@ fn status_of(body: &[u8]) -> Option<u16> {
 struct Bench {
     stack: TestStack,
     proxy: RecordingProxy,
+    fake: FakeUpstream,
     /// The stand-in X-Ray daemon's address, with `--xray`.
     xray: Option<String>,
+}
+
+/// Milliseconds of a duration.
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 impl Bench {
@@ -232,6 +245,27 @@ impl Bench {
 
     fn calls_since(&self, from: usize) -> Vec<AwsCall> {
         self.proxy.calls().split_off(from)
+    }
+
+    /// The time between `from` and `to` spent waiting on the stand-ins: AWS calls through the
+    /// proxy and requests to the fake provider, overlaps counted once.
+    fn waited(&self, from: Instant, to: Instant) -> Duration {
+        let mut spans = self.proxy.spans();
+        spans.extend(
+            self.fake
+                .requests()
+                .iter()
+                .filter(|r| r.received_at >= from)
+                .map(|r| Span { start: r.received_at, end: r.done_at.unwrap_or(to) }),
+        );
+        time_within(&spans, from, to)
+    }
+
+    /// One invocation through the proxy: the part of its time not spent on the stand-ins.
+    async fn own_time(&self, api: &RuntimeApi, event: Vec<u8>, row: &Row) -> Result<f64, BoxError> {
+        let t = Instant::now();
+        let at = Bench::invoke(api, event, row).await?;
+        Ok(ms((at - t).saturating_sub(self.waited(t, at))))
     }
 }
 
@@ -318,12 +352,12 @@ async fn main() -> Result<(), BoxError> {
     } else {
         None
     };
-    let bench = Bench { stack, proxy, xray };
+    let bench = Bench { stack, proxy, fake, xray };
 
     println!(
-        "| function | request | answer | binary (stripped) | cold start median | min..max | warm median | peak RSS after {invocations} | AWS calls, cold (init + 1st request) | DynamoDB calls per warm request |"
+        "| function | request | answer | binary (stripped) | cold start median | min..max | init median | cold start, own time | warm median | warm, own time | peak RSS after {invocations} | AWS calls, cold (init + 1st request) | DynamoDB calls per warm request |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     // --only: the rows whose function or request contains TEXT (to look at one closely).
     for row in rows.iter().filter(|r| only.as_deref().is_none_or(|t| r.binary.contains(t) || r.request.contains(t))) {
         let bin = root().join("target/release").join(row.binary);
@@ -381,6 +415,31 @@ async fn main() -> Result<(), BoxError> {
         let (min, max) = colds.iter().fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
         let cold = median(&mut colds);
 
+        // The same through the timing proxy: init, and the cold start less the stand-ins' time.
+        let (mut inits, mut own_colds) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let api = RuntimeApi::start().await?;
+            let event = event_for(&fixture, row.prep);
+            let t0 = Instant::now();
+            let mut child = bench.spawn(&bin, &api, row, true).await?;
+            let at = Bench::invoke(&api, event, row).await?;
+            inits.push(ms(api.first_poll().ok_or("the function never polled")? - t0));
+            own_colds.push(ms((at - t0).saturating_sub(bench.waited(t0, at))));
+            child.kill().await?;
+        }
+        let (init, own_cold) = (median(&mut inits), median(&mut own_colds));
+
+        // Warm invocations' own time, through the proxy (fewer: the figure settles quickly).
+        let api = RuntimeApi::start().await?;
+        let child = bench.spawn(&bin, &api, row, true).await?;
+        Bench::invoke(&api, event_for(&fixture, row.prep), row).await?;
+        let mut own_warm = Vec::new();
+        for _ in 0..invocations.min(300) {
+            own_warm.push(bench.own_time(&api, event_for(&fixture, row.prep), row).await?);
+        }
+        drop(child);
+        let own_warm = median(&mut own_warm);
+
         // Warm invocations and the peak RSS after them.
         let api = RuntimeApi::start().await?;
         let child = bench.spawn(&bin, &api, row, false).await?;
@@ -395,7 +454,7 @@ async fn main() -> Result<(), BoxError> {
         let rss = peak_rss_kb(pid).unwrap_or(0);
         drop(child);
         println!(
-            "| {} | {} | {} | {:.1} MB | {:.1} ms | {:.1}..{:.1} ms | {:.3} ms | {:.1} MB | {} | {} |",
+            "| {} | {} | {} | {:.1} MB | {:.1} ms | {:.1}..{:.1} ms | {:.1} ms | {:.1} ms | {:.3} ms | {:.3} ms | {:.1} MB | {} | {} |",
             row.binary,
             row.request,
             row.status,
@@ -403,7 +462,10 @@ async fn main() -> Result<(), BoxError> {
             cold,
             min,
             max,
+            init,
+            own_cold,
             median(&mut warm),
+            own_warm,
             rss as f64 / 1024.0,
             cold_desc,
             warm_desc,
