@@ -198,7 +198,7 @@ async fn too_long_urls_are_refused_before_parsing() {
 async fn rejections_are_422_naming_the_field_and_nothing_internal() {
     let g = guard(UrlPolicy::default());
     for url in ["https://metadata.attacker.test/", "https://mixed.attacker.test/", "https://nxdomain.attacker.test/"] {
-        let err = g.check_field("/images/2/url", url).await.unwrap_err();
+        let err = g.check(url).await.unwrap_err().at("/images/2/url");
         assert_eq!(err.status(), 422);
         let body = serde_json::to_string(&err.problem()).unwrap();
         assert!(body.contains("\"/images/2/url\""), "{body}");

@@ -185,8 +185,10 @@ fn empty_and_oversized_bodies() {
     assert_eq!(err.at("/images/0").status(), StatusCode::PAYLOAD_TOO_LARGE);
     let big = Bytes::from(vec![0u8; UploadLimits::default().max_audio_bytes + 1]);
     assert_eq!(upload::verify(MediaClass::Audio, Some("audio/wav"), big, &limits()).unwrap_err().at("").status(), 413);
-    assert!(limits().check_image_count("/images", 5).is_ok());
-    assert_eq!(limits().check_image_count("/images", 6).unwrap_err().status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(limits().check_image_count(5).is_ok());
+    let too_many = limits().check_image_count(6).unwrap_err().at("/images");
+    assert_eq!(too_many.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(too_many.problem().detail, "/images: at most 5 images per message.");
 }
 
 #[test]

@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use baatcheet_shared::ApiError;
 use baatcheet_shared::auth::{AuthUser, Tier};
 use baatcheet_shared::config::ConfigError;
 use baatcheet_shared::error::error_chain;
@@ -60,6 +59,17 @@ impl StreamLimits {
     }
 }
 
+/// Why a completion got no place among its user's open streams.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamRefused {
+    /// Every place of the user's tier is taken (429, policy [`POLICY`]).
+    #[error("every open stream of the user's tier is taken; one frees within {retry_after_secs} s")]
+    Full { retry_after_secs: u64 },
+    /// The lease store cannot tell: fail closed (503).
+    #[error("open streams cannot be counted")]
+    Store(#[source] LeaseError),
+}
+
 /// The open streams of every user.
 #[derive(Debug, Clone)]
 pub struct OpenStreams {
@@ -88,21 +98,17 @@ impl OpenStreams {
         &self.leases
     }
 
-    /// A place for one more open stream of `user`, or the 429 when their tier's are all taken.
-    pub async fn open(&self, user: &AuthUser) -> Result<StreamLease, ApiError> {
+    /// A place for one more open stream of `user`, or why there is none.
+    pub async fn open(&self, user: &AuthUser) -> Result<StreamLease, StreamRefused> {
         match self.leases.acquire(&user.user_id, self.limits.cap(user.tier)).await {
             Ok(lease) => Ok(StreamLease(lease)),
-            Err(LeaseError::Full { retry_after, .. }) => Err(ApiError::QuotaExceeded {
-                policy: POLICY.into(),
-                retry_after_secs: retry_after.as_secs_f64().ceil().max(1.0) as u64,
-            }),
+            Err(LeaseError::Full { retry_after, .. }) => {
+                Err(StreamRefused::Full { retry_after_secs: retry_after.as_secs_f64().ceil().max(1.0) as u64 })
+            }
             Err(e @ LeaseError::Store(_)) => {
                 // Fail closed: without the store the cap cannot be told.
                 tracing::warn!(error = %error_chain(&e), "stream lease store unavailable");
-                Err(ApiError::Unavailable {
-                    detail: "Open streams cannot be counted right now; try again shortly.".into(),
-                    retry_after_secs: Some(1),
-                })
+                Err(StreamRefused::Store(e))
             }
         }
     }

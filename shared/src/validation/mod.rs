@@ -23,5 +23,5 @@ pub use ids::{ClerkUserId, ConversationId, FileId, IdError, MessageId, ModelId};
 pub use json::{ValidJson, parse_json};
 pub use path::ValidPath;
 pub use query::{ValidQuery, parse_query};
-pub use report::{Report, Validate, validate};
+pub use report::{Report, Validate, check, validate};
 pub use text::TextError;

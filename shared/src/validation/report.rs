@@ -82,15 +82,26 @@ impl Report {
 
     /// `Ok` when nothing failed, else a 422 listing every failure.
     pub fn finish(self) -> Result<(), ApiError> {
-        if self.errors.is_empty() { Ok(()) } else { Err(ApiError::Validation(self.errors)) }
+        self.into_result().map_err(ApiError::Validation)
+    }
+
+    /// `Ok` when nothing failed, else every failure: for a layer below the HTTP edge, which
+    /// states them in its own error type.
+    pub fn into_result(self) -> Result<(), Vec<FieldError>> {
+        if self.errors.is_empty() { Ok(()) } else { Err(self.errors) }
     }
 }
 
 /// Runs a value's rules with pointers starting at `base`.
-pub fn validate<T: Validate>(mut value: T, base: &str) -> Result<T, ApiError> {
+pub fn validate<T: Validate>(value: T, base: &str) -> Result<T, ApiError> {
+    check(value, base).map_err(ApiError::Validation)
+}
+
+/// [`validate`], the failures as fields rather than a problem.
+pub fn check<T: Validate>(mut value: T, base: &str) -> Result<T, Vec<FieldError>> {
     let mut report = Report::new(base);
     value.validate(&mut report);
-    report.finish().map(|()| value)
+    report.into_result().map(|()| value)
 }
 
 /// Values whose every rule is in their type (ids, numbers, enums) need no further checks.

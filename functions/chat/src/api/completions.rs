@@ -1,9 +1,9 @@
 //! `POST /api/v1/chat/completions` and `POST /api/v1/chat/regenerate`: the requests, what the
 //! service takes from them, and the whole (non-streamed) answer.
 
-use baatcheet_shared::ApiError;
+use baatcheet_shared::FieldError;
 use baatcheet_shared::validation::chars::{CONTENT_PATTERN, OPTIONAL_CONTENT_PATTERN, is_blank};
-use baatcheet_shared::validation::{ModelId, Report, Validate, text, validate};
+use baatcheet_shared::validation::{ModelId, Report, Validate, check, text};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::Schema;
@@ -186,7 +186,7 @@ impl CompletionInput {
     }
 
     /// The request's rules (the same `Validate` impl), for input built in code.
-    pub fn validate(&self) -> Result<(), ApiError> {
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let request = CompletionRequest {
             message: self.message.clone(),
             conversation_id: self.conversation_id,
@@ -198,7 +198,7 @@ impl CompletionInput {
             stream: true,
             attachments: self.attachments.clone(),
         };
-        validate(request, "").map(|_| ())
+        check(request, "").map(|_| ())
     }
 }
 
@@ -253,7 +253,7 @@ impl RegenerateInput {
     }
 
     /// The request's rules, for input built in code.
-    pub fn validate(&self) -> Result<(), ApiError> {
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let request = RegenerateRequest {
             conversation_id: self.conversation_id,
             stream: true,
@@ -262,7 +262,7 @@ impl RegenerateInput {
             temperature: self.temperature.map(f64::from),
             max_tokens: self.max_tokens,
         };
-        validate(request, "").map(|_| ())
+        check(request, "").map(|_| ())
     }
 }
 

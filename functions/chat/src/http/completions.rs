@@ -64,7 +64,7 @@ async fn open_stream(
     if key.is_some_and(|k| matches!(k.claim, Claim::Repeat(_))) {
         return Ok(None);
     }
-    state.service.open_stream(user).await.map(Some)
+    Ok(Some(state.service.open_stream(user).await?))
 }
 
 /// An answer with its open-stream lease: a stream's generation holds it until it ends, which may

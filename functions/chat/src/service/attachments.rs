@@ -13,6 +13,7 @@
 //! provider sees exactly the bytes that were checked.
 
 use super::ChatError;
+use super::error::{ImageProblem, ImageRefusal};
 use crate::safety::ssrf::{self, CheckedUrl, FetchLimits, Resolver, UrlGuard};
 use crate::safety::upload::{self, MediaClass, UploadLimits, VerifiedFile};
 use std::sync::Arc;
@@ -53,7 +54,7 @@ impl Attachments {
 
     /// Refused (413) when a message carries more images than allowed.
     pub fn check_count(&self, n: usize) -> Result<(), ChatError> {
-        self.limits.check_image_count("/attachments", n).map_err(ChatError::ImageRefused)
+        self.limits.check_image_count(n).map_err(|e| refused("/attachments", ImageProblem::TooMany(e)))
     }
 
     /// Step 1: count, data URLs verified, web URLs checked (no fetch).
@@ -64,10 +65,10 @@ impl Attachments {
             let pointer = a.pointer(i);
             if a.is_inline() {
                 let file = upload::parse_data_url(a.url(), MediaClass::Image, &self.limits)
-                    .map_err(|e| ChatError::ImageRefused(e.at(&pointer)))?;
+                    .map_err(|e| refused(&pointer, ImageProblem::Upload(e)))?;
                 out.push(Checked::Inline(file));
             } else {
-                let url = self.guard.check_field(&pointer, a.url()).await.map_err(ChatError::ImageRefused)?;
+                let url = self.guard.check(a.url()).await.map_err(|e| refused(&pointer, ImageProblem::Url(e)))?;
                 out.push(Checked::Remote { pointer, url });
             }
         }
@@ -85,11 +86,11 @@ impl Attachments {
                     let fetched = ssrf::fetch(&url, &self.fetch).await.map_err(|e| match e {
                         // Not the image's fault: the fetch's HTTP client could not be built.
                         ssrf::FetchError::Client(_) => ChatError::internal(e),
-                        e => ChatError::ImageRefused(e.at(&pointer)),
+                        e => refused(&pointer, ImageProblem::Fetch(e)),
                     })?;
                     let file =
                         upload::verify(MediaClass::Image, fetched.content_type.as_deref(), fetched.bytes, &self.limits)
-                            .map_err(|e| ChatError::ImageRefused(e.at(&pointer)))?;
+                            .map_err(|e| refused(&pointer, ImageProblem::Upload(e)))?;
                     Ok(Image {
                         data_url: file.to_data_url(),
                         stored: AttachmentRef { url: Some(url.as_str().to_string()), inline: false },
@@ -99,4 +100,8 @@ impl Attachments {
         });
         futures::future::try_join_all(loads).await
     }
+}
+
+fn refused(pointer: &str, why: ImageProblem) -> ChatError {
+    ChatError::ImageRefused(ImageRefusal { pointer: pointer.into(), why })
 }

@@ -73,7 +73,7 @@ impl ChatService {
         // The same rules as `SearchQuery`'s `Validate`.
         let mut report = Report::new("/query");
         check_search(&mut report, q, req.page.cursor.as_ref());
-        report.finish()?;
+        report.into_result().map_err(ChatError::Invalid)?;
         let page = self
             .store
             .search(

@@ -1,14 +1,19 @@
 //! The chat service's errors, in the domain's terms. Each one's HTTP status and problem text is
 //! decided here, once, by `From<ChatError> for ApiError`, which the HTTP edge (and a stream's
-//! `error` event) applies; the service itself never builds or inspects an HTTP error.
+//! `error` event) applies; the service itself never builds or inspects an HTTP error. The one it
+//! carries is the platform limiter's refusal (`Limited`), which `Limiter::check` states as a
+//! problem already and which is passed on untouched.
 
 use baatcheet_shared::request_id::RequestInfo;
 use baatcheet_shared::{ApiError, FieldError, Problem};
 
 use crate::providers::ProviderError;
 use crate::providers::client::StreamError;
+use crate::safety::ssrf::{FetchError, UrlError};
+use crate::safety::upload::{TooManyImages, UploadError};
 use crate::store::ids::MessageId;
 use crate::store::{RegenerateRefused, StoreError};
+use crate::streams::{self, StreamRefused};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
@@ -36,7 +41,7 @@ pub enum ChatError {
     /// An image the guards refused (SSRF guard, fetch, magic numbers, count): their problem, 413,
     /// 415 or 422 at the image's pointer.
     #[error("an image was refused")]
-    ImageRefused(ApiError),
+    ImageRefused(#[source] ImageRefusal),
     /// Regenerate: an image of the message being answered no longer passes the guards (422 at
     /// `/conversation_id`).
     #[error("an image of the message being answered can no longer be used")]
@@ -76,11 +81,38 @@ pub enum ChatError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Provider(#[from] ProviderError),
-    /// A refusal a platform piece states itself: a rate limit, the shared validation rules.
+    /// No place among the user's open streams (429 `streams`, or 503 while they cannot be counted).
     #[error(transparent)]
-    Platform(#[from] ApiError),
+    Streams(#[from] StreamRefused),
+    /// The platform limiter's refusal of a per-user limit the service applies (images, audio
+    /// seconds), passed on as the limiter states it: `Limiter::check` answers in the request
+    /// path's terms (429 with its policy and Retry-After, 400 for a cost above the capacity, 503
+    /// while its store cannot decide), and its `RateLimit` fields are already recorded.
+    #[error("a rate limit refused the request")]
+    Limited(#[source] ApiError),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// An image the guards refused, and the pointer of its field.
+#[derive(Debug, thiserror::Error)]
+#[error("{pointer}: {why}")]
+pub struct ImageRefusal {
+    pub pointer: String,
+    #[source]
+    pub why: ImageProblem,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageProblem {
+    #[error(transparent)]
+    TooMany(TooManyImages),
+    #[error(transparent)]
+    Url(UrlError),
+    #[error(transparent)]
+    Fetch(FetchError),
+    #[error(transparent)]
+    Upload(UploadError),
 }
 
 impl ChatError {
@@ -124,7 +156,13 @@ impl From<ChatError> for ApiError {
             ChatError::AudioTooLarge { max } => {
                 ApiError::PayloadTooLarge(format!("Audio files are limited to {max} bytes."))
             }
-            ChatError::ImageRefused(problem) => problem,
+            // Each guard words its own refusal (the same problems as its direct uses at the edge).
+            ChatError::ImageRefused(ImageRefusal { pointer, why }) => match why {
+                ImageProblem::TooMany(e) => e.at(&pointer),
+                ImageProblem::Url(e) => e.at(&pointer),
+                ImageProblem::Fetch(e) => e.at(&pointer),
+                ImageProblem::Upload(e) => e.at(&pointer),
+            },
             ChatError::ImageGone => {
                 field("/conversation_id", "an image of the message being answered can no longer be used")
             }
@@ -160,7 +198,13 @@ impl From<ChatError> for ApiError {
             ChatError::Upstream(e) => ApiError::BadGateway(Box::new(e)),
             ChatError::Store(e) => e.into(),
             ChatError::Provider(e) => e.into(),
-            ChatError::Platform(e) => e,
+            ChatError::Streams(StreamRefused::Full { retry_after_secs }) => {
+                ApiError::QuotaExceeded { policy: streams::POLICY.into(), retry_after_secs }
+            }
+            ChatError::Streams(StreamRefused::Store(_)) => {
+                unavailable("Open streams cannot be counted right now; try again shortly.", 1)
+            }
+            ChatError::Limited(refusal) => refusal,
             ChatError::Internal(e) => ApiError::Internal(e),
         }
     }
@@ -184,7 +228,11 @@ mod tests {
     #[test]
     fn each_error_is_given_its_problem_here() {
         let status = |e: ChatError| ApiError::from(e).status().as_u16();
-        assert_eq!(status(ChatError::ImageRefused(ApiError::PayloadTooLarge("x".into()))), 413);
+        let image = |why| ChatError::ImageRefused(ImageRefusal { pointer: "/attachments/0/url".into(), why });
+        assert_eq!(status(image(ImageProblem::TooMany(TooManyImages { max: 5 }))), 413);
+        assert_eq!(status(image(ImageProblem::Upload(UploadError::Base64))), 422);
+        assert_eq!(status(image(ImageProblem::Fetch(FetchError::Status(404)))), 422);
+        assert_eq!(status(ChatError::Streams(StreamRefused::Full { retry_after_secs: 3 })), 429);
         assert_eq!(status(ChatError::NoVision("text".into())), 422);
         assert_eq!(status(ChatError::Running(MessageId::new())), 409);
         assert_eq!(status(ChatError::BadLastEventId), 400);

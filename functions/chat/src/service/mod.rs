@@ -12,9 +12,9 @@ pub mod idempotent;
 pub mod transcribe;
 
 use crate::safety::ssrf::{Resolver, SystemResolver};
+use baatcheet_shared::AppContext;
 use baatcheet_shared::auth::AuthUser;
 use baatcheet_shared::rate_limit::Limiter;
-use baatcheet_shared::{ApiError, AppContext};
 use std::sync::Arc;
 
 use crate::api::ModelsResponse;
@@ -67,10 +67,10 @@ impl ChatService {
         &self.config
     }
 
-    /// A place for one more open completion of `user` (429 when their tier's are all taken): held
-    /// from before the completion starts until it ends.
-    pub async fn open_stream(&self, user: &AuthUser) -> Result<StreamLease, ApiError> {
-        self.streams.open(user).await
+    /// A place for one more open completion of `user` (refused when their tier's are all taken):
+    /// held from before the completion starts until it ends.
+    pub async fn open_stream(&self, user: &AuthUser) -> Result<StreamLease, ChatError> {
+        Ok(self.streams.open(user).await?)
     }
 
     /// The open-stream leases (erasure deletes a user's).

@@ -145,11 +145,6 @@ impl UrlGuard {
         }
         Ok(CheckedUrl { url, addrs })
     }
-
-    /// [`check`](Self::check) with failures as a 422 at `pointer`.
-    pub async fn check_field(&self, pointer: &str, raw: &str) -> Result<CheckedUrl, ApiError> {
-        self.check(raw).await.map_err(|e| e.at(pointer))
-    }
 }
 
 #[cfg(test)]
@@ -191,7 +186,7 @@ mod tests {
 
     #[tokio::test]
     async fn rejection_names_the_field_and_nothing_internal() {
-        let err = guard().check_field("/images/0/url", "https://mixed.example/").await.unwrap_err();
+        let err = guard().check("https://mixed.example/").await.unwrap_err().at("/images/0/url");
         let ApiError::Validation(e) = err else { panic!() };
         assert_eq!(e[0].pointer, "/images/0/url");
         assert!(!e[0].detail.contains("10.0.0.5"));

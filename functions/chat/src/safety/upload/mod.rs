@@ -71,15 +71,26 @@ impl UploadLimits {
         }
     }
 
-    /// 413 when a message carries more images than allowed.
-    pub fn check_image_count(&self, pointer: &str, n: usize) -> Result<(), ApiError> {
+    /// Refused when a message carries more images than allowed (a 413: [`TooManyImages::at`]).
+    pub fn check_image_count(&self, n: usize) -> Result<(), TooManyImages> {
         if n > self.max_images_per_message {
-            return Err(ApiError::PayloadTooLarge(format!(
-                "{pointer}: at most {} images per message.",
-                self.max_images_per_message
-            )));
+            return Err(TooManyImages { max: self.max_images_per_message });
         }
         Ok(())
+    }
+}
+
+/// A message with more images than it may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("at most {max} images per message")]
+pub struct TooManyImages {
+    pub max: usize,
+}
+
+impl TooManyImages {
+    /// The problem for the images at `pointer`: 413.
+    pub fn at(&self, pointer: &str) -> ApiError {
+        ApiError::PayloadTooLarge(format!("{pointer}: {self}."))
     }
 }
 

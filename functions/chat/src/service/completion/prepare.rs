@@ -99,7 +99,7 @@ impl ChatService {
         }
         let checked = self.attachments.check(items).await?;
         let cost = u32::try_from(items.len()).unwrap_or(u32::MAX);
-        self.limiter.check(crate::limits::IMAGES.policy(), owner(user), cost).await?;
+        self.limiter.check(crate::limits::IMAGES.policy(), owner(user), cost).await.map_err(ChatError::Limited)?;
         self.attachments.load(checked).await
     }
 
@@ -108,7 +108,7 @@ impl ChatService {
         user: &AuthUser,
         input: CompletionInput,
     ) -> Result<Prepared, ChatError> {
-        input.validate()?;
+        input.validate().map_err(ChatError::Invalid)?;
         self.attachments.check_count(input.attachments.len())?;
         let catalog = self.providers.catalog().await?;
         let requested = input.model.as_deref();
@@ -200,7 +200,7 @@ impl ChatService {
         user: &AuthUser,
         input: RegenerateInput,
     ) -> Result<Prepared, ChatError> {
-        input.validate()?;
+        input.validate().map_err(ChatError::Invalid)?;
         let catalog = self.providers.catalog().await?;
         let keep = self.config.context_messages;
         // The newest `keep` messages before the answer being replaced, plus that answer.
