@@ -576,6 +576,10 @@ mod tests {
         assert!(corrupt(with("mode", Some(s("secret-mode")))).contains("`mode`"));
         assert!(corrupt(with("user_id", None)).contains("user_id"));
         assert!(corrupt(with("pk", Some(s("CONV#not-an-id")))).contains("`pk`"));
+        // Named too: why the key attributes are not one `#[serde(flatten)]` struct shared by both
+        // items (a flattened field's error loses its attribute name).
+        assert!(corrupt(with("gsi1pk", Some(n(7)))).contains("`gsi1pk`"));
+        assert!(corrupt(with("kind", None)).contains("missing field `kind`"));
 
         let (a, meta) = answer();
         let good = a.to_item(c.id, "u1", Some(&meta)).unwrap();
