@@ -126,6 +126,8 @@ fn chat_flows(p: Probe) -> BoxFuture<'static, ()> {
             .item("user_id", aws_sdk_dynamodb::types::AttributeValue::S(format!("usr_{admin}")))
             .item("role", aws_sdk_dynamodb::types::AttributeValue::S("admin".into()))
             .item("tier", aws_sdk_dynamodb::types::AttributeValue::S("pro".into()))
+            // Every write of the users table counts itself; an item without a revision is corrupt.
+            .item("revision", aws_sdk_dynamodb::types::AttributeValue::N("1".into()))
             .send()
             .await
             .expect("admin seeded");
