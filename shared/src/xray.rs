@@ -121,12 +121,10 @@ impl Daemon {
         Some(Self { socket })
     }
 
-    /// Sends one document; a failure is dropped (a subsegment is not worth a request).
-    pub fn send(&self, document: &str) {
-        let mut datagram = String::with_capacity(HEADER.len() + document.len());
-        datagram.push_str(HEADER);
-        datagram.push_str(document);
-        let _ = self.socket.send(datagram.as_bytes());
+    /// Sends one datagram (the header line and a document); a failure is dropped (a subsegment
+    /// is not worth a request).
+    fn send(&self, datagram: &[u8]) {
+        let _ = self.socket.send(datagram);
     }
 }
 
@@ -156,10 +154,6 @@ pub struct Subsegment {
 
 fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
-}
-
-fn segment_id() -> String {
-    format!("{:016x}", uuid::Uuid::new_v4().as_u64_pair().0)
 }
 
 impl Subsegment {
@@ -241,56 +235,142 @@ impl Subsegment {
             return;
         }
         if let Some(d) = self.daemon {
-            d.send(&self.document(now()));
+            d.send(&self.datagram(now()));
         }
     }
 
-    /// The subsegment's JSON document, ended at `end` (epoch seconds).
+    /// The daemon's header line and the subsegment's JSON document, ended at `end` (epoch
+    /// seconds): written straight into one buffer (no JSON tree: this runs for every call).
+    fn datagram(&self, end: f64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(HEADER.as_bytes());
+        // Writing to a Vec cannot fail, nor can serialising these plain fields.
+        let _ = serde_json::to_writer(&mut out, &self.fields(end));
+        out
+    }
+
+    #[cfg(test)]
     fn document(&self, end: f64) -> String {
-        use serde_json::{Map, Value, json};
-        let mut doc = json!({
-            "name": self.name,
-            "id": segment_id(),
-            "trace_id": self.ctx.root,
-            "parent_id": self.ctx.parent,
-            "type": "subsegment",
-            "start_time": self.start,
-            "end_time": end.max(self.start),
-            "namespace": match self.namespace { Namespace::Aws => "aws", Namespace::Remote => "remote" },
-        });
-        match self.namespace {
+        serde_json::to_string(&self.fields(end)).unwrap_or_default()
+    }
+
+    fn fields(&self, end: f64) -> Document<'_> {
+        let (aws, annotations) = match self.namespace {
             // As AWS's own SDK instrumentation records an AWS call.
-            Namespace::Aws => {
-                let mut aws = Map::new();
-                aws.insert("operation".into(), Value::from(self.operation.as_ref()));
-                if let Some(t) = &self.table {
-                    aws.insert("table_name".into(), Value::from(t.as_str()));
-                }
-                if let Some(id) = &self.request_id {
-                    aws.insert("request_id".into(), Value::from(id.as_str()));
-                }
-                doc["aws"] = Value::Object(aws);
-            }
+            Namespace::Aws => (
+                Some(AwsFields {
+                    operation: &self.operation,
+                    table_name: self.table.as_deref(),
+                    request_id: self.request_id.as_deref(),
+                }),
+                None,
+            ),
             // An annotation: indexed, so `annotation.operation = "..."` filters traces.
-            Namespace::Remote => doc["annotations"] = json!({ "operation": self.operation }),
-        }
-        if let Some(status) = self.status {
-            doc["http"] = json!({ "response": { "status": status } });
-        }
+            Namespace::Remote => (None, Some(Annotations { operation: &self.operation })),
+        };
         // X-Ray's flags: `throttle` (429) is also an `error`, 4xx an error, 5xx a fault, and so is
         // a call that failed or was given up with no answer (connect error, timeout).
-        match self.status {
-            Some(429) => {
-                doc["throttle"] = Value::Bool(true);
-                doc["error"] = Value::Bool(true);
-            }
-            Some(400..=499) => doc["error"] = Value::Bool(true),
-            Some(500..) => doc["fault"] = Value::Bool(true),
-            None => doc["fault"] = Value::Bool(true),
-            _ if self.failed => doc["fault"] = Value::Bool(true),
-            _ => {}
+        let (error, fault, throttle) = match self.status {
+            Some(429) => (true, false, true),
+            Some(400..=499) => (true, false, false),
+            Some(500..) | None => (false, true, false),
+            _ => (false, self.failed, false),
+        };
+        Document {
+            name: &self.name,
+            id: SegmentId::new(),
+            trace_id: &self.ctx.root,
+            parent_id: &self.ctx.parent,
+            kind: "subsegment",
+            start_time: self.start,
+            end_time: end.max(self.start),
+            namespace: match self.namespace {
+                Namespace::Aws => "aws",
+                Namespace::Remote => "remote",
+            },
+            aws,
+            annotations,
+            http: self.status.map(|status| Http { response: HttpResponse { status } }),
+            error,
+            fault,
+            throttle,
         }
-        doc.to_string()
+    }
+}
+
+/// A subsegment document, as the X-Ray daemon takes it; flags that are false are left out.
+#[derive(serde::Serialize)]
+struct Document<'a> {
+    name: &'a str,
+    id: SegmentId,
+    trace_id: &'a str,
+    parent_id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    start_time: f64,
+    end_time: f64,
+    namespace: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aws: Option<AwsFields<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    annotations: Option<Annotations<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http: Option<Http>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    error: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    fault: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    throttle: bool,
+}
+
+#[derive(serde::Serialize)]
+struct AwsFields<'a> {
+    operation: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    table_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct Annotations<'a> {
+    operation: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct Http {
+    response: HttpResponse,
+}
+
+#[derive(serde::Serialize)]
+struct HttpResponse {
+    status: u16,
+}
+
+/// A fresh random subsegment id: 16 lowercase hex digits, formatted without allocating.
+struct SegmentId([u8; 16]);
+
+impl SegmentId {
+    fn new() -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        // uuid's v4 generator: a thread-local PRNG seeded from the OS (its `fast-rng`), no
+        // system call per id.
+        let (high, low) = uuid::Uuid::new_v4().as_u64_pair();
+        // Either half has version or variant bits fixed; together they are random.
+        let n = high ^ low;
+        let mut out = [0u8; 16];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        Self(out)
+    }
+}
+
+impl serde::Serialize for SegmentId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Only ASCII hex digits were written.
+        s.serialize_str(std::str::from_utf8(&self.0).unwrap_or("0000000000000000"))
     }
 }
 
@@ -299,6 +379,8 @@ impl Drop for Subsegment {
         self.send();
     }
 }
+
+pub use sdk::dynamodb_tables;
 
 /// The AWS SDK interceptor that makes one subsegment per SDK operation (retries included),
 /// registered once on each client (shared/src/aws.rs): named after the service (`DynamoDB`,
@@ -393,7 +475,7 @@ mod sdk {
 
     /// The table names of a DynamoDB request (JSON): its `TableName`, or those of a batch's
     /// `RequestItems` or a transaction's items, comma-separated. Nothing else is kept.
-    pub(super) fn dynamodb_tables(body: &[u8]) -> Option<String> {
+    pub fn dynamodb_tables(body: &[u8]) -> Option<String> {
         use serde::Deserialize;
         use serde::de::IgnoredAny;
         use std::collections::{BTreeMap, BTreeSet};
@@ -478,6 +560,14 @@ mod tests {
     }
 
     #[test]
+    fn segment_ids_are_16_hex_digits_and_fresh_each_time() {
+        let ids: std::collections::BTreeSet<String> =
+            (0..1000).map(|_| String::from_utf8(SegmentId::new().0.to_vec()).unwrap()).collect();
+        assert_eq!(ids.len(), 1000);
+        assert!(ids.iter().all(|id| is_segment_id(id) && id.bytes().all(|b| !b.is_ascii_uppercase())));
+    }
+
+    #[test]
     fn outcomes_set_xrays_flags() {
         let ctx = Arc::new(TraceContext::sampled(HEADER_SAMPLED).unwrap());
         let flags = |status: Option<u16>, failed: bool| {
@@ -536,7 +626,6 @@ mod tests {
 
     #[test]
     fn dynamodb_table_names_and_nothing_else_come_from_the_body() {
-        use sdk::dynamodb_tables;
         let get = br#"{"TableName":"s-Users","Key":{"pk":{"S":"user_secret"}}}"#;
         assert_eq!(dynamodb_tables(get).as_deref(), Some("s-Users"));
         let batch = br#"{"RequestItems":{"s-Messages":[{"PutRequest":{"Item":{"text":{"S":"prompt"}}}}],"s-Conversations":[]}}"#;
