@@ -8,7 +8,6 @@ pub mod health;
 pub mod sse;
 pub mod wire;
 
-use baatcheet_shared::ApiError;
 use baatcheet_shared::error::error_chain;
 use baatcheet_shared::secrets::{Secrets, SecretsCache, SecretsError};
 use futures::future::BoxFuture;
@@ -26,7 +25,7 @@ use wire::{ChatCompletionRequest, StreamOptions, TranscriptionResponse, WireMess
 pub const SECRET_FIELD: &str = "providers";
 
 /// Retry-After when every candidate failed and none said when to come back.
-const FALLBACK_RETRY: Duration = Duration::from_secs(5);
+pub(crate) const FALLBACK_RETRY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
@@ -44,39 +43,6 @@ pub enum ProviderError {
     },
     #[error("the upstream refused the request")]
     Rejected(#[source] AttemptError),
-}
-
-impl From<ProviderError> for ApiError {
-    fn from(e: ProviderError) -> Self {
-        match e {
-            ProviderError::Exhausted { retry_after, last } => {
-                if let Some(last) = &last {
-                    tracing::warn!(cause = %error_chain(last), retry_after, "all providers failed");
-                }
-                ApiError::Unavailable {
-                    detail: "The AI service is temporarily unavailable; please retry shortly.".into(),
-                    retry_after_secs: Some(retry_after),
-                }
-            }
-            ProviderError::NoRoute(_) => {
-                tracing::error!(cause = %error_chain(&e), "model has no provider");
-                ApiError::Unavailable {
-                    detail: "No AI provider is configured for this model.".into(),
-                    retry_after_secs: Some(FALLBACK_RETRY.as_secs()),
-                }
-            }
-            // No secret (a new stack) or Secrets Manager down: the shared 503.
-            ProviderError::Secrets(e) => e.into(),
-            ProviderError::Config(_) => {
-                tracing::error!(cause = %error_chain(&e), "provider configuration unusable");
-                ApiError::Unavailable {
-                    detail: "The AI service is not available right now.".into(),
-                    retry_after_secs: Some(FALLBACK_RETRY.as_secs()),
-                }
-            }
-            ProviderError::Rejected(_) => ApiError::BadGateway(Box::new(e)),
-        }
-    }
 }
 
 /// Chat sampling parameters and context for one upstream call.

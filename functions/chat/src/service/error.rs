@@ -1,9 +1,10 @@
 //! The chat service's errors, in the domain's terms. Each one's HTTP status and problem text is
-//! decided here, once, by `From<ChatError> for ApiError`, which the HTTP edge (and a stream's
-//! `error` event) applies; the service itself never builds or inspects an HTTP error. The one it
+//! decided here, once, by `From<ChatError> for ApiError` (and the store's and the providers' own
+//! errors' `From`s beside it), which the HTTP edge (and a stream's `error` event) applies; the service itself never builds or inspects an HTTP error. The one it
 //! carries is the platform limiter's refusal (`Limited`), which `Limiter::check` states as a
 //! problem already and which is passed on untouched.
 
+use baatcheet_shared::error::error_chain;
 use baatcheet_shared::request_id::RequestInfo;
 use baatcheet_shared::{ApiError, FieldError, Problem};
 
@@ -206,6 +207,58 @@ impl From<ChatError> for ApiError {
             }
             ChatError::Limited(refusal) => refusal,
             ChatError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+/// The store's failures, at the edge as through the service (the idempotency check meets them
+/// before any service call).
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::NotFound("Conversation not found.".into()),
+            StoreError::Dynamo { .. } => {
+                tracing::error!(cause = %error_chain(&e), "conversation store failed");
+                ApiError::Unavailable {
+                    detail: "Storage is temporarily unavailable; please retry.".into(),
+                    retry_after_secs: Some(2),
+                }
+            }
+            StoreError::Corrupt(_) => ApiError::internal(e),
+        }
+    }
+}
+
+/// The providers' failures.
+impl From<ProviderError> for ApiError {
+    fn from(e: ProviderError) -> Self {
+        match e {
+            ProviderError::Exhausted { retry_after, last } => {
+                if let Some(last) = &last {
+                    tracing::warn!(cause = %error_chain(last), retry_after, "all providers failed");
+                }
+                ApiError::Unavailable {
+                    detail: "The AI service is temporarily unavailable; please retry shortly.".into(),
+                    retry_after_secs: Some(retry_after),
+                }
+            }
+            ProviderError::NoRoute(_) => {
+                tracing::error!(cause = %error_chain(&e), "model has no provider");
+                ApiError::Unavailable {
+                    detail: "No AI provider is configured for this model.".into(),
+                    retry_after_secs: Some(crate::providers::FALLBACK_RETRY.as_secs()),
+                }
+            }
+            // No secret (a new stack) or Secrets Manager down: the shared 503.
+            ProviderError::Secrets(e) => e.into(),
+            ProviderError::Config(_) => {
+                tracing::error!(cause = %error_chain(&e), "provider configuration unusable");
+                ApiError::Unavailable {
+                    detail: "The AI service is not available right now.".into(),
+                    retry_after_secs: Some(crate::providers::FALLBACK_RETRY.as_secs()),
+                }
+            }
+            ProviderError::Rejected(_) => ApiError::BadGateway(Box::new(e)),
         }
     }
 }

@@ -25,7 +25,6 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
-use baatcheet_shared::ApiError;
 use baatcheet_shared::error::error_chain;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -56,22 +55,6 @@ pub enum StoreError {
 impl StoreError {
     fn dynamo(op: &'static str, source: impl Into<BoxError>) -> Self {
         StoreError::Dynamo { op, source: source.into() }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound => ApiError::NotFound("Conversation not found.".into()),
-            StoreError::Dynamo { .. } => {
-                tracing::error!(cause = %error_chain(&e), "conversation store failed");
-                ApiError::Unavailable {
-                    detail: "Storage is temporarily unavailable; please retry.".into(),
-                    retry_after_secs: Some(2),
-                }
-            }
-            StoreError::Corrupt(_) => ApiError::internal(e),
-        }
     }
 }
 
