@@ -56,6 +56,17 @@ pub fn settings(overrides: &[(&str, &str)]) -> Settings {
     s
 }
 
+/// The longest one call to the shared local endpoint may take while the suite runs in parallel:
+/// the attempt timeout of the SDK configuration every test client is built from
+/// (`AWS_SDK_ATTEMPT_TIMEOUT_MS`, 15 s under `make test`: the endpoint serialises every call of
+/// every test). A test whose premise is a store that is slow but answering sets its store
+/// timeout this far above the delay it injects: on a loaded machine the endpoint's queue, not
+/// the store, would otherwise pass the deployed 500 ms and send decisions to the fallback.
+pub async fn local_call_limit() -> Duration {
+    let sdk = baatcheet_tests::sdk().await;
+    sdk.timeout_config().and_then(|t| t.operation_attempt_timeout()).expect("the SDK config sets an attempt timeout")
+}
+
 /// One "instance": its own deny cache and fallback, the stack's table, the shared clock.
 pub fn instance(stack: &TestStack, settings: &Settings, clock: &Arc<ManualClock>) -> Limiter {
     Limiter::with_clock(

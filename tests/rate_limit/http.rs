@@ -17,6 +17,7 @@ use baatcheet_tests::fake_upstream::FakeUpstream;
 use baatcheet_tests::faults::{Fault, Faulty};
 use baatcheet_tests::{Switch, TestStack, assert_security_headers, dynamodb_at, http, serve, spawn_gateway};
 use chat::limits::CHAT;
+use common::local_call_limit;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use std::sync::{Arc, Once};
@@ -291,11 +292,17 @@ async fn two_instances_with_the_store_hung_admit_at_most_twice_the_per_instance_
 async fn a_150_way_search_burst_through_the_deployed_api_admits_exactly_the_limit() {
     let proxy = Faulty::to(&baatcheet_tests::endpoint()).await;
     // Slow but answering: every answer of the store takes 100 ms more, and the burst queues in
-    // the local endpoint on top of it. The store timeout is the deployed 500 ms.
-    proxy.set(Fault::Slow(Duration::from_millis(100)));
+    // the local endpoint on top of it. The store timeout (and the contended wait) is the delay
+    // plus the longest the local endpoint may take to answer under the parallel suite, so that
+    // every decision is the store's: with the deployed 500 ms, a loaded machine's queue sent
+    // some to the fallback (99 of 100 admitted).
+    let delay = Duration::from_millis(100);
+    proxy.set(Fault::Slow(delay));
+    let timeout = (delay + local_call_limit().await).as_millis().to_string();
     let env = [
         ("RATE_LIMIT_SEARCH", "100/1h"),
-        ("RATE_LIMIT_STORE_TIMEOUT_MS", "500"),
+        ("RATE_LIMIT_STORE_TIMEOUT_MS", timeout.as_str()),
+        ("RATE_LIMIT_CONTENDED_WAIT_MS", timeout.as_str()),
         ("RATE_LIMIT_STORE_RETRY_MS", "1000"),
     ];
     let (h, _fake, gw) = deployed_chat(&proxy, &env, |_| {}).await;
