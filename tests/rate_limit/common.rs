@@ -1,8 +1,6 @@
 //! Helpers shared by the rate-limit tests: a clock the test moves, and limiters ("instances") on
 //! a test stack's rate-limits table.
 
-#![allow(dead_code)]
-
 use baatcheet_shared::auth::Tier;
 use baatcheet_shared::rate_limit::{Clock, Limiter, Policy, Settings, policy::parse_rate};
 use baatcheet_tests::TestStack;

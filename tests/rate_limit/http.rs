@@ -5,8 +5,7 @@
 //! it (function instances in processes of their own), a burst on one user's searches with the
 //! store slow, and two instances with the store hung.
 
-mod common;
-
+use crate::common::local_call_limit;
 use axum::{Router, body::Body, extract::State, routing::get};
 use baatcheet_shared::auth::Tier;
 use baatcheet_shared::rate_limit::{Access, FallbackMode, Limiter, RouteAccess};
@@ -17,7 +16,6 @@ use baatcheet_tests::fake_upstream::FakeUpstream;
 use baatcheet_tests::faults::{Fault, Faulty};
 use baatcheet_tests::{Switch, TestStack, assert_security_headers, dynamodb_at, http, serve, spawn_gateway};
 use chat::limits::CHAT;
-use common::local_call_limit;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use std::sync::{Arc, Once};

@@ -3,8 +3,7 @@
 //! happens when the store is slow, contended, down or hung (the fallback that remembers, its
 //! per-policy allowance or refusal, the write-back after an outage).
 
-mod common;
-
+use crate::common::{ManualClock, SEC, eventually, instance, instance_via, local_call_limit, settings, stored_tat};
 use aws_sdk_dynamodb::types::AttributeValue;
 use baatcheet_shared::ApiError;
 use baatcheet_shared::auth::Tier;
@@ -12,7 +11,6 @@ use baatcheet_shared::rate_limit::{Clock, FallbackMode, Limiter, Policy, RateLim
 use baatcheet_tests::faults::{Fault, Faulty};
 use baatcheet_tests::{Switch, TestStack, blackhole, dead_endpoint, dynamodb_at, template};
 use chat::limits::{AUDIO, AUDIO_SECONDS, CHAT, IMAGES, SEARCH};
-use common::{ManualClock, SEC, eventually, instance, instance_via, local_call_limit, settings, stored_tat};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
