@@ -169,6 +169,20 @@ async fn raw_items(h: &ChatHarness, id: ConversationId) -> usize {
     out.items().len()
 }
 
+/// An UpdateItem on a conversation's own item (`CONV#<id>` / `META`), to put it in a state the
+/// store itself would not write.
+fn update_conversation_item(
+    h: &ChatHarness,
+    id: ConversationId,
+) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+    h.ctx
+        .dynamo
+        .update_item()
+        .table_name(&h.stack.env["CONVERSATIONS_TABLE"])
+        .key("pk", AttributeValue::S(format!("CONV#{id}")))
+        .key("sk", AttributeValue::S("META".into()))
+}
+
 #[tokio::test]
 async fn delete_removes_every_message_and_an_interrupted_delete_leaves_nothing_reachable() {
     let h = harness(fast_config()).await;
@@ -182,12 +196,7 @@ async fn delete_removes_every_message_and_an_interrupted_delete_leaves_nothing_r
     // An interruption right after the first step of a delete: the conversation is marked deleted
     // and moved out of the user's list to their `UDEL#` index partition, its messages still in the
     // table.
-    h.ctx
-        .dynamo
-        .update_item()
-        .table_name(&h.stack.env["CONVERSATIONS_TABLE"])
-        .key("pk", AttributeValue::S(format!("CONV#{id}")))
-        .key("sk", AttributeValue::S("META".into()))
+    update_conversation_item(&h, id)
         .update_expression("SET #d = :now, #gpk = :deleting")
         .expression_attribute_names("#d", "deleted_at")
         .expression_attribute_names("#gpk", "gsi1pk")
@@ -465,12 +474,7 @@ async fn a_garbled_item_is_a_server_error_not_a_default() {
     let h = harness(fast_config()).await;
     let alice = h.caller("alice").await;
     let id = seed(h.service().store(), alice.id(), "private title", &["hi"]).await;
-    h.ctx
-        .dynamo
-        .update_item()
-        .table_name(&h.stack.env["CONVERSATIONS_TABLE"])
-        .key("pk", AttributeValue::S(format!("CONV#{id}")))
-        .key("sk", AttributeValue::S("META".into()))
+    update_conversation_item(&h, id)
         .update_expression("SET #n = :n")
         .expression_attribute_names("#n", "message_count")
         .expression_attribute_values(":n", AttributeValue::S("two hundred".into()))

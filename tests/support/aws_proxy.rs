@@ -153,9 +153,11 @@ impl RecordingProxy {
         Self { url: format!("http://{addr}"), calls, spans }
     }
 
-    /// When each call was in flight, in the order they were answered.
-    pub fn spans(&self) -> Vec<Span> {
-        self.spans.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// When each call in flight between `from` and `to` was, in the order they were answered
+    /// (a long run's earlier calls are not copied).
+    pub fn spans_between(&self, from: Instant, to: Instant) -> Vec<Span> {
+        let spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
+        spans.iter().filter(|s| s.end > from && s.start < to).copied().collect()
     }
 
     /// Every call recorded so far, in arrival order (retries included).

@@ -250,7 +250,7 @@ impl Bench {
     /// The time between `from` and `to` spent waiting on the stand-ins: AWS calls through the
     /// proxy and requests to the fake provider, overlaps counted once.
     fn waited(&self, from: Instant, to: Instant) -> Duration {
-        let mut spans = self.proxy.spans();
+        let mut spans = self.proxy.spans_between(from, to);
         spans.extend(
             self.fake
                 .requests()
@@ -259,6 +259,24 @@ impl Bench {
                 .map(|r| Span { start: r.received_at, end: r.done_at.unwrap_or(to) }),
         );
         time_within(&spans, from, to)
+    }
+
+    /// A fresh instance answering one invocation, then killed: when it was exec'd, when its
+    /// answer arrived and when it first polled the Runtime API (its init's end).
+    async fn cold_start(
+        &self,
+        bin: &PathBuf,
+        fixture: &Value,
+        row: &Row,
+        counted: bool,
+    ) -> Result<(Instant, Instant, Option<Instant>), BoxError> {
+        let api = RuntimeApi::start().await?;
+        let event = event_for(fixture, row.prep);
+        let t0 = Instant::now();
+        let mut child = self.spawn(bin, &api, row, counted).await?;
+        let at = Bench::invoke(&api, event, row).await?;
+        child.kill().await?;
+        Ok((t0, at, api.first_poll()))
     }
 
     /// One invocation through the proxy: the part of its time not spent on the stand-ins.
@@ -404,13 +422,8 @@ async fn main() -> Result<(), BoxError> {
         // Cold starts, straight to the local endpoint.
         let mut colds = Vec::new();
         for _ in 0..runs {
-            let api = RuntimeApi::start().await?;
-            let event = event_for(&fixture, row.prep);
-            let t0 = Instant::now();
-            let mut child = bench.spawn(&bin, &api, row, false).await?;
-            let at = Bench::invoke(&api, event, row).await?;
-            colds.push((at - t0).as_secs_f64() * 1000.0);
-            child.kill().await?;
+            let (t0, at, _) = bench.cold_start(&bin, &fixture, row, false).await?;
+            colds.push(ms(at - t0));
         }
         let (min, max) = colds.iter().fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
         let cold = median(&mut colds);
@@ -418,14 +431,9 @@ async fn main() -> Result<(), BoxError> {
         // The same through the timing proxy: init, and the cold start less the stand-ins' time.
         let (mut inits, mut own_colds) = (Vec::new(), Vec::new());
         for _ in 0..runs {
-            let api = RuntimeApi::start().await?;
-            let event = event_for(&fixture, row.prep);
-            let t0 = Instant::now();
-            let mut child = bench.spawn(&bin, &api, row, true).await?;
-            let at = Bench::invoke(&api, event, row).await?;
-            inits.push(ms(api.first_poll().ok_or("the function never polled")? - t0));
+            let (t0, at, polled) = bench.cold_start(&bin, &fixture, row, true).await?;
+            inits.push(ms(polled.ok_or("the function never polled")? - t0));
             own_colds.push(ms((at - t0).saturating_sub(bench.waited(t0, at))));
-            child.kill().await?;
         }
         let (init, own_cold) = (median(&mut inits), median(&mut own_colds));
 
