@@ -9,7 +9,6 @@
 pub mod admin;
 pub mod api;
 pub mod config;
-pub mod context;
 pub mod http;
 pub mod limits;
 pub mod modes;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::config::ClerkConfig;
 use super::error::AuthError;
-use super::keys::{JwksCache, PemCache};
+use super::jwks::{JwksCache, PemCache};
 use super::token::{self, Claims, Rules};
 use super::user::AuthUser;
 use crate::secrets::SecretsCache;

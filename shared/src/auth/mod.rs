@@ -5,7 +5,7 @@ pub mod authenticator;
 pub mod config;
 pub mod error;
 pub mod extract;
-pub mod keys;
+pub mod jwks;
 pub mod origin;
 pub mod token;
 pub mod user;

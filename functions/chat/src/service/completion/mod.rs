@@ -4,6 +4,7 @@
 //! `200 text/event-stream` (`stream` pumps the rest), so a request no provider could serve is a
 //! real 503, and the user never sees text repeated by a failover.
 
+mod context_window;
 mod prepare;
 mod stream;
 
@@ -14,11 +15,11 @@ use tracing::Instrument;
 use super::idempotent::{Answer, Idempotent};
 use super::{ChatError, ChatService, owner};
 use crate::api::{AnswerMessage, CompletionInput, CompletionResponse, RegenerateInput, StreamStart};
-use crate::context::estimate_tokens;
 use crate::providers::{Completed, wire};
 use crate::store::idempotency::Claim;
 use crate::store::ids::{ConversationId, MessageId};
 use crate::store::model::{AnswerMeta, Message, MessageStatus, Role, Usage, now_rfc3339};
+use context_window::estimate_tokens;
 
 pub(super) use prepare::Prepared;
 pub use stream::{ANSWER_BUDGET, ChatStream, GenerationEnd, MAX_ANSWER_BYTES, PROGRESS_BYTES, PROGRESS_INTERVAL};

@@ -7,8 +7,8 @@
 use baatcheet_shared::auth::AuthUser;
 use std::sync::Arc;
 
+use super::context_window::{self, ContextLimits, estimate_tokens};
 use crate::api::{AttachmentInput, CompletionInput, RegenerateInput};
-use crate::context::{self, ContextLimits, estimate_tokens};
 use crate::modes;
 use crate::providers::ChatParams;
 use crate::providers::catalog::{Catalog, Model};
@@ -80,10 +80,10 @@ impl ChatService {
             model.context_length,
             max_tokens,
         );
-        let start = context::context_start(history, limits, system_tokens);
+        let start = context_window::context_start(history, limits, system_tokens);
         let sent = &history[start..];
         let estimate = (system_tokens + sent.iter().map(|m| estimate_tokens(&m.content)).sum::<usize>()) as u64;
-        let messages = context::build(system, sent, &images);
+        let messages = context_window::build(system, sent, &images);
         (
             ChatParams { messages, temperature: modes::effective_temperature(temperature, settings.mode), max_tokens },
             estimate,
