@@ -7,7 +7,9 @@ use crate::common::{ManualClock, SEC, eventually, instance, instance_via, local_
 use aws_sdk_dynamodb::types::AttributeValue;
 use baatcheet_shared::ApiError;
 use baatcheet_shared::auth::Tier;
-use baatcheet_shared::rate_limit::{Clock, FallbackMode, Limiter, Policy, RateLimitStatus, Settings, Source, Subject};
+use baatcheet_shared::rate_limit::{
+    Clock, FallbackMode, LimitError, Limiter, Policy, RateLimitStatus, Settings, Source, Subject,
+};
 use baatcheet_tests::faults::{Fault, Faulty};
 use baatcheet_tests::{Switch, TestStack, blackhole, dead_endpoint, dynamodb_at, template};
 use chat::limits::{AUDIO, AUDIO_SECONDS, CHAT, IMAGES, SEARCH};
@@ -165,8 +167,10 @@ async fn a_cost_above_one_takes_that_many_tokens() {
     assert_eq!((st.is_allowed(), st.remaining), (true, 0));
     // More than the capacity can never be admitted: a client error, not a wait.
     let err = l.decide(IMAGES.policy(), &Subject::User("u_img"), 6).await.unwrap_err();
-    assert!(matches!(err, ApiError::BadRequest(_)), "{err:?}");
-    assert!(l.decide(IMAGES.policy(), &Subject::User("u_img"), 0).await.is_err());
+    assert_eq!(err, LimitError::TooCostly { policy: "images", cost: 6, capacity: 5, window_secs: 3600 });
+    assert_eq!(ApiError::from(err).status(), 400);
+    let err = l.decide(IMAGES.policy(), &Subject::User("u_img"), 0).await.unwrap_err();
+    assert_eq!(ApiError::from(err).status(), 500, "a cost of 0 is the caller's bug");
 }
 
 #[tokio::test]
@@ -178,8 +182,9 @@ async fn check_refuses_with_a_quota_problem() {
     let ok = l.check(SEARCH.policy(), "u_4", 1).await.unwrap();
     assert_eq!((ok.policy, ok.quota, ok.window_secs, ok.remaining, ok.reset_secs), ("search", 1, 3600, 0, 3600));
     match l.check(SEARCH.policy(), "u_4", 1).await {
-        Err(ApiError::QuotaExceeded { policy, retry_after_secs }) => {
-            assert_eq!((policy.as_str(), retry_after_secs), ("search", 3600))
+        Err(refused) => {
+            assert_eq!(refused, LimitError::Exceeded { policy: "search", retry_after_secs: 3600 });
+            assert_eq!(ApiError::from(refused).status(), 429);
         }
         other => panic!("{other:?}"),
     }
@@ -227,10 +232,7 @@ async fn the_auth_policy_blocks_an_ip_after_five_failures() {
     }
     let calls = l.store_calls();
     let err = l.auth_precheck(attacker).unwrap_err();
-    assert!(
-        matches!(err, ApiError::QuotaExceeded { ref policy, retry_after_secs: 180 } if policy == "auth"),
-        "{err:?}"
-    );
+    assert_eq!(err, LimitError::Exceeded { policy: "auth", retry_after_secs: 180 });
     // The pre-check never calls DynamoDB, blocked or not.
     l.auth_precheck(ip("203.0.113.50")).expect("another IP is not blocked");
     assert_eq!(l.store_calls(), calls);
@@ -240,7 +242,7 @@ async fn the_auth_policy_blocks_an_ip_after_five_failures() {
     // failure is refused by the store, and from then on this instance blocks before verifying.
     let other = instance(&stack, &s, &clock);
     other.auth_precheck(attacker).expect("nothing known here yet");
-    assert!(matches!(other.record_auth_failure(attacker).await, Err(ApiError::QuotaExceeded { .. })));
+    assert!(matches!(other.record_auth_failure(attacker).await, Err(LimitError::Exceeded { .. })));
     assert!(other.auth_precheck(attacker).is_err());
     // The bucket refills: one more attempt every 3 minutes.
     clock.advance(Duration::from_secs(180));
@@ -538,7 +540,9 @@ async fn a_policy_that_refuses_answers_503_while_the_store_is_down_and_others_us
     let dead = dead_endpoint().await;
     let l = instance_via(&stack, &format!("http://{dead}"), &s, &clock).await;
     match l.check(AUDIO.policy(), "u_8", 1).await {
-        Err(ApiError::Unavailable { retry_after_secs: Some(secs), .. }) => assert!((1..=2).contains(&secs), "{secs}"),
+        Err(LimitError::Unavailable { policy: "audio", retry_after_secs }) => {
+            assert!((1..=2).contains(&retry_after_secs), "{retry_after_secs}")
+        }
         other => panic!("{other:?}"),
     }
     assert!(l.is_degraded());

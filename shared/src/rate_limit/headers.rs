@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 use std::cmp::Reverse;
 
-use crate::error::ApiError;
+use super::LimitError;
 
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -69,9 +69,8 @@ impl RateLimitStatus {
     }
 
     /// The 429 of a refusal (None if the request was admitted).
-    pub fn error(&self) -> Option<ApiError> {
-        self.retry_after_secs
-            .map(|retry_after_secs| ApiError::QuotaExceeded { policy: self.policy.to_string(), retry_after_secs })
+    pub fn error(&self) -> Option<LimitError> {
+        self.retry_after_secs.map(|retry_after_secs| LimitError::Exceeded { policy: self.policy, retry_after_secs })
     }
 }
 
@@ -134,6 +133,6 @@ mod tests {
     #[test]
     fn a_refusal_is_a_quota_problem() {
         let err = status("images", 0, Some(72)).error().unwrap();
-        assert!(matches!(err, ApiError::QuotaExceeded { ref policy, retry_after_secs: 72 } if policy == "images"));
+        assert_eq!(err, LimitError::Exceeded { policy: "images", retry_after_secs: 72 });
     }
 }

@@ -47,7 +47,7 @@
 //! # fn start(ctx: &AppContext) -> Result<(), baatcheet_shared::config::ConfigError> {
 //! ctx.limiter.declare(&[&WIDGETS], &|k: &str| ctx.config.var(k))?; // a bad value fails the start
 //! # Ok(()) }
-//! # async fn handler(ctx: AppContext, user: AuthUser, widgets: Vec<String>) -> Result<(), ApiError> {
+//! # async fn handler(ctx: AppContext, user: AuthUser, widgets: Vec<String>) -> Result<(), LimitError> {
 //! // A refusal is the 429 problem.
 //! ctx.limiter.check(WIDGETS.of(user.tier), &user.user_id, widgets.len() as u32).await?;
 //! # Ok(()) }
@@ -90,12 +90,49 @@ use gcra::{Outcome, Rate};
 use slot::{GiveUp, Slot};
 use store::{DynamoStore, StoreError};
 
-#[derive(Debug, thiserror::Error)]
+/// Why the limiter did not admit a request: the limiter's one error type. The request path
+/// turns it into problem+json through `From<LimitError> for ApiError` (below), so a function's
+/// service can pass a refusal on without speaking HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitError {
+    /// The bucket cannot admit the cost yet (429 with `Retry-After`).
+    #[error("the '{policy}' limit is used up; retry in {retry_after_secs} s")]
+    Exceeded { policy: &'static str, retry_after_secs: u64 },
+    /// The cost is above the policy's capacity, so no wait would admit it (400).
+    #[error(
+        "This request needs {cost} units of the '{policy}' limit, which allows at most {capacity} per {window_secs} s."
+    )]
+    TooCostly { policy: &'static str, cost: u64, capacity: u64, window_secs: u64 },
+    /// The store cannot decide and the policy refuses without it (503 with `Retry-After`).
+    #[error("The '{policy}' limit cannot be checked right now; try again shortly.")]
+    Unavailable { policy: &'static str, retry_after_secs: u64 },
+    /// A bug of the calling function (500).
     #[error("a rate-limit check of cost 0 was asked for policy {0}")]
     ZeroCost(&'static str),
+    /// A bug of the calling function (500).
     #[error("policy {0} was never declared to the limiter")]
     Undeclared(&'static str),
+}
+
+impl From<LimitError> for ApiError {
+    fn from(e: LimitError) -> Self {
+        match e {
+            LimitError::Exceeded { policy, retry_after_secs } => {
+                ApiError::QuotaExceeded { policy: policy.into(), retry_after_secs }
+            }
+            LimitError::TooCostly { .. } => ApiError::BadRequest(e.to_string()),
+            LimitError::Unavailable { retry_after_secs, .. } => {
+                ApiError::Unavailable { detail: e.to_string(), retry_after_secs: Some(retry_after_secs) }
+            }
+            LimitError::ZeroCost(_) | LimitError::Undeclared(_) => ApiError::internal(e),
+        }
+    }
+}
+
+impl axum::response::IntoResponse for LimitError {
+    fn into_response(self) -> axum::response::Response {
+        ApiError::from(self).into_response()
+    }
 }
 
 /// What the limiter has done on this instance, for `/health` and metrics.
@@ -212,7 +249,7 @@ enum Joint {
     GlobalRefused(RateLimitStatus),
     /// The fallback decided (the transaction gave up): the global check, then (if it admitted)
     /// the per-user one.
-    Fallback(Result<RateLimitStatus, ApiError>, Option<Result<RateLimitStatus, ApiError>>),
+    Fallback(Result<RateLimitStatus, LimitError>, Option<Result<RateLimitStatus, LimitError>>),
     /// Not together: the global check, then the per-user check.
     OneByOne,
 }
@@ -321,7 +358,7 @@ impl Limiter {
     /// Applies `policy` to `subject` (a user id, or a client IP), taking `cost` units.
     ///
     /// Admitted: the policy's status (the request path writes it into the `RateLimit` fields).
-    /// Refused: `ApiError::QuotaExceeded` (429 problem+json with `Retry-After`). A cost above the
+    /// Refused: `LimitError::Exceeded` (429 problem+json with `Retry-After`). A cost above the
     /// policy's capacity can never be admitted: 400. While the store cannot decide, the policy's
     /// fallback answers: the same kinds of answer, or (a policy that refuses) 503 with
     /// `Retry-After`.
@@ -333,7 +370,7 @@ impl Limiter {
         policy: Policy,
         subject: impl Into<Subject<'a>>,
         cost: u32,
-    ) -> Result<RateLimitStatus, ApiError> {
+    ) -> Result<RateLimitStatus, LimitError> {
         let subject = subject.into();
         match layer::take_pending_global() {
             Some(user) if policy != Policy::GLOBAL => {
@@ -343,7 +380,12 @@ impl Limiter {
         }
     }
 
-    async fn check_alone(&self, policy: Policy, subject: &Subject<'_>, cost: u32) -> Result<RateLimitStatus, ApiError> {
+    async fn check_alone(
+        &self,
+        policy: Policy,
+        subject: &Subject<'_>,
+        cost: u32,
+    ) -> Result<RateLimitStatus, LimitError> {
         recorded(self.inner.decide(policy, subject, cost).await?)
     }
 
@@ -356,7 +398,7 @@ impl Limiter {
         policy: Policy,
         subject: &Subject<'_>,
         cost: u32,
-    ) -> Result<RateLimitStatus, ApiError> {
+    ) -> Result<RateLimitStatus, LimitError> {
         match self.inner.decide_with_global(caller, policy, subject, cost).await {
             Joint::Both(global, status) => {
                 layer::record(&global);
@@ -380,7 +422,12 @@ impl Limiter {
     /// The decision of [`Self::check`] as a status (refusals included), without recording it
     /// for the response. `Err` for a cost of 0 or above the capacity, and for a policy that
     /// refuses while the store cannot decide.
-    pub async fn decide(&self, policy: Policy, subject: &Subject<'_>, cost: u32) -> Result<RateLimitStatus, ApiError> {
+    pub async fn decide(
+        &self,
+        policy: Policy,
+        subject: &Subject<'_>,
+        cost: u32,
+    ) -> Result<RateLimitStatus, LimitError> {
         self.inner.decide(policy, subject, cost).await
     }
 
@@ -388,7 +435,7 @@ impl Limiter {
     /// /64), and for IPv6 also its /48 (policy `network`, checked once the /64 admitted), so that
     /// rotating through the addresses of a /48 does not multiply the limit. Signed-in requests are
     /// charged to their user instead (the request path decides which).
-    pub async fn check_address(&self, ip: IpAddr) -> Result<RateLimitStatus, ApiError> {
+    pub async fn check_address(&self, ip: IpAddr) -> Result<RateLimitStatus, LimitError> {
         let status = self.check_alone(Policy::GLOBAL, &Subject::Ip(ip), 1).await?;
         if policy::network_of(ip).is_some() {
             self.check_alone(Policy::NETWORK, &Subject::Ip(ip), 1).await?;
@@ -402,14 +449,14 @@ impl Limiter {
     /// client IP has used up its failed authentications. Uses only what this instance knows (the
     /// deny cache, or its fallback bucket during an outage): no DynamoDB call. A token that
     /// verifies never gets here, whatever others on its address did.
-    pub fn auth_precheck(&self, ip: IpAddr) -> Result<(), ApiError> {
+    pub fn auth_precheck(&self, ip: IpAddr) -> Result<(), LimitError> {
         self.precheck(Policy::AUTH, ip, 1)
     }
 
     /// Refuses (429, recorded for the response) when this instance already knows `policy`'s
     /// bucket for `subject` cannot admit `cost`, from its deny cache or fallback bucket; no
     /// DynamoDB call. `Ok` says nothing was known against the request.
-    pub fn precheck<'a>(&self, policy: Policy, subject: impl Into<Subject<'a>>, cost: u64) -> Result<(), ApiError> {
+    pub fn precheck<'a>(&self, policy: Policy, subject: impl Into<Subject<'a>>, cost: u64) -> Result<(), LimitError> {
         let inner = &self.inner;
         let rate = inner.limits(policy)?.rate;
         let key = policy.key(&subject.into());
@@ -420,9 +467,7 @@ impl Limiter {
                 bump(&inner.counters.deny_cache_hits);
                 let status = inner.status(policy, &rate, Outcome::Denied { tat }, now, cost, Source::DenyCache);
                 layer::record(&status);
-                Err(status
-                    .error()
-                    .unwrap_or(ApiError::QuotaExceeded { policy: policy.name().into(), retry_after_secs: 1 }))
+                Err(status.error().unwrap_or(LimitError::Exceeded { policy: policy.name(), retry_after_secs: 1 }))
             }
             _ => Ok(()),
         }
@@ -433,7 +478,7 @@ impl Limiter {
     /// fitted (answer the 401); `Err(QuotaExceeded)` when the IP had already used up its
     /// failures (answer that 429 instead). Either way this instance now knows, so once the bucket
     /// is empty step 1 refuses the IP's next requests without a DynamoDB call.
-    pub async fn record_auth_failure(&self, ip: IpAddr) -> Result<RateLimitStatus, ApiError> {
+    pub async fn record_auth_failure(&self, ip: IpAddr) -> Result<RateLimitStatus, LimitError> {
         self.check(Policy::AUTH, ip, 1).await
     }
 
@@ -484,7 +529,7 @@ impl Limiter {
 }
 
 /// Records a status for the response; a refusal is its 429.
-fn recorded(status: RateLimitStatus) -> Result<RateLimitStatus, ApiError> {
+fn recorded(status: RateLimitStatus) -> Result<RateLimitStatus, LimitError> {
     layer::record(&status);
     match status.error() {
         Some(e) => Err(e),
@@ -494,27 +539,27 @@ fn recorded(status: RateLimitStatus) -> Result<RateLimitStatus, ApiError> {
 
 impl Inner {
     /// The limits of `policy`; an undeclared policy is a bug of its function (500).
-    fn limits(&self, policy: Policy) -> Result<Limits, ApiError> {
+    fn limits(&self, policy: Policy) -> Result<Limits, LimitError> {
         let policies = self.policies.read().unwrap_or_else(|e| e.into_inner());
-        policies.get(policy).ok_or_else(|| ApiError::internal(LimitError::Undeclared(policy.name())))
+        policies.get(policy).ok_or(LimitError::Undeclared(policy.name()))
     }
 
-    fn validate(&self, policy: Policy, rate: &Rate, cost: u64) -> Result<(), ApiError> {
+    fn validate(&self, policy: Policy, rate: &Rate, cost: u64) -> Result<(), LimitError> {
         if cost == 0 {
-            return Err(ApiError::internal(LimitError::ZeroCost(policy.name())));
+            return Err(LimitError::ZeroCost(policy.name()));
         }
         if cost > rate.capacity() {
-            return Err(ApiError::BadRequest(format!(
-                "This request needs {cost} units of the '{}' limit, which allows at most {} per {} s.",
-                policy.name(),
-                rate.capacity(),
-                rate.window_secs()
-            )));
+            return Err(LimitError::TooCostly {
+                policy: policy.name(),
+                cost,
+                capacity: rate.capacity(),
+                window_secs: rate.window_secs(),
+            });
         }
         Ok(())
     }
 
-    async fn decide(&self, policy: Policy, subject: &Subject<'_>, cost: u32) -> Result<RateLimitStatus, ApiError> {
+    async fn decide(&self, policy: Policy, subject: &Subject<'_>, cost: u32) -> Result<RateLimitStatus, LimitError> {
         let limits = self.limits(policy)?;
         let rate = limits.rate;
         let cost = u64::from(cost);
@@ -720,7 +765,7 @@ impl Inner {
         rate: &Rate,
         cost: u64,
         why: Why,
-    ) -> Result<RateLimitStatus, ApiError> {
+    ) -> Result<RateLimitStatus, LimitError> {
         bump(&self.counters.fallback_decisions);
         *lock(&self.counters.by_policy).entry(policy.label()).or_default() += 1;
         if why == Why::Contended {
@@ -738,9 +783,9 @@ impl Inner {
                 Why::Down => self.breaker.until_retry().max(self.settings.store_retry_after),
                 Why::Contended => Duration::ZERO,
             };
-            return Err(ApiError::Unavailable {
-                detail: format!("The '{}' limit cannot be checked right now; try again shortly.", policy.name()),
-                retry_after_secs: Some(retry.as_secs_f64().ceil().max(1.0) as u64),
+            return Err(LimitError::Unavailable {
+                policy: policy.name(),
+                retry_after_secs: retry.as_secs_f64().ceil().max(1.0) as u64,
             });
         };
         let now = self.clock.now_us();

@@ -1,10 +1,11 @@
 //! The chat service's errors, in the domain's terms. Each one's HTTP status and problem text is
 //! decided here, once, by `From<ChatError> for ApiError` (and the store's and the providers' own
-//! errors' `From`s beside it), which the HTTP edge (and a stream's `error` event) applies; the service itself never builds or inspects an HTTP error. The one it
-//! carries is the platform limiter's refusal (`Limited`), which `Limiter::check` states as a
-//! problem already and which is passed on untouched.
+//! errors' `From`s beside it), which the HTTP edge (and a stream's `error` event) applies; the
+//! service itself never builds or inspects an HTTP error. The platform limiter's refusal
+//! (`Limited`) maps through the platform's own `From<LimitError> for ApiError`.
 
 use baatcheet_shared::error::error_chain;
+use baatcheet_shared::rate_limit::LimitError;
 use baatcheet_shared::request_id::RequestInfo;
 use baatcheet_shared::{ApiError, FieldError, Problem};
 
@@ -86,11 +87,9 @@ pub enum ChatError {
     #[error(transparent)]
     Streams(#[from] StreamRefused),
     /// The platform limiter's refusal of a per-user limit the service applies (images, audio
-    /// seconds), passed on as the limiter states it: `Limiter::check` answers in the request
-    /// path's terms (429 with its policy and Retry-After, 400 for a cost above the capacity, 503
-    /// while its store cannot decide), and its `RateLimit` fields are already recorded.
-    #[error("a rate limit refused the request")]
-    Limited(#[source] ApiError),
+    /// seconds); its `RateLimit` fields are already recorded for the response.
+    #[error(transparent)]
+    Limited(#[from] LimitError),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -205,7 +204,7 @@ impl From<ChatError> for ApiError {
             ChatError::Streams(StreamRefused::Store(_)) => {
                 unavailable("Open streams cannot be counted right now; try again shortly.", 1)
             }
-            ChatError::Limited(refusal) => refusal,
+            ChatError::Limited(refusal) => refusal.into(),
             ChatError::Internal(e) => ApiError::Internal(e),
         }
     }

@@ -48,10 +48,7 @@ impl ChatService {
             },
             None => catalog.default_audio_model().cloned().ok_or(ChatError::NoAudioModel)?,
         };
-        self.limiter
-            .check(crate::limits::AUDIO_SECONDS.of(user.tier), &user.user_id, input.seconds.max(1))
-            .await
-            .map_err(ChatError::Limited)?;
+        self.limiter.check(crate::limits::AUDIO_SECONDS.of(user.tier), &user.user_id, input.seconds.max(1)).await?;
         let done = self.providers.transcribe(&catalog, &model.id, &input.audio, input.language.as_deref()).await?;
         tracing::info!(provider = %done.provider, bytes = input.audio.bytes.len(), seconds = input.seconds, "transcribed");
         Ok(Transcription { text: done.response.text, language: done.response.language.or(input.language) })

@@ -99,7 +99,7 @@ impl ChatService {
         }
         let checked = self.attachments.check(items).await?;
         let cost = u32::try_from(items.len()).unwrap_or(u32::MAX);
-        self.limiter.check(crate::limits::IMAGES.policy(), owner(user), cost).await.map_err(ChatError::Limited)?;
+        self.limiter.check(crate::limits::IMAGES.policy(), owner(user), cost).await?;
         self.attachments.load(checked).await
     }
 
