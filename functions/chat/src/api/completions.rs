@@ -80,46 +80,101 @@ impl PartialSchema for SystemPromptText {
 
 impl ToSchema for SystemPromptText {}
 
-/// A message to answer (`POST /api/v1/chat/completions`), in a new conversation or one of the
-/// caller's.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"message": "Assalam-o-alaikum! Chai kaise banate hain?", "mode": "chat", "stream": false}))]
-pub struct CompletionRequest {
-    // The user's message (schema and description: `MessageText`).
-    #[schema(value_type = MessageText, inline)]
-    pub message: String,
-    /// The caller's conversation to continue; absent, a new conversation is created.
-    #[serde(default)]
-    pub conversation_id: Option<ConversationId>,
-    /// One of the ids `GET /api/v1/chat/models` lists (chat-capable); absent, the conversation's
-    /// model or the default one.
-    #[serde(default)]
-    #[schema(value_type = Option<ModelId>)]
+/// How to generate an answer: the settings a completion and a regeneration share, as the service
+/// takes them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Generation {
     pub model: Option<String>,
-    /// The assistant's mode (absent: the conversation's, `chat` for a new one).
-    #[serde(default)]
     pub mode: Option<Mode>,
-    // Extra instructions for a new conversation (schema and description: `SystemPromptText`).
-    #[serde(default)]
-    #[schema(value_type = SystemPromptText, inline)]
-    pub system_prompt: Option<String>,
-    /// Sampling temperature, 0-2 (absent: the mode's default).
-    #[serde(default)]
-    #[schema(minimum = 0, maximum = 2, example = 0.7)]
-    pub temperature: Option<f64>,
-    /// Most tokens to generate, 1-8,192.
-    #[serde(default)]
-    #[schema(minimum = 1, maximum = 8192, example = 1024)]
+    pub temperature: Option<f32>,
     pub max_tokens: Option<u32>,
-    /// `true` (the default): the answer as server-sent events; `false`: one JSON object.
-    #[serde(default = "yes")]
-    #[schema(default = true)]
-    pub stream: bool,
-    /// Images for a vision-capable model: at most 5 (`MAX_IMAGES_PER_MESSAGE`; more is a 413).
-    #[serde(default)]
-    #[schema(max_items = 5)]
-    pub attachments: Vec<AttachmentInput>,
+}
+
+/// Declares a request body that takes [`Generation`]'s fields besides its own, so their
+/// documentation and conversions are written once. A macro, not `#[serde(flatten)]`: flatten
+/// routes the body through serde's buffer, which `deny_unknown_fields` does not support and which
+/// loses the JSON pointer of a 422.
+macro_rules! with_generation {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+            /// One of the ids `GET /api/v1/chat/models` lists (chat-capable); absent, the conversation's
+            /// model or the default one.
+            #[serde(default)]
+            #[schema(value_type = Option<ModelId>)]
+            pub model: Option<String>,
+            /// The assistant's mode for this answer (absent: the conversation's; `chat` for a new one).
+            #[serde(default)]
+            pub mode: Option<Mode>,
+            /// Sampling temperature, 0-2 (absent: the mode's default).
+            #[serde(default)]
+            #[schema(minimum = 0, maximum = 2, example = 0.7)]
+            pub temperature: Option<f64>,
+            /// Most tokens to generate, 1-8,192.
+            #[serde(default)]
+            #[schema(minimum = 1, maximum = 8192, example = 1024)]
+            pub max_tokens: Option<u32>,
+        }
+
+        impl $name {
+            /// The request from its own fields and `generation` (input built in code, validated by
+            /// the request's rules).
+            fn from_parts($($field: $ty,)* generation: &Generation) -> Self {
+                Self {
+                    $($field,)*
+                    model: generation.model.clone(),
+                    mode: generation.mode,
+                    temperature: generation.temperature.map(f64::from),
+                    max_tokens: generation.max_tokens,
+                }
+            }
+
+            /// The generation settings (checked already by the request's `Validate`).
+            fn generation(&self) -> Generation {
+                Generation {
+                    model: self.model.clone(),
+                    mode: self.mode,
+                    temperature: self.temperature.map(|t| t as f32),
+                    max_tokens: self.max_tokens,
+                }
+            }
+
+            /// The rules of the generation settings.
+            fn check_generation(&self, r: &mut Report) {
+                check_model(r, self.model.as_deref());
+                check_sampling(r, self.temperature, self.max_tokens);
+            }
+        }
+    };
+}
+
+with_generation! {
+    /// A message to answer (`POST /api/v1/chat/completions`), in a new conversation or one of the
+    /// caller's.
+    #[derive(Debug, Clone, Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    #[schema(example = json!({"message": "Assalam-o-alaikum! Chai kaise banate hain?", "mode": "chat", "stream": false}))]
+    pub struct CompletionRequest {
+        // The user's message (schema and description: `MessageText`).
+        #[schema(value_type = MessageText, inline)]
+        pub message: String,
+        /// The caller's conversation to continue; absent, a new conversation is created.
+        #[serde(default)]
+        pub conversation_id: Option<ConversationId>,
+        // Extra instructions for a new conversation (schema and description: `SystemPromptText`).
+        #[serde(default)]
+        #[schema(value_type = SystemPromptText, inline)]
+        pub system_prompt: Option<String>,
+        /// `true` (the default): the answer as server-sent events; `false`: one JSON object.
+        #[serde(default = "yes")]
+        #[schema(default = true)]
+        pub stream: bool,
+        /// Images for a vision-capable model: at most 5 (`MAX_IMAGES_PER_MESSAGE`; more is a 413).
+        #[serde(default)]
+        #[schema(max_items = 5)]
+        pub attachments: Vec<AttachmentInput>,
+    }
 }
 
 impl Validate for CompletionRequest {
@@ -135,8 +190,7 @@ impl Validate for CompletionRequest {
         {
             r.fail_at("system_prompt", e.to_string());
         }
-        check_model(r, self.model.as_deref());
-        check_sampling(r, self.temperature, self.max_tokens);
+        self.check_generation(r);
         r.each("attachments", &mut self.attachments);
     }
 }
@@ -146,26 +200,21 @@ impl Validate for CompletionRequest {
 pub struct CompletionInput {
     pub message: String,
     pub conversation_id: Option<ConversationId>,
-    pub model: Option<String>,
-    pub mode: Option<Mode>,
     pub system_prompt: Option<String>,
-    pub temperature: Option<f32>,
-    pub max_tokens: Option<u32>,
     pub attachments: Vec<AttachmentInput>,
+    pub generation: Generation,
 }
 
 impl CompletionRequest {
     /// Splits off `stream` (the request was validated by its extractor).
     pub fn into_input(self) -> (CompletionInput, bool) {
+        let generation = self.generation();
         let input = CompletionInput {
             message: self.message,
             conversation_id: self.conversation_id,
-            model: self.model,
-            mode: self.mode,
             system_prompt: self.system_prompt.filter(|p| !is_blank(p)),
-            temperature: self.temperature.map(|t| t as f32),
-            max_tokens: self.max_tokens,
             attachments: self.attachments,
+            generation,
         };
         (input, self.stream)
     }
@@ -176,108 +225,67 @@ impl CompletionInput {
         Self {
             message: message.into(),
             conversation_id: None,
-            model: None,
-            mode: None,
             system_prompt: None,
-            temperature: None,
-            max_tokens: None,
             attachments: Vec::new(),
+            generation: Generation::default(),
         }
     }
 
     /// The request's rules (the same `Validate` impl), for input built in code.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
-        let request = CompletionRequest {
-            message: self.message.clone(),
-            conversation_id: self.conversation_id,
-            model: self.model.clone(),
-            mode: self.mode,
-            system_prompt: self.system_prompt.clone(),
-            temperature: self.temperature.map(f64::from),
-            max_tokens: self.max_tokens,
-            stream: true,
-            attachments: self.attachments.clone(),
-        };
+        let request = CompletionRequest::from_parts(
+            self.message.clone(),
+            self.conversation_id,
+            self.system_prompt.clone(),
+            true,
+            self.attachments.clone(),
+            &self.generation,
+        );
         check(request, "").map(|_| ())
     }
 }
 
-/// Answer a conversation's last message again (`POST /api/v1/chat/regenerate`).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RegenerateRequest {
-    /// The caller's conversation whose last answer is replaced (or whose unanswered last message
-    /// is answered).
-    pub conversation_id: ConversationId,
-    /// `true` (the default): the answer as server-sent events; `false`: one JSON object.
-    #[serde(default = "yes")]
-    #[schema(default = true)]
-    pub stream: bool,
-    /// One of the ids `GET /api/v1/chat/models` lists (chat-capable); absent, the conversation's
-    /// model or the default one.
-    #[serde(default)]
-    #[schema(value_type = Option<ModelId>)]
-    pub model: Option<String>,
-    /// The assistant's mode for this answer (absent: the conversation's).
-    #[serde(default)]
-    pub mode: Option<Mode>,
-    /// Sampling temperature, 0-2 (absent: the mode's default).
-    #[serde(default)]
-    #[schema(minimum = 0, maximum = 2, example = 0.7)]
-    pub temperature: Option<f64>,
-    /// Most tokens to generate, 1-8,192.
-    #[serde(default)]
-    #[schema(minimum = 1, maximum = 8192, example = 1024)]
-    pub max_tokens: Option<u32>,
+with_generation! {
+    /// Answer a conversation's last message again (`POST /api/v1/chat/regenerate`).
+    #[derive(Debug, Clone, Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct RegenerateRequest {
+        /// The caller's conversation whose last answer is replaced (or whose unanswered last message
+        /// is answered).
+        pub conversation_id: ConversationId,
+        /// `true` (the default): the answer as server-sent events; `false`: one JSON object.
+        #[serde(default = "yes")]
+        #[schema(default = true)]
+        pub stream: bool,
+    }
 }
 
 impl Validate for RegenerateRequest {
     fn validate(&mut self, r: &mut Report) {
-        check_model(r, self.model.as_deref());
-        check_sampling(r, self.temperature, self.max_tokens);
+        self.check_generation(r);
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegenerateInput {
     pub conversation_id: ConversationId,
-    pub model: Option<String>,
-    pub mode: Option<Mode>,
-    pub temperature: Option<f32>,
-    pub max_tokens: Option<u32>,
+    pub generation: Generation,
 }
 
 impl RegenerateInput {
     pub fn new(conversation_id: ConversationId) -> Self {
-        Self { conversation_id, model: None, mode: None, temperature: None, max_tokens: None }
+        Self { conversation_id, generation: Generation::default() }
     }
 
     /// The request's rules, for input built in code.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
-        let request = RegenerateRequest {
-            conversation_id: self.conversation_id,
-            stream: true,
-            model: self.model.clone(),
-            mode: self.mode,
-            temperature: self.temperature.map(f64::from),
-            max_tokens: self.max_tokens,
-        };
-        check(request, "").map(|_| ())
+        check(RegenerateRequest::from_parts(self.conversation_id, true, &self.generation), "").map(|_| ())
     }
 }
 
 impl RegenerateRequest {
     pub fn into_input(self) -> (RegenerateInput, bool) {
-        (
-            RegenerateInput {
-                conversation_id: self.conversation_id,
-                model: self.model,
-                mode: self.mode,
-                temperature: self.temperature.map(|t| t as f32),
-                max_tokens: self.max_tokens,
-            },
-            self.stream,
-        )
+        (RegenerateInput { conversation_id: self.conversation_id, generation: self.generation() }, self.stream)
     }
 }
 

@@ -21,8 +21,8 @@ mod transcribe;
 pub use attachments::{AttachmentInput, AttachmentUrl, MAX_URL_CHARS};
 pub use common::{CursorText, MAX_PAGE, PageQuery, PageRequest};
 pub use completions::{
-    CompletionInput, CompletionRequest, CompletionResponse, MAX_MESSAGE_CHARS, MAX_SYSTEM_PROMPT_CHARS, MAX_TOKENS,
-    MessageText, RegenerateInput, RegenerateRequest, SystemPromptText,
+    CompletionInput, CompletionRequest, CompletionResponse, Generation, MAX_MESSAGE_CHARS, MAX_SYSTEM_PROMPT_CHARS,
+    MAX_TOKENS, MessageText, RegenerateInput, RegenerateRequest, SystemPromptText,
 };
 pub use conversations::{ConversationDetail, ConversationList, RenameRequest, TitleText};
 pub use messages::{AnswerMessage, StreamDone, StreamStart};

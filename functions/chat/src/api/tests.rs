@@ -34,7 +34,7 @@ fn defaults() {
     let r = validate(req(json!({"message": "x", "temperature": 0, "stream": false})).unwrap(), "").unwrap();
     let (input, stream) = r.into_input();
     assert!(!stream);
-    assert_eq!(input.temperature, Some(0.0));
+    assert_eq!(input.generation.temperature, Some(0.0));
     let r = validate(req(json!({"message": "x", "system_prompt": "  "})).unwrap(), "").unwrap();
     assert_eq!(r.system_prompt, None, "a blank system prompt is none");
 }

@@ -62,10 +62,7 @@ impl ChatService {
         {
             let retry = RegenerateInput {
                 conversation_id: record.conversation_id.unwrap_or_else(ConversationId::new),
-                model: input.model.clone(),
-                mode: input.mode,
-                temperature: input.temperature,
-                max_tokens: input.max_tokens,
+                generation: input.generation.clone(),
             };
             return self.repeat(user, k, record.clone(), stream, retry, true).await;
         }

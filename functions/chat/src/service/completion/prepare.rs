@@ -111,7 +111,7 @@ impl ChatService {
         input.validate().map_err(ChatError::Invalid)?;
         self.attachments.check_count(input.attachments.len())?;
         let catalog = self.providers.catalog().await?;
-        let requested = input.model.as_deref();
+        let requested = input.generation.model.as_deref();
         if let Some(id) = requested {
             // A model that cannot take the images is refused before any read.
             require_vision(&resolve_model(&catalog, Some(id), None)?, input.attachments.len())?;
@@ -147,7 +147,7 @@ impl ChatService {
         let (conversation_id, title, created, settings, history) = match existing {
             Some((conversation, mut recent)) => {
                 let settings = Settings {
-                    mode: input.mode.unwrap_or(conversation.mode),
+                    mode: input.generation.mode.unwrap_or(conversation.mode),
                     model: model.id.clone(),
                     system_prompt: input.system_prompt.clone().or(conversation.system_prompt),
                 };
@@ -157,7 +157,7 @@ impl ChatService {
             }
             None => {
                 let settings = Settings {
-                    mode: input.mode.unwrap_or_default(),
+                    mode: input.generation.mode.unwrap_or_default(),
                     model: model.id.clone(),
                     system_prompt: input.system_prompt.clone(),
                 };
@@ -179,7 +179,7 @@ impl ChatService {
         };
         let images = images.into_iter().map(|i| i.data_url).collect();
         let (params, prompt_estimate) =
-            self.params(&settings, &model, &history, images, input.temperature, input.max_tokens);
+            self.params(&settings, &model, &history, images, input.generation.temperature, input.generation.max_tokens);
         Ok(Prepared {
             catalog,
             conversation_id,
@@ -221,9 +221,9 @@ impl ChatService {
         if recent.len() > keep {
             recent.drain(..recent.len() - keep);
         }
-        let model = resolve_model(&catalog, input.model.as_deref(), conversation.model.as_deref())?;
+        let model = resolve_model(&catalog, input.generation.model.as_deref(), conversation.model.as_deref())?;
         let settings = Settings {
-            mode: input.mode.unwrap_or(conversation.mode),
+            mode: input.generation.mode.unwrap_or(conversation.mode),
             model: model.id.clone(),
             system_prompt: conversation.system_prompt.clone(),
         };
@@ -241,7 +241,7 @@ impl ChatService {
         })?;
         let images = images.into_iter().map(|i| i.data_url).collect();
         let (params, prompt_estimate) =
-            self.params(&settings, &model, &recent, images, input.temperature, input.max_tokens);
+            self.params(&settings, &model, &recent, images, input.generation.temperature, input.generation.max_tokens);
         Ok(Prepared {
             catalog,
             conversation_id: conversation.id,
