@@ -234,30 +234,20 @@ impl PolicySpec {
     }
 }
 
+/// The fallback of the address-wide policies while the store is down: the whole limit. An address
+/// is shared by many users behind a carrier's NAT, so refusing it would take the API down for all
+/// of them, and a request that passes it still meets its route's own limit.
+const ALLOW_ALL: FallbackMode = FallbackMode::Allow(u64::MAX);
+
 /// The platform's own policies, applied by the request path.
 pub const GLOBAL: PolicySpec = PolicySpec {
     name: "global",
-    sizing: Sizing::Flat(Setting::new(
-        "RATE_LIMIT_GLOBAL",
-        1000,
-        HOUR,
-        "RATE_LIMIT_FALLBACK_GLOBAL",
-        // The whole limit: an address is shared by many users behind a carrier's NAT, refusing
-        // it would take the API down for all of them, and a request that passes it still meets
-        // its route's own limit.
-        FallbackMode::Allow(u64::MAX),
-    )),
+    sizing: Sizing::Flat(Setting::new("RATE_LIMIT_GLOBAL", 1000, HOUR, "RATE_LIMIT_FALLBACK_GLOBAL", ALLOW_ALL)),
 };
 pub const NETWORK: PolicySpec = PolicySpec {
     name: "network",
     // Ten /64s' worth: see docs/rate-limits.md for why a /48 and why ten.
-    sizing: Sizing::Flat(Setting::new(
-        "RATE_LIMIT_NETWORK",
-        10_000,
-        HOUR,
-        "RATE_LIMIT_FALLBACK_NETWORK",
-        FallbackMode::Allow(u64::MAX),
-    )),
+    sizing: Sizing::Flat(Setting::new("RATE_LIMIT_NETWORK", 10_000, HOUR, "RATE_LIMIT_FALLBACK_NETWORK", ALLOW_ALL)),
 };
 pub const AUTH: PolicySpec = PolicySpec {
     name: "auth",
