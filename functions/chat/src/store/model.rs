@@ -1,10 +1,12 @@
 //! What the store keeps, and how each maps to a DynamoDB item: each item's stored layout is a
 //! struct here, mapped by serde_dynamo. A missing or malformed attribute is an error naming it
-//! (`StoreError::Corrupt`, a 500), never a default.
+//! (`StoreError::Corrupt`, a 500), never a default. An absent optional field is left out, of API
+//! answers and stored items alike (`skip_serializing_none`), never written as null.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 use std::collections::HashMap;
 use utoipa::ToSchema;
 
@@ -75,10 +77,10 @@ pub struct Usage {
 }
 
 /// An image a user message carried. Inline (data URL) images are not stored, only noted.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct AttachmentRef {
     /// The image's URL (web images only).
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false, example = "https://example.com/photo.png")]
     pub url: Option<String>,
     /// The image was sent inline (a data URL, not stored).
@@ -86,6 +88,7 @@ pub struct AttachmentRef {
 }
 
 /// A message of a conversation.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Message {
     pub id: MessageId,
@@ -96,15 +99,12 @@ pub struct Message {
     #[schema(format = DateTime, example = "2026-01-15T09:30:00.123Z")]
     pub created_at: String,
     /// The model that wrote an answer.
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false, example = "llama-3.1-8b-instant")]
     pub model: Option<String>,
     /// The provider that served an answer.
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false, example = "groq")]
     pub provider: Option<String>,
     /// Token counts of an answer.
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub usage: Option<Usage>,
     /// Images a user message carried (absent when none).
@@ -113,6 +113,7 @@ pub struct Message {
 }
 
 /// A conversation of the caller's.
+#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Conversation {
     pub id: ConversationId,
@@ -123,11 +124,9 @@ pub struct Conversation {
     pub title: String,
     pub mode: Mode,
     /// The model it last used.
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false, example = "llama-3.1-8b-instant")]
     pub model: Option<String>,
     /// The system prompt it was started with.
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub system_prompt: Option<String>,
     /// When it was created (RFC 3339).
@@ -179,63 +178,63 @@ pub(crate) fn to_item(what: &str, value: &impl Serialize) -> Result<Item, StoreE
     serde_dynamo::to_item(value).map_err(|_| StoreError::Corrupt(format!("{what} item could not be written")))
 }
 
-/// A conversation's item as stored (`keys` has the key design). The names and types of its
-/// attributes are those of the items already in the table: change them only with a migration.
-#[derive(Serialize, Deserialize)]
-struct ConversationItem {
-    pk: String,
-    sk: String,
-    gsi1pk: String,
-    gsi1sk: String,
-    kind: String,
-    user_id: String,
-    title: String,
-    mode: Mode,
-    created_at: String,
-    updated_at: String,
-    message_count: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    model: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    system_prompt: Option<String>,
-    /// Set by a delete (only its presence counts), never written here.
-    #[serde(default, skip_serializing)]
-    deleted_at: Option<IgnoredAny>,
+/// Declares an item of the conversations table: its key attributes (`keys` has the design), the
+/// item's kind and owner, then its own attributes. A macro, not `#[serde(flatten)]`: flatten reads
+/// through serde's buffer, which loses the name of a corrupt attribute.
+macro_rules! conversations_item {
+    ($(#[$meta:meta])* struct $name:ident { $($(#[$fmeta:meta])* $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[skip_serializing_none]
+        #[derive(Serialize, Deserialize)]
+        struct $name {
+            pk: String,
+            sk: String,
+            gsi1pk: String,
+            gsi1sk: String,
+            kind: String,
+            user_id: String,
+            $($(#[$fmeta])* $field: $ty,)*
+        }
+    };
 }
 
-/// A message's item as stored, with an answer's replay fields ([`AnswerMeta`]; absent on user
-/// messages and on answers written before they existed). Same rule as [`ConversationItem`].
-#[derive(Serialize, Deserialize)]
-struct MessageItem {
-    pk: String,
-    sk: String,
-    gsi1pk: String,
-    gsi1sk: String,
-    kind: String,
-    user_id: String,
-    conversation_id: ConversationId,
-    role: Role,
-    content: String,
-    status: MessageStatus,
-    created_at: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    model: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    provider: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    usage: Option<UsageItem>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    attachments: Vec<AttachmentItem>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    answers: Option<MessageId>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    created_conversation: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    stream_title: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    replaces: Option<MessageId>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    finish_reason: Option<String>,
+conversations_item! {
+    /// A conversation's item as stored. The names and types of its attributes are those of the items
+    /// already in the table: change them only with a migration.
+    struct ConversationItem {
+        title: String,
+        mode: Mode,
+        created_at: String,
+        updated_at: String,
+        message_count: u64,
+        model: Option<String>,
+        system_prompt: Option<String>,
+        /// Set by a delete (only its presence counts), never written here.
+        #[serde(default, skip_serializing)]
+        deleted_at: Option<IgnoredAny>,
+    }
+}
+
+conversations_item! {
+    /// A message's item as stored, with an answer's replay fields ([`AnswerMeta`]; absent on user
+    /// messages and on answers written before they existed). Same rule as [`ConversationItem`].
+    struct MessageItem {
+        conversation_id: ConversationId,
+        role: Role,
+        content: String,
+        status: MessageStatus,
+        created_at: String,
+        model: Option<String>,
+        provider: Option<String>,
+        usage: Option<UsageItem>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<AttachmentItem>,
+        answers: Option<MessageId>,
+        created_conversation: Option<bool>,
+        stream_title: Option<String>,
+        replaces: Option<MessageId>,
+        finish_reason: Option<String>,
+    }
 }
 
 /// [`Usage`] as stored (a map); `estimated` only when true.
@@ -249,10 +248,10 @@ struct UsageItem {
 }
 
 /// [`AttachmentRef`] as stored (a map in a list).
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize)]
 struct AttachmentItem {
     inline: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     url: Option<String>,
 }
 
