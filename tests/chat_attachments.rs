@@ -203,15 +203,18 @@ async fn attachments_and_bodies_have_one_spelling_each() {
         assert_eq!(status, 422, "{attachments}: {body}");
         assert_eq!(body["errors"][0]["pointer"], pointer, "{attachments}: {body}");
     }
-    let res = h
-        .post("/api/v1/chat/completions", &alice)
-        .json(&json!(["salaam", null, null, null, null, null, null, false]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 422);
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["errors"][0]["pointer"], "", "{body}");
+    // A body is an object: never the request's fields as an array, in any order or length (serde's
+    // derived structs would take one in declaration order).
+    for array in [
+        json!(["salaam", null, null, null, null, null, null, false]),
+        json!(["salaam", null, null, false, [], null, null, null, null]),
+        json!(["salaam", null, null, null, null, null, null, false, []]),
+    ] {
+        let res = h.post("/api/v1/chat/completions", &alice).json(&array).send().await.unwrap();
+        assert_eq!(res.status(), 422);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["errors"][0]["pointer"], "", "{array}: {body}");
+    }
     nothing_stored(&h, &alice).await;
     assert_eq!(fake.request_count(), 0);
     // Both accepted spellings still work.

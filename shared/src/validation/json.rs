@@ -28,15 +28,13 @@ where
         let limit = BodyLimit::from_extensions(req.extensions()).0;
         let (parts, body) = req.into_parts();
         let bytes = body::read_limited(&parts.headers, body, limit).await?;
-        let value = parse_json::<T>(&bytes)?;
-        require_object(&bytes)?;
-        validate(value, "").map(ValidJson)
+        validate(parse_json::<T>(&bytes)?, "").map(ValidJson)
     }
 }
 
-/// Deserializes `bytes` as `T`, rejecting unknown fields anywhere in the document (all of them
-/// are listed), naming the field of a type failure, and telling syntax errors (400) from shape
-/// errors (422).
+/// Deserializes a request body, a JSON object, as `T`, rejecting unknown fields anywhere in the
+/// document (all of them are listed), naming the field of a type failure, and telling syntax
+/// errors (400) from shape errors (422).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::BadRequest("The request body is empty; a JSON document is required.".into()));
@@ -44,6 +42,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // Syntax first, over the whole document: a body that is not JSON is a 400 even when a
     // prefix of it would already fail as the wrong shape.
     serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(syntax_error)?;
+    // Then the root, before any field: an array must not be read as the struct's fields in order.
+    require_object(bytes)?;
     let mut unknown = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let result = {
@@ -191,8 +191,13 @@ mod tests {
         for bad in [&b"[1]"[..], b"\"x\"", b"5", b"null", b"true"] {
             assert_eq!(errors(require_object(bad)), [(String::new(), "must be a JSON object".to_string())]);
         }
-        // serde's derived structs take the array spelling: the reason for the check.
-        assert!(parse_json::<Strict>(b"[7]").is_ok());
+        // serde's derived structs take the array spelling, whole or wrongly typed: refused at the
+        // root before any field is read.
+        for array in [&b"[7]"[..], b"[\"x\"]", b"[]"] {
+            assert_eq!(errors(parse_json::<Strict>(array)), [(String::new(), "must be a JSON object".to_string())]);
+        }
+        // Syntax still comes first.
+        assert_eq!(parse_json::<Strict>(b"[7,").unwrap_err().status(), 400);
     }
 
     #[test]
@@ -208,7 +213,7 @@ mod tests {
             let err = parse_json::<Req>(bad).unwrap_err();
             assert_eq!(err.status(), 400, "{:?}: {err:?}", String::from_utf8_lossy(bad));
         }
-        let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+        let deep = format!("{}1{}", "{\"a\":".repeat(1000), "}".repeat(1000));
         assert_eq!(parse_json::<serde_json::Value>(deep.as_bytes()).unwrap_err().status(), 400);
     }
 
