@@ -3,33 +3,13 @@
 //! client address; signed-in routes are authenticated first) -> (routes)
 //! with problem+json for unknown routes, wrong methods and panics.
 
-use axum::{
-    Router, middleware,
-    response::{IntoResponse, Response},
-};
+use axum::{Router, middleware, response::IntoResponse};
 use std::any::Any;
 use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::rate_limit::{Limiter, RouteAccess};
 use crate::{config::Config, context::AppContext, cors, error, rate_limit, request_id, security_headers};
-
-/// Response extension set by a function's fallbacks: no route of the function matched the
-/// request (as opposed to a handler's own 404). The route contract test probes routers with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Unrouted;
-
-async fn unrouted_not_found() -> Response {
-    let mut res = error::not_found().await.into_response();
-    res.extensions_mut().insert(Unrouted);
-    res
-}
-
-async fn unrouted_method_not_allowed() -> Response {
-    let mut res = error::method_not_allowed().await.into_response();
-    res.extensions_mut().insert(Unrouted);
-    res
-}
 
 /// A function's routes behind the shared request path, each reached as `access` declares (see
 /// [`rate_limit::Access`]): the global limit per signed-in user or per address, and the
@@ -57,8 +37,8 @@ fn layered(routes: Router, config: &Config, global: rate_limit::GlobalLimit) -> 
     // charged to its address by `global_limit` once answered.
     routes
         .route_layer(middleware::from_fn_with_state(global.clone(), rate_limit::identify))
-        .fallback(unrouted_not_found)
-        .method_not_allowed_fallback(unrouted_method_not_allowed)
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn_with_state(global, rate_limit::global_limit))
         .layer(cors::cors_layer(config))
