@@ -47,8 +47,8 @@
 //! # fn start(ctx: &AppContext) -> Result<(), baatcheet_shared::config::ConfigError> {
 //! ctx.limiter.declare(&[&WIDGETS], &|k: &str| ctx.config.var(k))?; // a bad value fails the start
 //! # Ok(()) }
-//! # async fn handler(ctx: AppContext, user: AuthUser, widgets: Vec<String>) -> Result<(), LimitError> {
-//! // A refusal is the 429 problem.
+//! # async fn handler(ctx: AppContext, user: AuthUser, widgets: Vec<String>) -> Result<(), ApiError> {
+//! // A refusal (`LimitError`) becomes its problem+json through `?`: a 429, 400 or 503.
 //! ctx.limiter.check(WIDGETS.of(user.tier), &user.user_id, widgets.len() as u32).await?;
 //! # Ok(()) }
 //! ```
