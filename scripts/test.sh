@@ -32,9 +32,12 @@ GW_PORT=$(free_port)
 # documented responses (without a provider every valid completion would be a 503).
 unset PROVIDERS_JSON
 FAKE_UPSTREAM_TOKEN_DELAY_MS=0 FAKE_UPSTREAM_FIRST_TOKEN_MS=0 start_fake_upstream smoke
-# One client (this machine) sends schemathesis's hundreds of generated requests: the per-IP
-# global limit is raised here (limits have their own tests); per-user limits stay as configured.
-RATE_LIMIT_GLOBAL="100000/1h" PORT="$GW_PORT" TABLE_PREFIX="smoke-" AWS_LAMBDA_LOG_LEVEL=warn "$ROOT/target/debug/gateway" >"$LOCAL_DIR/smoke-gateway.log" 2>&1 &
+# One client (this machine) sends schemathesis's hundreds of generated requests: the global limit
+# and the smoke user's per-user limits are raised here (limits have their own tests), so the
+# generated requests reach the logic behind the limited routes instead of their 429.
+RATE_LIMIT_GLOBAL="100000/1h" RATE_LIMIT_CHAT_FREE="100000/1h" RATE_LIMIT_IMAGES="100000/1h" \
+  RATE_LIMIT_AUDIO="100000/1h" RATE_LIMIT_AUDIO_SECONDS_FREE="10000000/1h" RATE_LIMIT_SEARCH="100000/1h" \
+  PORT="$GW_PORT" TABLE_PREFIX="smoke-" AWS_LAMBDA_LOG_LEVEL=warn "$ROOT/target/debug/gateway" >"$LOCAL_DIR/smoke-gateway.log" 2>&1 &
 pids+=("$!")
 wait_for_port "$GW_PORT" "gateway (log: .local/smoke-gateway.log)" 60
 # A dev session token the local gateway trusts (the dev key pair in .local/, as `make token`).
