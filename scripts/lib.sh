@@ -138,17 +138,20 @@ ensure_playwright_core() {
     "playwright-core@$PLAYWRIGHT_CORE_VERSION" >/dev/null
 }
 
-# Clerk's own token verifier (@clerk/backend, npm) for the differential token test
-# (tests/clerk_differential.rs): pinned in tests/clerk/package.json and its package-lock.json,
-# installed with `npm ci` into tests/clerk/node_modules when missing or another version.
+# Clerk's own verifiers (@clerk/backend, npm) and Svix's Standard Webhooks signer, the references of
+# the differential tests (tests/clerk_differential.rs, tests/svix_differential.rs): pinned in
+# tests/clerk/package.json and its package-lock.json, installed with `npm ci` into
+# tests/clerk/node_modules when missing or another version.
 ensure_clerk_backend() {
-  local dir="$ROOT/tests/clerk" want have=""
-  want="$(node -p 'require(process.argv[1]).dependencies["@clerk/backend"]' "$dir/package.json")"
-  if [ -f "$dir/node_modules/@clerk/backend/package.json" ]; then
-    have="$(node -p 'require(process.argv[1]).version' "$dir/node_modules/@clerk/backend/package.json")"
-  fi
-  if [ "$have" = "$want" ]; then return; fi
-  log "installing @clerk/backend@$want (npm ci, tests/clerk/package-lock.json) for the differential token test"
+  local dir="$ROOT/tests/clerk"
+  # Installed already when every dependency package.json pins is there at its version.
+  if node -e '
+    const dir = process.argv[1];
+    for (const [name, want] of Object.entries(require(`${dir}/package.json`).dependencies)) {
+      try { if (require(`${dir}/node_modules/${name}/package.json`).version !== want) process.exit(1); }
+      catch { process.exit(1); }
+    }' "$dir"; then return; fi
+  log "installing Clerk's verifiers and the Standard Webhooks signer (npm ci, tests/clerk/package-lock.json) for the differential tests"
   npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
 }
 

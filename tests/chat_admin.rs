@@ -60,17 +60,7 @@ impl Gw {
 
     /// A signed delivery to the webhook function through the gateway, as Svix sends it.
     async fn deliver(&self, event: &Value) {
-        let d = Delivery::new(event);
-        let res = http()
-            .post(format!("{}{}", self.base, webhook::PATH))
-            .header("content-type", "application/json")
-            .header("svix-id", &d.id)
-            .header("svix-timestamp", d.timestamp.to_string())
-            .header("svix-signature", d.signature(clerk::WEBHOOK_SECRET))
-            .body(d.body.clone())
-            .send()
-            .await
-            .unwrap();
+        let res = Delivery::new(event).post(&self.base, clerk::WEBHOOK_SECRET).await;
         assert_eq!(res.status(), 200, "webhook delivery");
     }
 }

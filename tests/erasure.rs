@@ -20,16 +20,7 @@ use serde_json::{Value, json};
 /// Sends `d` as Svix does a (re-)delivery: same id, fresh timestamp and signature.
 async fn deliver(base: &str, d: &mut Delivery) -> (u16, Value) {
     d.timestamp = clerk::now();
-    let res = http()
-        .post(format!("{base}{}", webhook::PATH))
-        .header("content-type", "application/json")
-        .header("svix-id", &d.id)
-        .header("svix-timestamp", d.timestamp.to_string())
-        .header("svix-signature", d.signature(clerk::WEBHOOK_SECRET))
-        .body(d.body.clone())
-        .send()
-        .await
-        .unwrap();
+    let res = d.post(base, clerk::WEBHOOK_SECRET).await;
     let status = res.status().as_u16();
     (status, res.json().await.unwrap_or(Value::Null))
 }

@@ -1,7 +1,8 @@
 //! The shared platform against the local services: authentication (and its differential test
-//! against Clerk's own verifier), the Clerk webhook, DynamoDB expressions, the sharded local
-//! endpoint of the load tests, through the Lambda-shaped stack the revocation bound and the
-//! erasure of a deleted user, and limits keyed by identity.
+//! against Clerk's own verifier), the Clerk webhook (and its signature check against the
+//! vendors'), DynamoDB expressions, the sharded local endpoint of the load tests, through the
+//! Lambda-shaped stack the revocation bound and the erasure of a deleted user, and limits keyed by
+//! identity.
 //!
 //! One test binary per area (few binaries: each links the whole AWS SDK); each file below is one
 //! module, as it was one binary before.
@@ -14,6 +15,9 @@ mod clerk_differential;
 
 #[path = "webhook.rs"]
 mod webhook;
+
+#[path = "svix_differential.rs"]
+mod svix_differential;
 
 // Through the Lambda-shaped stack, here rather than among `api`'s many short-timeout functions:
 // the erasure test seeds and scans thousands of items on the shared local endpoint.

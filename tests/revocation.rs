@@ -18,17 +18,7 @@ fn deadline_after(delivered: Instant) -> Instant {
 }
 
 async fn deliver(base: &str, event: &Value) -> Instant {
-    let d = Delivery::new(event);
-    let res = http()
-        .post(format!("{base}{}", webhook::PATH))
-        .header("content-type", "application/json")
-        .header("svix-id", &d.id)
-        .header("svix-timestamp", d.timestamp.to_string())
-        .header("svix-signature", d.signature(clerk::WEBHOOK_SECRET))
-        .body(d.body.clone())
-        .send()
-        .await
-        .unwrap();
+    let res = Delivery::new(event).post(base, clerk::WEBHOOK_SECRET).await;
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap_or_default());
     Instant::now()
 }

@@ -259,6 +259,27 @@ impl Delivery {
         )
     }
 
+    /// Posts this delivery, signed with `secret`, to the webhook behind `base` (a gateway's stage
+    /// URL), as Svix does.
+    pub async fn post(&self, base: &str, secret: &str) -> reqwest::Response {
+        self.post_signed(base, &self.signature(secret)).await
+    }
+
+    /// Posts this delivery with the given `svix-signature` (one made elsewhere, e.g. by the vendor's
+    /// signer).
+    pub async fn post_signed(&self, base: &str, signature: &str) -> reqwest::Response {
+        crate::http()
+            .post(format!("{base}{}", webhook::PATH))
+            .header("content-type", "application/json")
+            .header("svix-id", &self.id)
+            .header("svix-timestamp", self.timestamp.to_string())
+            .header("svix-signature", signature)
+            .body(self.body.clone())
+            .send()
+            .await
+            .expect("the gateway answers")
+    }
+
     /// The request Svix would send, signed with `secret`.
     pub fn request(&self, secret: &str) -> http::Request<axum::body::Body> {
         http::Request::post(webhook::PATH)

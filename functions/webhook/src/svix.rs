@@ -87,10 +87,13 @@ impl Headers {
             return Err(SignatureError::InvalidHeader("svix-id"));
         }
         let ts_raw = header(h, "svix-timestamp", "webhook-timestamp")?;
+        // Canonical decimal only: the signature covers the header as sent while Svix's libraries
+        // sign the number they read, so "0123" must not pass for "123" (it would be a signature
+        // the vendor's verifier refuses).
         let timestamp = ts_raw
             .parse::<i64>()
             .ok()
-            .filter(|t| *t >= 0 && ts_raw.bytes().all(|b| b.is_ascii_digit()))
+            .filter(|t| ts_raw.bytes().all(|b| b.is_ascii_digit()) && *ts_raw == t.to_string())
             .ok_or(SignatureError::InvalidHeader("svix-timestamp"))?;
         let signatures = header(h, "svix-signature", "webhook-signature")?;
         Ok(Self {
@@ -245,7 +248,7 @@ mod tests {
             }
         }
         let mut h = headers(MSG_ID, now, &sig, false);
-        for bad in ["-1", "1.5", "+1800000000", "soon", ""] {
+        for bad in ["-1", "1.5", "+1800000000", "soon", "", "01800000000", "00"] {
             h.insert("svix-timestamp", bad.parse().unwrap());
             assert_eq!(verify(&h, PAYLOAD, now), Err(SignatureError::InvalidHeader("svix-timestamp")), "{bad}");
         }
