@@ -1126,7 +1126,26 @@ fn the_waf_web_acl_is_optional_and_guards_the_stage() {
     // Thousands of users share one carrier-NAT address: the rule is a flood brake, far above what
     // one address's users send (each user's own limit is 1000 an hour).
     assert!(limit >= 10_000, "{limit} per 5 minutes would block a busy carrier address");
-    assert_eq!(rate.0["Action"]["Block"]["CustomResponse"]["ResponseCode"], 429);
+    let refusal = &rate.0["Action"]["Block"]["CustomResponse"];
+    assert_eq!(refusal["ResponseCode"], 429);
+    // Like the API's own 429s: Retry-After (the evaluation window) and a quota-exceeded problem
+    // saying the same.
+    let window = rate.1["EvaluationWindowSec"].as_u64().expect("a window");
+    let retry: Vec<_> = refusal["ResponseHeaders"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| h["Name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case("retry-after")))
+        .collect();
+    assert_eq!(retry.len(), 1, "one Retry-After: {refusal}");
+    assert_eq!(retry[0]["Value"].as_str().and_then(|v| v.parse::<u64>().ok()), Some(window));
+    let key = refusal["CustomResponseBodyKey"].as_str().expect("a body");
+    let body = &p["CustomResponseBodies"][key];
+    let problem: Value = serde_json::from_str(body["Content"].as_str().expect("content")).expect("a JSON problem");
+    assert_eq!(
+        (problem["type"].as_str(), problem["status"].as_u64(), problem["retry_after"].as_u64()),
+        (Some("https://baatcheet.app/problems/quota-exceeded"), Some(429), Some(window))
+    );
     let managed =
         rules.iter().find_map(|r| r["Statement"].get("ManagedRuleGroupStatement")).expect("a managed rule group");
     assert_eq!(
