@@ -8,7 +8,7 @@ use baatcheet_shared::auth::AuthUser;
 use std::sync::Arc;
 
 use super::context_window::{self, ContextLimits, estimate_tokens};
-use crate::api::{AttachmentInput, CompletionInput, RegenerateInput};
+use crate::api::{AttachmentInput, CompletionInput, Generation, RegenerateInput};
 use crate::modes;
 use crate::providers::ChatParams;
 use crate::providers::catalog::{Catalog, Model};
@@ -69,9 +69,9 @@ impl ChatService {
         model: &Model,
         history: &[Message],
         images: Vec<String>,
-        temperature: Option<f32>,
-        max_tokens: Option<u32>,
+        generation: &Generation,
     ) -> (ChatParams, u64) {
+        let Generation { temperature, max_tokens, .. } = *generation;
         let system = modes::system_prompt(settings.mode, settings.system_prompt.as_deref());
         let system_tokens = estimate_tokens(&system);
         let limits = ContextLimits::for_model(
@@ -178,8 +178,7 @@ impl ChatService {
             }
         };
         let images = images.into_iter().map(|i| i.data_url).collect();
-        let (params, prompt_estimate) =
-            self.params(&settings, &model, &history, images, input.generation.temperature, input.generation.max_tokens);
+        let (params, prompt_estimate) = self.params(&settings, &model, &history, images, &input.generation);
         Ok(Prepared {
             catalog,
             conversation_id,
@@ -240,8 +239,7 @@ impl ChatService {
             e => e,
         })?;
         let images = images.into_iter().map(|i| i.data_url).collect();
-        let (params, prompt_estimate) =
-            self.params(&settings, &model, &recent, images, input.generation.temperature, input.generation.max_tokens);
+        let (params, prompt_estimate) = self.params(&settings, &model, &recent, images, &input.generation);
         Ok(Prepared {
             catalog,
             conversation_id: conversation.id,
