@@ -36,6 +36,8 @@ where
 /// document (all of them are listed), naming the field of a type failure, and telling syntax
 /// errors (400) from shape errors (422).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // RFC 8259 lets a parser ignore a UTF-8 byte order mark, which some platforms' encoders write.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     if bytes.is_empty() {
         return Err(ApiError::BadRequest("The request body is empty; a JSON document is required.".into()));
     }
@@ -65,8 +67,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         Err(e) => {
             let path = e.path().clone();
             let inner = e.into_inner();
+            // A number too large for its type (1e400) is valid JSON: serde_json calls it a syntax
+            // error, but the client's mistake is the field's value.
+            let out_of_range = inner.to_string().starts_with("number out of range");
             match inner.classify() {
                 serde_json::error::Category::Data => Err(shape_error("", &path, &inner.to_string())),
+                serde_json::error::Category::Syntax if out_of_range => {
+                    Err(shape_error("", &path, "is out of range for a number"))
+                }
                 _ => Err(syntax_error(inner)),
             }
         }
@@ -166,6 +174,16 @@ mod tests {
         assert_eq!(e[0].0, "/messages/0/content");
         let e = errors(parse_json::<Req>(br#"{"title":"a","limit":-1}"#));
         assert_eq!(e[0].0, "/limit");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_ignored_and_a_huge_number_is_the_fields_fault() {
+        assert!(parse_json::<Strict>(b"\xEF\xBB\xBF{\"a\":1}").is_ok());
+        assert_eq!(parse_json::<Strict>(b"\xEF\xBB\xBF").unwrap_err().status(), 400, "a mark alone is empty");
+        assert_eq!(errors(parse_json::<Strict>(br#"{"a":1e400}"#))[0].0, "/a");
+        let e =
+            errors(parse_json::<Req>(br#"{"title":"a","limit":1,"messages":[{"role":"u","content":"c"}],"x":1e999}"#));
+        assert_eq!(e[0].0, "/x", "{e:?}");
     }
 
     #[test]
