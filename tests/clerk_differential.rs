@@ -7,15 +7,12 @@
 //! why); any other disagreement fails the test.
 
 use baatcheet_tests::TestStack;
-use baatcheet_tests::clerk::{AZP, ISSUER, JwksServer, SECRET_KEY, TestKey, keys};
+use baatcheet_tests::clerk::{AZP, ISSUER, JwksServer, SECRET_KEY, TestKey, keys, run_vendor_script};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 /// The pinned clock (seconds), and Clerk's in milliseconds: half a second into that second, so
 /// the boundary cases also check how each side rounds.
@@ -279,34 +276,13 @@ struct Verdict {
     reason: String,
 }
 
-fn clerk_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clerk")
-}
-
 /// Runs tests/clerk/verify.mjs (Clerk's verifyToken) over every run's tokens.
 fn clerk_verdicts(runs: &[(Value, Vec<String>)]) -> Vec<Vec<Verdict>> {
-    let dir = clerk_dir();
-    assert!(
-        dir.join("node_modules/@clerk/backend/package.json").is_file(),
-        "@clerk/backend is not installed in {}: run `npm ci --prefix tests/clerk` (scripts/test.sh does)",
-        dir.display()
-    );
     let input = json!({
         "now_ms": NOW_MS,
         "runs": runs.iter().map(|(options, tokens)| json!({"options": options, "tokens": tokens})).collect::<Vec<_>>(),
     });
-    let mut child = Command::new("node")
-        .arg("verify.mjs")
-        .current_dir(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node runs (Node.js is a prerequisite of make test)");
-    child.stdin.take().expect("stdin").write_all(input.to_string().as_bytes()).expect("write the corpus");
-    let out = child.wait_with_output().expect("node finishes");
-    assert!(out.status.success(), "verify.mjs failed: {}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).expect("verify.mjs answers JSON");
+    let v = run_vendor_script("verify.mjs", &input);
     v.as_array()
         .expect("one list per run")
         .iter()

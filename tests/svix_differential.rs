@@ -14,11 +14,8 @@
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use baatcheet_tests::TestStack;
-use baatcheet_tests::clerk::{self, Delivery, WEBHOOK_SECRET, unique_user, user_event};
+use baatcheet_tests::clerk::{self, Delivery, WEBHOOK_SECRET, run_vendor_script, unique_user, user_event};
 use serde_json::{Value, json};
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use webhook::svix::{Headers, Secret, TOLERANCE_SECS};
 
 /// The pinned clock (seconds), and the vendor's in milliseconds: half a second into that second,
@@ -38,25 +35,8 @@ const STRICTER: &[(&str, &str)] = &[
 
 /// One call to the vendor's code: its signatures of `sign`, its verdicts on `verify`.
 fn vendor(secret: &str, sign: &[Value], verify: &[Value]) -> (Vec<String>, Vec<(bool, String)>) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clerk");
-    assert!(
-        dir.join("node_modules/standardwebhooks/package.json").is_file(),
-        "the vendors' webhook libraries are not installed in {}: run `npm ci --prefix tests/clerk` (scripts/test.sh does)",
-        dir.display()
-    );
     let input = json!({"now_ms": NOW_MS, "secret": secret, "sign": sign, "verify": verify});
-    let mut child = Command::new("node")
-        .arg("webhooks.mjs")
-        .current_dir(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node runs (Node.js is a prerequisite of make test)");
-    child.stdin.take().expect("stdin").write_all(input.to_string().as_bytes()).expect("write the corpus");
-    let out = child.wait_with_output().expect("node finishes");
-    assert!(out.status.success(), "webhooks.mjs failed: {}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).expect("webhooks.mjs answers JSON");
+    let v = run_vendor_script("webhooks.mjs", &input);
     let signatures = v["signatures"].as_array().expect("signatures").iter().map(|s| s.as_str().unwrap().to_owned());
     let verdicts = v["verdicts"]
         .as_array()

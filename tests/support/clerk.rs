@@ -313,3 +313,30 @@ pub fn user_event(kind: &str, clerk_id: &str, updated_at: i64, first_name: &str,
 pub fn deleted_event(clerk_id: &str) -> Value {
     json!({"type": "user.deleted", "object": "event", "data": {"id": clerk_id, "deleted": true, "object": "user"}})
 }
+
+/// Runs `script` of tests/clerk (the vendors' code, pinned in its package-lock.json: Clerk's
+/// verifiers, Svix's Standard Webhooks library) under Node.js with `input` on stdin, and returns
+/// the JSON it writes.
+pub fn run_vendor_script(script: &str, input: &Value) -> Value {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clerk");
+    assert!(
+        dir.join("node_modules/@clerk/backend/package.json").is_file()
+            && dir.join("node_modules/standardwebhooks/package.json").is_file(),
+        "the vendors' libraries are not installed in {}: run `npm ci --prefix tests/clerk` (scripts/test.sh does)",
+        dir.display()
+    );
+    let mut child = Command::new("node")
+        .arg(script)
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs (Node.js is a prerequisite of make test)");
+    child.stdin.take().expect("stdin").write_all(input.to_string().as_bytes()).expect("write the input");
+    let out = child.wait_with_output().expect("node finishes");
+    assert!(out.status.success(), "{script} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script} answers JSON: {e}"))
+}
