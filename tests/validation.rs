@@ -190,10 +190,14 @@ async fn wrong_or_missing_content_type_is_415() {
 
 #[tokio::test]
 async fn malformed_json_is_400() {
-    for body in ["{", "{\"title\":}", "", "nul", "{\"title\":\"a\"} {}", "\u{feff}{}"] {
+    for body in ["{", "{\"title\":}", "", "nul", "{\"title\":\"a\"} {}", "\u{feff}", "\u{feff}\u{feff}{}"] {
         let r = post_json("/api/v1/conversations", body).await;
         assert_problem(&r, 400);
     }
+    // One leading byte order mark is ignored (RFC 8259 allows it): the body is then read as usual.
+    let r = post_json("/api/v1/conversations", "\u{feff}{}").await;
+    assert_problem(&r, 422);
+    assert_eq!(pointers(&r), ["/title"]);
     let r = call("POST", "/api/v1/conversations", Some("application/json"), b"{\"title\":\"\xc3\x28\"}".to_vec()).await;
     assert_problem(&r, 400);
 }
