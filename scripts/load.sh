@@ -158,17 +158,8 @@ if [ -s "$report" ]; then
   node "$ROOT/tools/load/load.mjs" summary "$report"
 fi
 
-# The gateway's limiter over the run (local stack: one process serves every function), from the
-# health function's metrics route: DynamoDB calls per decision show compare-and-set conflicts.
-if [ -n "${PORT:-}" ]; then
-  node -e '
-    fetch(process.argv[1]).then((r) => r.json()).then(({ rate_limiter: l }) => console.log(
-      `rate limiter        ${l.store_calls} DynamoDB calls for ${l.store_decisions} store decisions, ` +
-      `${l.deny_cache_hits} deny-cache hits, ${l.fallback_decisions} fallback decisions, ${l.store_failures} store failures`))
-    .catch((e) => console.log(`rate limiter        (metrics unavailable: ${e.message})`));
-  ' "$API_URL/api/v1/health/metrics"
-fi
-
+# The limiter's DynamoDB calls over the run are in the local endpoint's figures below: each
+# function instance is a process of its own, so no one instance's /health figures describe the run.
 if [ -r /proc/stat ]; then
   hz="$(getconf CLK_TCK)" cpus="$(nproc)" secs=$((SECONDS - started_at))
   awk -v t="$steal_ticks" -v hz="$hz" -v n="$cpus" -v s="$secs" 'BEGIN {
